@@ -1,0 +1,51 @@
+# knarr: the two commands of the quick start, and the rest of the house.
+# Every target installs what it needs itself, so each works on a fresh
+# Debian 12 machine as root.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := busybox-static libseccomp2 iproute2 runc crun podman containerd uidmap \
+                python3-venv
+BENCH_APT_PACKAGES := hyperfine
+
+.PHONY: demo test lint unit integration bench deps clean
+
+deps: $(VENV)/.installed
+
+$(VENV)/.apt-installed:
+	@mkdir -p $(VENV)
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
+	  echo "installing Debian packages: $(APT_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(APT_PACKAGES) >/dev/null; }
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.apt-installed
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: deps
+	@scripts/busybox-bundle .state/demo-bundle echo "hello from a knarr container: pid 1 in its own namespaces"
+	@$(VENV)/bin/knarr-runtime --root .state/runtime run --bundle .state/demo-bundle demo-$$$$
+
+lint: deps
+	$(VENV)/bin/ruff check knarr tests bench
+
+unit: deps
+	$(PY) -m pytest -q tests/unit
+
+integration: deps
+	$(PY) -m pytest -q tests/integration
+
+test: deps lint
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: deps
+	@dpkg -s $(BENCH_APT_PACKAGES) >/dev/null 2>&1 || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_APT_PACKAGES) >/dev/null
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .state build *.egg-info

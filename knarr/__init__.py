@@ -1,0 +1,3 @@
+"""knarr: a container engine for Linux."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,165 @@
+"""ctypes bindings to libc and raw syscalls (x86_64 and aarch64)."""
+
+import ctypes
+import os
+import platform
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "pidfd_open": 434, "pidfd_send_signal": 424, "capget": 125,
+               "capset": 126, "setns": 308},
+    "aarch64": {"pivot_root": 41, "pidfd_open": 434, "pidfd_send_signal": 424, "capget": 90,
+                "capset": 91, "setns": 268},
+}[platform.machine()]
+
+_libc.syscall.restype = ctypes.c_long
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+
+
+def _check(result: int, what: str, *paths: object) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        detail = " ".join(str(p) for p in paths if p is not None)
+        raise OSError(err, f"{what} {detail}: {os.strerror(err)}".replace("  ", " "))
+    return result
+
+
+def _bytes(value: str | bytes | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return os.fsencode(value)
+
+
+def unshare(flags: int) -> None:
+    """Move the calling process into new namespaces named by CLONE_* flags."""
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """Join the namespace behind the open file descriptor `fd`."""
+    _check(_libc.syscall(_SYSCALLS["setns"], ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    """mount(2); `data` is the comma-separated option string."""
+    data_b = _bytes(data)
+    _check(_libc.mount(_bytes(source), _bytes(target), _bytes(fstype), ctypes.c_ulong(flags),
+                       ctypes.c_char_p(data_b) if data_b is not None else None),
+           "mount", source, "on", target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    """umount2(2)."""
+    _check(_libc.umount2(_bytes(target), flags), "umount", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2): make `new_root` the root, moving the old root to `put_old`."""
+    _check(_libc.syscall(_SYSCALLS["pivot_root"], ctypes.c_char_p(_bytes(new_root)),
+                         ctypes.c_char_p(_bytes(put_old))), "pivot_root", new_root)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2); returns the call's result."""
+    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2) in the current UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(ctypes.c_char_p(raw), ctypes.c_size_t(len(raw))), "sethostname",
+           name)
+
+
+def setdomainname(name: str) -> None:
+    """setdomainname(2) in the current UTS namespace."""
+    raw = name.encode()
+    _check(_libc.setdomainname(ctypes.c_char_p(raw), ctypes.c_size_t(len(raw))),
+           "setdomainname", name)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """Return (effective, permitted, inheritable) capability masks of `pid` (0: self)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    _check(_libc.syscall(_SYSCALLS["capget"], ctypes.byref(header), data), "capget")
+    join = lambda lo, hi: lo | (hi << 32)  # noqa: E731
+    return (join(data[0].effective, data[1].effective),
+            join(data[0].permitted, data[1].permitted),
+            join(data[0].inheritable, data[1].inheritable))
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the calling thread's effective, permitted and inheritable capability masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i, shift in enumerate((0, 32)):
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.syscall(_SYSCALLS["capset"], ctypes.byref(header), data), "capset")
+
+
+def pidfd_open(pid: int) -> int:
+    """pidfd_open(2): a file descriptor that refers to process `pid`."""
+    return _check(_libc.syscall(_SYSCALLS["pidfd_open"], ctypes.c_int(pid), ctypes.c_uint(0)),
+                  "pidfd_open", pid)
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    """Send `sig` to the process behind `pidfd`, race-free against pid reuse."""
+    _check(_libc.syscall(_SYSCALLS["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(sig),
+                         None, ctypes.c_uint(0)), "pidfd_send_signal")
