@@ -1,0 +1,135 @@
+"""Device nodes and the standard links of a container's /dev.
+
+Nodes are made with mknod(2), or, inside a user namespace where mknod is not
+allowed, bind-mounted from the host's node of the same path.
+"""
+
+import os
+import stat
+
+from knarr.errors import FailedPrecondition, InvalidArgument
+from knarr.runtime.mounts import safe_join
+from knarr.sys.libc import MS_BIND, mount
+
+__all__ = [
+    "DEFAULT_DEVICES",
+    "devices_of",
+    "create_devices",
+    "create_dev_links",
+    "bind_console",
+]
+
+# The nodes every container gets (config-linux.md, "Default Devices").
+DEFAULT_DEVICES = (
+    {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
+    {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5},
+    {"path": "/dev/full", "type": "c", "major": 1, "minor": 7},
+    {"path": "/dev/random", "type": "c", "major": 1, "minor": 8},
+    {"path": "/dev/urandom", "type": "c", "major": 1, "minor": 9},
+    {"path": "/dev/tty", "type": "c", "major": 5, "minor": 0},
+)
+
+_DEFAULT_MODE = 0o666
+
+_NODE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+_DEV_LINKS = (
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+    ("/dev/ptmx", "pts/ptmx"),
+)
+
+
+def devices_of(config: dict) -> list[dict]:
+    """The config's linux.devices, then each default device it does not redefine."""
+    listed = list(config.get("linux", {}).get("devices", []))
+    paths = {os.path.normpath(d.get("path", "")) for d in listed}
+    return listed + [dict(d) for d in DEFAULT_DEVICES if d["path"] not in paths]
+
+
+def create_devices(rootfs: str, devices: list[dict], *, bind: bool) -> None:
+    """Make each device node inside `rootfs`; with `bind`, bind the host's node instead."""
+    for device in devices:
+        path = device.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise InvalidArgument(f"create device {path!r}: path must be absolute",
+                                  path=path)
+        dest = _entry_in(rootfs, path)
+        try:
+            os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
+            if bind:
+                _bind_device(path, dest)
+            else:
+                _make_node(device, dest)
+        except OSError as exc:
+            raise FailedPrecondition(f"create device {path} at {dest}: {exc.strerror}",
+                                     path=path, errno=exc.errno) from exc
+
+
+def _make_node(device: dict, dest: str) -> None:
+    kind = device.get("type", "c")
+    if kind not in _NODE_TYPES:
+        raise InvalidArgument(f"create device {device['path']}: unknown type {kind!r}",
+                              path=device["path"])
+    mode = device.get("fileMode", _DEFAULT_MODE) & 0o7777
+    number = 0 if kind == "p" else os.makedev(device.get("major", 0), device.get("minor", 0))
+    _remove_non_directory(dest)
+    os.mknod(dest, mode | _NODE_TYPES[kind], number)
+    os.chmod(dest, mode)  # mknod's mode went through the umask
+    uid, gid = device.get("uid", -1), device.get("gid", -1)
+    if uid != -1 or gid != -1:
+        os.chown(dest, uid, gid)
+
+
+def _bind_device(path: str, dest: str) -> None:
+    if os.path.islink(dest):
+        os.unlink(dest)
+    if not os.path.exists(dest):
+        os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+    mount(path, dest, None, MS_BIND)
+
+
+def _entry_in(rootfs: str, path: str) -> str:
+    # The directory is resolved inside rootfs; the entry itself is not
+    # followed, since it is what gets replaced.
+    path = os.path.normpath(path)
+    return os.path.join(safe_join(rootfs, os.path.dirname(path)), os.path.basename(path))
+
+
+def _remove_non_directory(path: str) -> None:
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def create_dev_links(rootfs: str) -> None:
+    """Make /dev/fd, /dev/std{in,out,err}, /dev/ptmx and /dev/core links in `rootfs`."""
+    links = list(_DEV_LINKS)
+    if os.path.exists("/proc/kcore"):
+        links.append(("/dev/core", "/proc/kcore"))
+    for path, target in links:
+        dest = _entry_in(rootfs, path)
+        try:
+            if os.path.islink(dest) and os.readlink(dest) == target:
+                continue
+            _remove_non_directory(dest)
+            os.symlink(target, dest)
+        except OSError as exc:
+            raise FailedPrecondition(f"link {path} to {target} at {dest}: {exc.strerror}",
+                                     path=path, errno=exc.errno) from exc
+
+
+def bind_console(slave_path: str) -> None:
+    """Bind the terminal's pty slave onto /dev/console (of the current root)."""
+    try:
+        if not os.path.exists("/dev/console"):
+            os.close(os.open("/dev/console",
+                             os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+        mount(slave_path, "/dev/console", None, MS_BIND)
+    except OSError as exc:
+        raise FailedPrecondition(f"bind {slave_path} on /dev/console: {exc.strerror}",
+                                 path=slave_path, errno=exc.errno) from exc
