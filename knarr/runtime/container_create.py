@@ -1,0 +1,202 @@
+"""create: set up a container from a bundle and leave its init waiting for start."""
+
+import json
+import os
+import shutil
+import signal
+import time
+
+from knarr.errors import FailedPrecondition, InvalidArgument, KnarrError, NotFound
+from knarr.oci import runtime_spec
+from knarr.runtime import capabilities, cgroups, hooks, init, namespaces, seccomp, state
+from knarr.runtime.channel import Channel, pair
+
+__all__ = ["create", "load_bundle"]
+
+
+def load_bundle(bundle: str) -> dict:
+    """Read and validate `<bundle>/config.json`."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise NotFound(f"load bundle {bundle}: config.json not found", path=path) from None
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"load bundle {bundle}: config.json is not valid JSON: {exc}",
+                              path=path) from exc
+    runtime_spec.validate_config(config)
+    if "process" not in config:
+        raise InvalidArgument(f"load bundle {bundle}: config.json: process: missing")
+    _check_security(config)
+    return config
+
+
+def _check_security(config: dict) -> None:
+    """Fail at create, before any process exists, on a bad capability or profile."""
+    for kind, names in config["process"].get("capabilities", {}).items():
+        capabilities.mask(names, f"process.capabilities.{kind}")
+    profile = config.get("linux", {}).get("seccomp")
+    if profile:
+        seccomp.validate(profile)
+
+
+def _rootfs_of(bundle: str, config: dict) -> str:
+    rootfs = os.path.join(bundle, config["root"]["path"])
+    if not os.path.isdir(rootfs):
+        raise NotFound(f"create container: rootfs {rootfs} does not exist or is not a "
+                       f"directory", path=rootfs)
+    return os.path.realpath(rootfs)
+
+
+def create(root: str, container_id: str, bundle: str, *, console_socket: str | None = None,
+           pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+           systemd_cgroup: bool = False) -> dict:
+    """Create the container; on any failure nothing is left behind."""
+    state.validate_id(container_id)
+    bundle = os.path.realpath(bundle)
+    config = load_bundle(bundle)
+    rootfs = _rootfs_of(bundle, config)
+    cdir = state.make_container_dir(root, container_id)
+    record = {"ociVersion": config["ociVersion"], "id": container_id, "pid": 0,
+              "bundle": bundle, "rootfs": rootfs, "annotations": config.get("annotations"),
+              "created": _now_rfc3339(), "start_time": None, "cgroups_path":
+              config.get("linux", {}).get("cgroupsPath"), "systemd_cgroup": systemd_cgroup}
+    cgroup = None
+    try:
+        fifo = os.path.join(cdir, state.FIFO_NAME)
+        os.mkfifo(fifo, 0o622)
+        cgroup = cgroups.open_cgroup(record["cgroups_path"], container_id)
+        cgroup.create()
+        cgroup.apply(config.get("linux", {}).get("resources", {}))
+        ctx = {"config": config, "rootfs": rootfs, "fifo": fifo, "no_pivot": no_pivot,
+               "namespaces": runtime_spec.namespaces_of(config), "preserve_fds": preserve_fds,
+               "console_socket": console_socket}
+        pid = _spawn(ctx, cgroup, record, config)
+        record["pid"] = pid
+        record["start_time"] = state.process_start_time(pid)
+        state.save(root, record)
+        if pid_file:
+            state.write_atomic(os.path.abspath(pid_file), str(pid).encode(), 0o644)
+    except BaseException:
+        _undo(cdir, cgroup, record)
+        raise
+    return record
+
+
+def _spawn(ctx: dict, cgroup, record: dict, config: dict) -> int:
+    parent, child = pair()
+    pid = os.fork()
+    if pid == 0:
+        parent.close()
+        init.stage1(child, ctx)
+    child.close()
+    try:
+        return _drive(parent, pid, ctx, cgroup, record, config)
+    finally:
+        parent.close()
+
+
+def _drive(ch: Channel, stage1: int, ctx: dict, cgroup, record: dict, config: dict) -> int:
+    """Walk stage1 and init through creation; return init's pid."""
+    what = f"create container {record['id']}"
+    try:
+        cgroup.add_process(stage1)
+        ch.send("go")
+        message = _next(ch, what)
+        if message["kind"] == "userns":
+            namespaces.write_id_maps(stage1, config.get("linux", {}))
+            ch.send("mapped")
+            message = _next(ch, what)
+    except BaseException:
+        _reap(stage1, kill=True)
+        raise
+    if message["kind"] != "pid":
+        _reap(stage1, kill=True)
+        raise FailedPrecondition(f"{what}: unexpected message {message['kind']!r}")
+    pid = message["pid"]
+    _reap(stage1)
+    record["pid"] = pid
+    try:
+        ch.expect("namespaces", what)
+        _set_oom_score(pid, config["process"].get("oomScoreAdj"))
+        state_now = _hook_state(record, "created")
+        hooks.run(config, "prestart", state_now)
+        hooks.run(config, "createRuntime", state_now)
+        ch.send("continue", hook_state=state_now)
+        ch.expect("ready", what)
+    except BaseException:
+        _kill(pid)
+        raise
+    return pid
+
+
+def _next(ch: Channel, what: str) -> dict:
+    message = ch.recv()
+    if message is None:
+        raise FailedPrecondition(f"{what}: container init exited unexpectedly")
+    if message["kind"] == "error":
+        from knarr.runtime.channel import error_from
+
+        raise error_from(message)
+    return message
+
+
+def _set_oom_score(pid: int, score: int | None) -> None:
+    if score is None:
+        return
+    try:
+        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+            f.write(str(score))
+    except OSError as exc:
+        raise InvalidArgument(f"set oomScoreAdj {score}: {exc.strerror}") from exc
+
+
+def _reap(pid: int, kill: bool = False) -> None:
+    if kill:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(200):
+        if state.process_start_time(pid) is None:
+            return
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.005)
+
+
+def _undo(cdir: str, cgroup, record: dict) -> None:
+    """Remove whatever a failed create made."""
+    if record.get("pid"):
+        _kill(record["pid"])
+    if cgroup is not None:
+        try:
+            cgroup.destroy()
+        except KnarrError:
+            pass
+    shutil.rmtree(cdir, ignore_errors=True)
+
+
+def _hook_state(record: dict, status: str) -> dict:
+    return state.oci_state(record, status) | {"pid": record.get("pid") or 0}
+
+
+def _now_rfc3339() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"

@@ -1,0 +1,32 @@
+"""delete: remove a stopped (or, with force, any) container and all it holds."""
+
+import shutil
+
+from knarr.errors import KnarrError, NotFound
+from knarr.runtime import container as containers
+from knarr.runtime import hooks, state
+from knarr.runtime.container_create import load_bundle
+
+__all__ = ["delete"]
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    """Delete a container; a running one only with `force` (SIGKILL first)."""
+    try:
+        c = containers.load(root, container_id)
+    except NotFound:
+        if force:
+            return
+        raise
+    status = c.status()
+    if status in (state.Status.RUNNING, state.Status.PAUSED) and not force:
+        raise c.refuse("delete", status)
+    if status != state.Status.STOPPED:
+        c.kill_all()
+    c.cgroup.destroy()
+    shutil.rmtree(state.container_dir(root, container_id), ignore_errors=True)
+    try:
+        config = load_bundle(c.record["bundle"])
+    except KnarrError:
+        return
+    hooks.run(config, "poststop", state.oci_state(c.record, state.Status.STOPPED))

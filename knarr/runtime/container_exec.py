@@ -1,0 +1,108 @@
+"""exec: run one more process inside a running container."""
+
+import os
+
+from knarr.errors import FailedPrecondition, InvalidArgument
+from knarr.oci import runtime_spec
+from knarr.runtime import console, init, namespaces, process, state
+from knarr.runtime import container as containers
+from knarr.runtime.channel import Channel, pair
+from knarr.runtime.container_create import load_bundle
+from knarr.runtime.waiting import become_subreaper, wait_exit_status
+
+__all__ = ["exec_process"]
+
+
+def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = False,
+                 console_socket: str | None = None, pid_file: str | None = None,
+                 preserve_fds: int = 0) -> int:
+    """Start `proc` in the container; return its pid (detach) or its exit status."""
+    c = containers.load(root, container_id)
+    status = c.status()
+    if status not in (state.Status.RUNNING, state.Status.CREATED):
+        raise c.refuse("exec in", status)
+    runtime_spec.validate_config({"ociVersion": "x", "root": {"path": "/"}, "process": proc})
+    if proc.get("terminal") and not console_socket:
+        raise InvalidArgument("exec with a terminal needs --console-socket")
+    config = load_bundle(c.record["bundle"])
+    ctx = {"process": proc, "console_socket": console_socket, "preserve_fds": preserve_fds,
+           "seccomp": config.get("linux", {}).get("seccomp"),
+           "namespaces": namespaces.namespace_paths_of(c.pid, namespaces.FLAGS)}
+    if not detach:
+        become_subreaper()
+    parent, child = pair()
+    pid = os.fork()
+    if pid == 0:
+        parent.close()
+        _stage1(child, ctx)
+    child.close()
+    try:
+        target = _drive(parent, pid, c)
+    finally:
+        parent.close()
+    if pid_file:
+        state.write_atomic(os.path.abspath(pid_file), str(target).encode(), 0o644)
+    return target if detach else wait_exit_status(target)
+
+
+def _drive(ch: Channel, stage1: int, c: containers.Container) -> int:
+    c.cgroup.add_process(stage1)
+    ch.send("go")
+    try:
+        message = ch.expect("pid", f"exec in container {c.id}")
+    finally:
+        os.waitpid(stage1, 0)
+    target = message["pid"]
+    # The channel closes on exec: EOF means the process is running.
+    reply = ch.recv()
+    if reply is not None and reply["kind"] == "error":
+        from knarr.runtime.channel import error_from
+
+        try:
+            os.waitpid(target, 0)
+        except ChildProcessError:
+            pass
+        raise error_from(reply)
+    return target
+
+
+def _stage1(ch: Channel, ctx: dict) -> None:
+    try:
+        ch.expect("go", "exec")
+        sock = console.connect(ctx["console_socket"]) if ctx["console_socket"] else None
+        opened = namespaces.open_paths(namespaces.join_paths(ctx["namespaces"]))
+        namespaces.join(opened)
+        pid = os.fork()
+        if pid == 0:
+            _become(ch, ctx, sock)
+        ch.send("pid", pid=pid)
+        os._exit(0)
+    except BaseException as exc:  # noqa: BLE001
+        ch.send_error(exc)
+        os._exit(1)
+
+
+def _become(ch: Channel, ctx: dict, sock) -> None:
+    try:
+        proc = ctx["process"]
+        os.setsid()
+        if proc.get("terminal"):
+            master, slave = console.open_pty()
+            size = proc.get("consoleSize")
+            if size:
+                console.set_size(master, size.get("height", 0), size.get("width", 0))
+            console.send_master(sock, master)
+            os.close(master)
+            console.make_controlling(slave)
+        if sock is not None:
+            sock.close()
+        for fd in range(3, 3 + ctx["preserve_fds"]):
+            os.set_inheritable(fd, True)
+        process.find_executable(proc)
+        init.restore_signals()
+        process.finalize(proc, seccomp=ctx["seccomp"])
+        process.exec_process(proc)
+    except BaseException as exc:  # noqa: BLE001
+        ch.send_error(exc)
+        os._exit(127 if "not found" in str(exc) else 126)
+    raise FailedPrecondition("exec returned")

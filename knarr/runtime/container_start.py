@@ -1,0 +1,40 @@
+"""start: release a created container's init to exec the user's process."""
+
+import os
+import select
+
+from knarr.errors import FailedPrecondition
+from knarr.runtime import container as containers
+from knarr.runtime import hooks, state
+from knarr.runtime.container_create import load_bundle
+
+__all__ = ["start"]
+
+
+def start(root: str, container_id: str) -> containers.Container:
+    """Start a created container and run its poststart hooks."""
+    c = containers.load(root, container_id)
+    status = c.status()
+    if status != state.Status.CREATED:
+        raise c.refuse("start", status)
+    fifo = os.path.join(state.container_dir(root, container_id), state.FIFO_NAME)
+    _release(c, fifo)
+    config = load_bundle(c.record["bundle"])
+    hooks.run(config, "poststart", c.oci_state())
+    return c
+
+
+def _release(c: containers.Container, fifo: str) -> None:
+    # Non-blocking open: if init died, a blocking open would wait forever.
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready and os.read(fd, 1):
+                break
+            if state.process_start_time(c.pid) != c.record["start_time"]:
+                raise FailedPrecondition(f"start container {c.id}: its init exited before "
+                                         f"start", id=c.id)
+    finally:
+        os.close(fd)
+    os.unlink(fifo)

@@ -1,0 +1,167 @@
+"""The container's side of create: the forked processes that become the container.
+
+stage1 (child of the runtime) joins and makes namespaces, then forks init, which
+is pid 1 of a new pid namespace. init builds the root file system, reports
+ready, and blocks on the exec fifo until `start`; then it becomes the user's
+process. Every step reports failure to the runtime over the channel.
+"""
+
+import os
+import signal
+
+from knarr import sys as ksys
+from knarr.errors import FailedPrecondition, InvalidArgument
+from knarr.runtime import console, hooks, namespaces, process, rootfs
+from knarr.runtime.channel import Channel
+
+__all__ = ["stage1", "restore_signals"]
+
+
+def stage1(ch: Channel, ctx: dict) -> None:
+    """Run in the runtime's child; never returns."""
+    try:
+        ch.expect("go", "container init")
+        _enter_namespaces(ch, ctx)
+        pid = os.fork()
+        if pid == 0:
+            _init(ch, ctx)
+        ch.send("pid", pid=pid)
+        os._exit(0)
+    except BaseException as exc:  # noqa: BLE001 - everything is reported, then we exit
+        ch.send_error(exc)
+        os._exit(1)
+
+
+def _enter_namespaces(ch: Channel, ctx: dict) -> None:
+    ns = ctx["namespaces"]
+    opened = namespaces.open_paths(namespaces.join_paths(ns))
+    namespaces.join(opened)
+    if "user" in ns and not ns["user"]:
+        ksys.unshare(ksys.CLONE_NEWUSER)
+        ch.send("userns")
+        ch.expect("mapped", "map user ids")
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    flags = namespaces.new_flags(ns, skip=("user",))
+    if flags:
+        ksys.unshare(flags)
+
+
+def _init(ch: Channel, ctx: dict) -> None:
+    try:
+        _setup(ch, ctx)
+    except BaseException as exc:  # noqa: BLE001
+        # Before "ready" the runtime is listening; after it, only stderr is.
+        ch.send_error(exc)
+        try:
+            os.write(2, f"knarr-runtime: {exc}\n".encode())
+        except OSError:
+            pass
+        os._exit(127 if "not found" in str(exc) else 1)
+
+
+def _setup(ch: Channel, ctx: dict) -> None:
+    config = ctx["config"]
+    os.setsid()
+    ns = ctx["namespaces"]
+    new_mount = "mount" in ns and not ns["mount"]
+    ch.send("namespaces")
+    hook_state = ch.expect("continue", "run createRuntime hooks")["hook_state"]
+    sock = console.connect(ctx["console_socket"]) if ctx.get("console_socket") else None
+    fifo = os.open(ctx["fifo"], os.O_PATH | os.O_CLOEXEC)
+    if new_mount:
+        rootfs.prepare_rootfs(config, ctx["rootfs"], in_cgroupns="cgroup" in ns,
+                              in_userns="user" in ns)
+    hooks.run(config, "createContainer", hook_state)
+    if new_mount:
+        rootfs.pivot_into(ctx["rootfs"], no_pivot=ctx["no_pivot"])
+    else:
+        os.chroot(ctx["rootfs"])
+        os.chdir("/")
+    _set_names(config, ns)
+    if config["process"].get("terminal"):
+        _setup_terminal(sock, config["process"])
+    _write_sysctls(config.get("linux", {}).get("sysctl", {}))
+    if new_mount:
+        rootfs.finalize_rootfs(config)
+    _close_fds(ch, fifo, ctx["preserve_fds"])
+    process.find_executable(config["process"])
+    ch.send("ready")
+    _wait_for_start(fifo)
+    hooks.run(config, "startContainer", hook_state)
+    restore_signals()
+    process.finalize(config["process"], seccomp=config.get("linux", {}).get("seccomp"))
+    process.exec_process(config["process"])
+
+
+def _set_names(config: dict, ns: dict) -> None:
+    for key, setter in (("hostname", ksys.sethostname), ("domainname", ksys.setdomainname)):
+        if key not in config:
+            continue
+        if "uts" not in ns or ns["uts"]:
+            raise InvalidArgument(f"set {key} {config[key]!r}: the config has no new uts "
+                                  f"namespace")
+        setter(config[key])
+
+
+def _setup_terminal(sock, proc: dict) -> None:
+    if sock is None:
+        raise InvalidArgument("process.terminal is true but no --console-socket was given")
+    master, slave = console.open_pty()
+    size = proc.get("consoleSize")
+    if size:
+        console.set_size(master, size.get("height", 0), size.get("width", 0))
+    rootfs.bind_console(slave)
+    console.send_master(sock, master)
+    os.close(master)
+    sock.close()
+    console.make_controlling(slave)
+
+
+def _write_sysctls(sysctls: dict) -> None:
+    for key, value in sysctls.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+        except OSError as exc:
+            raise InvalidArgument(f"set sysctl {key}={value}: {exc.strerror}") from exc
+
+
+def _close_fds(ch: Channel, fifo: int, preserve: int) -> None:
+    """Close every inherited fd but stdio, preserved ones and those init still needs."""
+    keep = set(range(3 + preserve)) | {ch.fileno(), fifo}
+    try:
+        names = os.listdir("/proc/self/fd")
+    except FileNotFoundError:
+        names = [str(fd) for fd in range(3, 1024)]
+    for name in names:
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for fd in range(3, 3 + preserve):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+
+
+def restore_signals() -> None:
+    """Undo what the Python interpreter did to signals, which exec would keep."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _wait_for_start(fifo: int) -> None:
+    """Block until `start` opens the fifo for reading, then tell it we are going."""
+    try:
+        fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FailedPrecondition(f"open exec fifo: {exc.strerror}") from exc
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo)

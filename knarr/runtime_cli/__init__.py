@@ -1,0 +1,1 @@
+"""knarr-runtime: the runc-compatible command line over knarr.runtime."""

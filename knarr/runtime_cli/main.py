@@ -1,0 +1,109 @@
+"""Entry point of knarr-runtime: global flags, one module per verb, errors at the edge."""
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+from knarr.errors import KnarrError
+
+__all__ = ["main"]
+
+VERSION = "0.1.0"
+SPEC_VERSION = "1.0.2"
+
+VERBS = ("create", "start", "run", "state", "kill", "delete", "exec", "ps", "pause",
+         "resume", "list", "spec", "events", "update", "features")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="knarr-runtime",
+        description="knarr-runtime runs OCI bundles: a runc-compatible command line for "
+                    "knarr's container runtime.")
+    parser.add_argument("-v", "--version", action="store_true", help="print the version")
+    parser.add_argument("--root", default="/run/knarr/runtime",
+                        help="directory for container state (default: %(default)s)")
+    parser.add_argument("--log", help="also write errors to this file")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"),
+                        help="format of the --log file (default: %(default)s)")
+    parser.add_argument("--debug", action="store_true", help="accepted for runc compatibility")
+    parser.add_argument("--systemd-cgroup", action="store_true",
+                        help="cgroupsPath is in the slice:prefix:name form")
+    parser.add_argument("--rootless", default="auto", help="accepted for runc compatibility")
+    parser.add_argument("--criu", help="accepted for runc compatibility (no checkpointing)")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for verb in VERBS:
+        importlib.import_module(f"knarr.runtime_cli.verb_{verb}").add_parser(sub)
+    return parser
+
+
+def _normalise(argv: list[str]) -> list[str]:
+    """runc (Go flags) also accepts single-dash long options: -bundle X."""
+    out = []
+    for arg in argv:
+        if arg == "--":
+            out.extend(argv[len(out):])
+            break
+        if len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and not arg[1].isdigit():
+            name = arg[1:].split("=", 1)[0]
+            if len(name) > 1:
+                arg = "-" + arg
+        out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one knarr-runtime command; exit with its status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser()
+    args = parser.parse_args(_normalise(argv))
+    if args.version:
+        print(f"knarr-runtime version {VERSION}\nspec: {SPEC_VERSION}")
+        return 0
+    if not args.verb:
+        parser.print_help()
+        return 0
+    try:
+        code = args.func(args)
+    except KnarrError as exc:
+        return _fail(args, str(exc))
+    except OSError as exc:
+        return _fail(args, f"{args.verb}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        return 130
+    sys.stdout.flush()
+    return code or 0
+
+
+def _fail(args, message: str) -> int:
+    print(f"knarr-runtime: {message}", file=sys.stderr)
+    if args.log:
+        _log(args.log, args.log_format, message)
+    return 1
+
+
+def _log(path: str, fmt: str, message: str) -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if fmt == "json":
+        line = json.dumps({"level": "error", "msg": message, "time": now})
+    else:
+        line = f'time="{now}" level=error msg={json.dumps(message)}'
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass
+
+
+def entry() -> None:
+    """Console-script wrapper."""
+    os._exit(_exit_code(main()))
+
+
+def _exit_code(code: int) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code

@@ -1,0 +1,112 @@
+"""Shared fixtures: busybox bundles, a private runtime state root, the CLI."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNTIME = os.path.join(os.path.dirname(sys.executable), "knarr-runtime")
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Privileged tests run for real as root; elsewhere they skip and say why."""
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root: real namespaces, cgroups and mounts")
+    for item in items:
+        if "privileged" in item.keywords:
+            item.add_marker(skip)
+
+
+def make_busybox_rootfs(path: str) -> None:
+    """A root file system with the host's busybox-static and its applet links."""
+    os.makedirs(path)
+    for d in ("bin", "proc", "sys", "dev", "etc", "tmp", "root"):
+        os.mkdir(os.path.join(path, d))
+    shutil.copy2(BUSYBOX, os.path.join(path, "bin", "busybox"))
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", os.path.join(path, "bin", applet))
+    with open(os.path.join(path, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")
+    with open(os.path.join(path, "etc", "group"), "w") as f:
+        f.write("root:x:0:\nnogroup:x:65534:\n")
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory):
+    """One shared, read-only-by-convention busybox rootfs."""
+    path = str(tmp_path_factory.mktemp("busybox") / "rootfs")
+    make_busybox_rootfs(path)
+    return path
+
+
+class Bundle:
+    """An OCI bundle whose config a test edits before running it."""
+
+    def __init__(self, path: str, rootfs: str) -> None:
+        from knarr.oci.runtime_spec import default_config
+
+        self.path = path
+        os.makedirs(path)
+        os.symlink(rootfs, os.path.join(path, "rootfs"))
+        self.config = default_config()
+        self.config["process"]["terminal"] = False
+
+    def args(self, *argv: str) -> "Bundle":
+        self.config["process"]["args"] = list(argv)
+        return self
+
+    def write(self) -> str:
+        with open(os.path.join(self.path, "config.json"), "w") as f:
+            json.dump(self.config, f)
+        return self.path
+
+
+class Runtime:
+    """knarr-runtime with a private --root; remembers ids to clean up."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.ids: list[str] = []
+
+    def new_id(self) -> str:
+        cid = "t-" + uuid.uuid4().hex[:12]
+        self.ids.append(cid)
+        return cid
+
+    def __call__(self, *argv: str, input: bytes | None = None, timeout: float = 30,
+                 check: bool = False) -> subprocess.CompletedProcess:
+        result = subprocess.run([RUNTIME, "--root", self.root, *argv], input=input,
+                                capture_output=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"knarr-runtime {' '.join(argv)} exited {result.returncode}:"
+                                 f" {result.stderr.decode()}")
+        return result
+
+    def cleanup(self) -> None:
+        for cid in self.ids:
+            subprocess.run([RUNTIME, "--root", self.root, "delete", "-f", cid],
+                           capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    """A knarr-runtime CLI bound to this test's own state root."""
+    rt = Runtime(str(tmp_path / "state"))
+    yield rt
+    rt.cleanup()
+
+
+@pytest.fixture
+def bundle(tmp_path, busybox_rootfs):
+    """A fresh bundle over the shared busybox rootfs."""
+    return Bundle(str(tmp_path / "bundle"), busybox_rootfs)

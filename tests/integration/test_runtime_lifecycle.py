@@ -1,0 +1,90 @@
+"""knarr-runtime drives real busybox containers through the OCI lifecycle."""
+
+import json
+import os
+import time
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+
+
+def _state(runtime, cid):
+    result = runtime("state", cid, check=True)
+    return json.loads(result.stdout)
+
+
+def test_run_prints_and_exits_with_the_process_status(runtime, bundle):
+    bundle.args("sh", "-c", "echo hello; exit 3").write()
+    result = runtime("run", "--bundle", bundle.path, runtime.new_id())
+    assert result.stdout == b"hello\n", result.stderr
+    assert result.returncode == 3
+
+
+def test_container_is_pid_1_with_its_hostname_and_own_proc(runtime, bundle):
+    bundle.config["hostname"] = "boxy"
+    bundle.args("sh", "-c", "echo $$; hostname; ls /proc | grep -c '^[0-9]'").write()
+    result = runtime("run", "--bundle", bundle.path, runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    pid, hostname, nprocs = result.stdout.decode().split()
+    assert (pid, hostname) == ("1", "boxy")
+    assert int(nprocs) <= 3  # sh, grep and ls: nothing of the host
+
+
+def test_create_start_state_kill_delete(runtime, bundle):
+    bundle.args("sleep", "1000").write()
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid, check=True)
+    created = _state(runtime, cid)
+    assert created["status"] == "created"
+    assert created["id"] == cid and created["bundle"] == bundle.path
+    assert created["pid"] > 0 and os.path.exists(f"/proc/{created['pid']}")
+    runtime("start", cid, check=True)
+    assert _state(runtime, cid)["status"] == "running"
+    refused = runtime("start", cid)
+    assert refused.returncode == 1 and b"running" in refused.stderr
+    assert runtime("delete", cid).returncode == 1
+    runtime("kill", cid, "KILL", check=True)
+    for _ in range(200):
+        if _state(runtime, cid)["status"] == "stopped":
+            break
+        time.sleep(0.01)
+    assert _state(runtime, cid)["status"] == "stopped"
+    runtime("delete", cid, check=True)
+    assert runtime("state", cid).returncode == 1
+    assert not os.path.exists(f"/proc/{created['pid']}")
+
+
+def test_pause_and_resume(runtime, bundle):
+    bundle.args("sleep", "1000").write()
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", bundle.path, cid, check=True)
+    runtime("pause", cid, check=True)
+    assert _state(runtime, cid)["status"] == "paused"
+    runtime("resume", cid, check=True)
+    assert _state(runtime, cid)["status"] == "running"
+    runtime("delete", "-f", cid, check=True)
+
+
+def test_exec_runs_inside_the_container(runtime, bundle):
+    bundle.config["hostname"] = "inside"
+    bundle.args("sleep", "1000").write()
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", bundle.path, cid, check=True)
+    result = runtime("exec", cid, "sh", "-c", "hostname; cat /proc/1/cmdline; exit 5")
+    assert result.returncode == 5, result.stderr
+    assert result.stdout.decode().splitlines() == ["inside", "sleep\x001000\x00"]
+    missing = runtime("exec", cid, "no-such-program")
+    assert missing.returncode != 0 and b"not found" in missing.stderr
+    pids = json.loads(runtime("ps", "--format", "json", cid, check=True).stdout)
+    assert _state(runtime, cid)["pid"] in pids
+
+
+def test_list_shows_containers(runtime, bundle):
+    bundle.args("sleep", "1000").write()
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid, check=True)
+    rows = json.loads(runtime("list", "--format", "json", check=True).stdout)
+    assert [(r["id"], r["status"]) for r in rows] == [(cid, "created")]
+    runtime("delete", cid, check=True)
+    assert json.loads(runtime("list", "--format", "json", check=True).stdout) == []
