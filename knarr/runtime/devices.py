@@ -64,7 +64,7 @@ def create_devices(rootfs: str, devices: list[dict], *, bind: bool) -> None:
             else:
                 _make_node(device, dest)
         except OSError as exc:
-            raise FailedPrecondition(f"create device {path} at {dest}: {exc.strerror}",
+            raise FailedPrecondition(f"create device {path} at {dest}: {_reason(exc)}",
                                      path=path, errno=exc.errno) from exc
 
 
@@ -119,8 +119,13 @@ def create_dev_links(rootfs: str) -> None:
             _remove_non_directory(dest)
             os.symlink(target, dest)
         except OSError as exc:
-            raise FailedPrecondition(f"link {path} to {target} at {dest}: {exc.strerror}",
+            raise FailedPrecondition(f"link {path} to {target} at {dest}: {_reason(exc)}",
                                      path=path, errno=exc.errno) from exc
+
+
+def _reason(exc: OSError) -> str:
+    # knarr.sys puts the call and its paths in strerror; the caller names them
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def bind_console(slave_path: str) -> None:
@@ -131,5 +136,5 @@ def bind_console(slave_path: str) -> None:
                              os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
         mount(slave_path, "/dev/console", None, MS_BIND)
     except OSError as exc:
-        raise FailedPrecondition(f"bind {slave_path} on /dev/console: {exc.strerror}",
+        raise FailedPrecondition(f"bind {slave_path} on /dev/console: {_reason(exc)}",
                                  path=slave_path, errno=exc.errno) from exc

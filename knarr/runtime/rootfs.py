@@ -56,7 +56,8 @@ _INVALID = {errno.EINVAL, errno.ENOTDIR, errno.ENODEV, errno.ELOOP, errno.ENAMET
 
 
 def _error(action: str, exc: OSError, **context: object) -> Exception:
-    message = f"{action}: {exc.strerror or exc}"
+    # strerror, not str(exc): knarr.sys messages repeat the call and its paths
+    message = f"{action}: {os.strerror(exc.errno) if exc.errno else exc}"
     if exc.errno == errno.ENOENT:
         return NotFound(message, errno=exc.errno, **context)
     if exc.errno in _INVALID:
