@@ -1,0 +1,72 @@
+"""What the v1 and v2 drivers share: a set of directories, one per hierarchy."""
+
+import os
+
+from knarr.runtime.cgroups import fs
+
+__all__ = ["Cgroup"]
+
+
+class Cgroup:
+    """A container's cgroup: the same relative path in one or more hierarchies.
+
+    Subclasses fill in the resource, freezer and statistics methods; the
+    directory handling here is the same for both versions.
+    """
+
+    layout = ""
+    # How long to keep retrying rmdir while the last processes finish exiting.
+    remove_timeout = 2.0
+    # How long a freeze or thaw may take before it counts as failed.
+    freeze_timeout = 5.0
+
+    def __init__(self, path: str, dirs: dict[str, str], container_id: str) -> None:
+        self.path = path
+        self.container_id = container_id
+        self._dirs = dirs
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.layout} {self.path}>"
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """Hierarchy name ("memory", "systemd", "unified", ...) → the container's directory."""
+        return dict(self._dirs)
+
+    def _unique_dirs(self) -> list[str]:
+        # Co-mounted controllers ("cpu,cpuacct") share one directory.
+        return sorted(set(self._dirs.values()))
+
+    def exists(self) -> bool:
+        """Whether the container's directory exists in any hierarchy."""
+        return any(os.path.isdir(d) for d in self._unique_dirs())
+
+    def create(self) -> None:
+        """Make the container's directory in every hierarchy (mkdir -p)."""
+        for cgdir in self._unique_dirs():
+            fs.make_dirs(cgdir)
+
+    def add_process(self, pid: int) -> None:
+        """Move process `pid` (all its threads) into the container's cgroup everywhere."""
+        for cgdir in self._unique_dirs():
+            fs.write(cgdir, "cgroup.procs", pid, doing=f"add process {pid}")
+
+    def pids(self) -> list[int]:
+        """Every process in the container's cgroup and the cgroups below it."""
+        return fs.procs_under(self._pids_dir())
+
+    def _pids_dir(self) -> str:
+        return self._unique_dirs()[0]
+
+    def destroy(self) -> None:
+        """Remove the container's directories everywhere; no error if already gone."""
+        for cgdir in self._unique_dirs():
+            fs.remove_tree(cgdir, self.remove_timeout)
+
+    def update(self, resources: dict) -> None:
+        """Change the limits of a running container; the same as `apply`."""
+        self.apply(resources)
+
+    def apply(self, resources: dict) -> None:
+        """Write the OCI `linux.resources` to the control files."""
+        raise NotImplementedError
