@@ -36,7 +36,9 @@ from knarr.sys.libc import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    MS_SHARED,
     MS_SLAVE,
+    MS_UNBINDABLE,
     mount,
     pivot_root,
     umount2,
@@ -99,15 +101,27 @@ def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: b
 
 def _set_root_propagation(name: str | None) -> None:
     # Default: slave, so the host's mounts still reach us but nothing we mount
-    # (or unmount, when leaving the old root) reaches the host.
+    # (or unmount, when leaving the old root) reaches the host. "shared" stays
+    # shared here so that binds of the host's shared mounts stay peers of
+    # them; the rootfs mount itself becomes shared only after the pivot.
+    # "unbindable" would forbid binding rootfs onto itself, so it waits too.
     if name is None:
-        flags = MS_SLAVE | MS_REC
-    elif name in PROPAGATION:
-        flags = PROPAGATION[name]
-    else:
+        name = "rslave"
+    elif name not in PROPAGATION:
         raise InvalidArgument(f"linux.rootfsPropagation: unknown propagation {name!r}",
                               field="linux.rootfsPropagation")
-    _mount(f"propagation {name or 'rslave'}", None, "/", None, flags)
+    flags = PROPAGATION[name]
+    if flags & MS_UNBINDABLE:
+        flags = MS_PRIVATE | (flags & MS_REC)
+    _mount(f"propagation {name}", None, "/", None, flags)
+
+
+def _set_new_root_propagation(name: str | None) -> None:
+    # pivot_root(2) refuses a shared new root, and unbindable ones cannot be
+    # bound onto themselves; either is applied once / is the rootfs.
+    flags = PROPAGATION.get(name or "", 0)
+    if flags & (MS_SHARED | MS_UNBINDABLE):
+        _mount(f"propagation {name}", None, "/", None, flags)
 
 
 def _make_parent_private(rootfs: str) -> None:
@@ -336,7 +350,8 @@ def _move_root(rootfs: str) -> None:
 
 
 def finalize_rootfs(config: dict) -> None:
-    """After `pivot_into`: read-only and masked paths, then a read-only root."""
+    """After `pivot_into`: read-only and masked paths, a read-only root, and the
+    shared or unbindable propagation of linux.rootfsPropagation."""
     linux = config.get("linux", {})
     for path in linux.get("readonlyPaths", []):
         _make_readonly(path)
@@ -344,6 +359,7 @@ def finalize_rootfs(config: dict) -> None:
         _mask(path)
     if config.get("root", {}).get("readonly"):
         _remount_readonly("/", 0)
+    _set_new_root_propagation(linux.get("rootfsPropagation"))
 
 
 def _make_readonly(path: str) -> None:

@@ -9,6 +9,7 @@ that nothing the child mounted is left in the host's mount table.
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -19,7 +20,7 @@ import pytest
 from knarr.errors import KnarrError
 from knarr.runtime import rootfs as rootfs_mod
 from knarr.runtime.mounts import read_mountinfo
-from knarr.sys import CLONE_NEWCGROUP, CLONE_NEWNS, unshare
+from knarr.sys import CLONE_NEWCGROUP, CLONE_NEWNS, CLONE_NEWPID, unshare
 
 pytestmark = pytest.mark.privileged
 
@@ -61,11 +62,19 @@ awk '{print "mount " $5}' /proc/self/mountinfo
 ALLOWED_MOUNTS = ("/", "/proc", "/dev", "/sys")
 
 
-@pytest.fixture
-def bundle(tmp_path):
-    path = tmp_path / "bundle"
+@pytest.fixture(scope="module")
+def bundle_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rootfs-template") / "bundle"
     subprocess.run([os.path.join(REPO, "scripts", "busybox-bundle"), str(path)], check=True,
                    capture_output=True)
+    return path
+
+
+@pytest.fixture
+def bundle(bundle_template, tmp_path):
+    """A fresh copy of a busybox bundle: (rootfs path, config)."""
+    path = tmp_path / "bundle"
+    shutil.copytree(bundle_template, path, symlinks=True)
     with open(path / "config.json") as f:
         config = json.load(f)
     return str(path / "rootfs"), config
@@ -194,4 +203,42 @@ def test_failed_mount_names_the_mount(bundle, tmp_path):
     code, out = _run_child(body)
     assert code == 0, out
     assert out == f"InvalidArgument: mount nosuchfs on {rootfs}/x: No such device"
+    assert not _host_mounts_under(tmp_path)
+
+
+@pytest.mark.parametrize("propagation, tag", [
+    ("rshared", "shared:"), ("shared", "shared:"), ("runbindable", "unbindable"),
+    ("private", ""), ("rslave", "")])
+def test_root_propagation_in_a_pid_namespace_with_bound_devices(bundle, tmp_path, propagation,
+                                                                 tag):
+    rootfs, config = bundle
+    config["linux"]["rootfsPropagation"] = propagation
+    script = r"""
+    check() { name=$1; shift; if "$@" >/dev/null 2>&1; then echo "ok $name"; else echo "FAIL $name"; fi; }
+    check pid-1 test $$ = 1
+    check null-bound grep -q ' /dev/null .* - devtmpfs ' /proc/self/mountinfo
+    check null-1-3 test "$(stat -c %t,%T /dev/null)" = 1,3
+    echo "root $(awk '$5 == "/" {print $7}' /proc/self/mountinfo)"
+    """
+
+    def body(out_fd):
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        unshare(CLONE_NEWNS | CLONE_NEWPID)
+        if os.fork():
+            _, status = os.wait()
+            os._exit(os.waitstatus_to_exitcode(status))
+        try:
+            rootfs_mod.prepare_rootfs(config, rootfs, in_cgroupns=False, in_userns=True)
+            rootfs_mod.pivot_into(rootfs)
+            rootfs_mod.finalize_rootfs(config)
+            os.execv("/bin/sh", ["sh", "-c", script])
+        finally:
+            os.write(out_fd, traceback.format_exc().encode())
+            os._exit(98)
+    code, out = _run_child(body)
+    assert code == 0, out
+    assert "FAIL" not in out and out.count("ok ") == 3, out
+    root_tag = out.split("root ", 1)[1].strip()
+    assert root_tag.startswith(tag) if tag else root_tag in ("", "-"), out
     assert not _host_mounts_under(tmp_path)
