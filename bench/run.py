@@ -6,8 +6,8 @@
 
 Prints a table of medians and ratios (knarr / peer) per benchmark and writes
 each one's result to bench/results/<name>.json. Exits 1 when any subject
-failed or was unavailable (the peers are still measured and shown), 2 on bad
-usage or when the harness itself could not run. See bench/README.md.
+failed or was unavailable (the others are still measured and shown; a knarr
+side marked pending does not count), 2 on bad usage or when not root. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -57,14 +58,18 @@ def list_benchmarks() -> None:
 
 
 def run_benchmark(bench: Benchmark, args: argparse.Namespace, machine: dict) -> bool:
-    """Prepare, measure, report and clean up one benchmark; True when every subject ran."""
+    """Prepare, measure, report and clean up one benchmark; True unless a subject failed."""
     workdir = Path(tempfile.mkdtemp(prefix=f"knarr-bench-{bench.name}-"))
     outcomes: list[Outcome] = []
     try:
-        subjects = bench.prepare(workdir)
-        print(f"{bench.name}: timing {', '.join(s.name for s in subjects)}", file=sys.stderr)
-        outcomes = measure(subjects, args.iterations, args.warmup, args.timeout,
-                           run_prefix=f"kb{os.getpid()}", progress=_progress)
+        outcomes = [Outcome(s) for s in bench.prepare(workdir)]
+        print(f"{bench.name}: timing {', '.join(o.subject.name for o in outcomes)}",
+              file=sys.stderr)
+        measure(outcomes, args.iterations, args.warmup, args.timeout,
+                run_prefix=f"kb{os.getpid()}", progress=_progress)
+    except RuntimeError as exc:
+        print(f"{bench.name}: cannot prepare: {exc}\n", file=sys.stderr)
+        return False
     finally:
         sweep_errors = [e for o in outcomes for e in o.subject.sweep()]
         _remove_workdir(workdir, args.keep_workdir or bool(sweep_errors))
@@ -76,7 +81,7 @@ def run_benchmark(bench: Benchmark, args: argparse.Namespace, machine: dict) -> 
     path = report.write_json(args.results, bench.name,
                              report.to_json(bench, outcomes, params, machine))
     print(f"\nwrote {_relative(path)}\n")
-    return all(o.ok for o in outcomes)
+    return all(o.ok or o.pending for o in outcomes)
 
 
 def _progress(done: int, total: int) -> None:
@@ -119,8 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             print("bench/run.py: host set-up incomplete; peers may fail", file=sys.stderr)
     machine = host.describe()
-    results = [run_benchmark(b, args, machine) for b in benches]
+    # SIGTERM unwinds like Ctrl-C, so the run in flight is killed and leftovers removed
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        results = [run_benchmark(b, args, machine) for b in benches]
+    except KeyboardInterrupt:
+        print("bench/run.py: interrupted", file=sys.stderr)
+        return 130
     return 0 if all(results) else 1
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

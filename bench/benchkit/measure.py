@@ -23,7 +23,7 @@ STDERR_KEEP = 8000  # characters of a failed run's stderr kept for the report
 class Failure:
     """Why a subject stopped being timed."""
 
-    phase: str  # "unavailable", "warm-up" or "iteration"
+    phase: str  # "pending", "unavailable", "warm-up" or "iteration"
     number: int  # which warm-up or iteration, from 1
     returncode: int | None
     stderr: str
@@ -42,6 +42,11 @@ class Outcome:
     def ok(self) -> bool:
         """Whether the subject ran every warm-up and iteration."""
         return self.failure is None
+
+    @property
+    def pending(self) -> bool:
+        """Whether the subject was not run because it is not expected to work yet."""
+        return self.failure is not None and self.failure.phase == "pending"
 
     def stats(self) -> dict[str, float] | None:
         """Median, p90, min, max and mean of the samples, in ms; None without samples."""
@@ -98,6 +103,11 @@ def run_timed(argv: list[str], timeout: float) -> RunResult:
         _, err = proc.communicate()
         returncode = None
         err += f"\n(killed after {timeout:g} s)".encode()
+    except BaseException:
+        # interrupted (Ctrl-C reaches only us: the run has its own session)
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
     elapsed = (time.perf_counter_ns() - start) / 1e6
     return RunResult(elapsed, returncode, err.decode(errors="replace")[-STDERR_KEEP:])
 
@@ -109,16 +119,19 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def measure(subjects: list[Subject], iterations: int, warmups: int, timeout: float,
-            run_prefix: str, progress=None) -> list[Outcome]:
+def measure(outcomes: list[Outcome], iterations: int, warmups: int, timeout: float,
+            run_prefix: str, progress=None) -> None:
     """Time every available subject `warmups + iterations` times, interleaved.
 
-    A subject that fails once is not run again: its failure (exit status and
-    stderr) is kept, its run's leftovers removed, and the others carry on.
+    Samples and failures go into `outcomes` as they come, so an interrupted run
+    still knows what it started. A subject that fails once is not run again:
+    its failure (exit status and stderr) is kept, its run's leftovers removed,
+    and the others carry on.
     """
-    outcomes = [Outcome(s) for s in subjects]
     for o in outcomes:
-        if o.subject.unavailable:
+        if o.subject.pending:
+            o.failure = Failure("pending", 0, None, o.subject.pending)
+        elif o.subject.unavailable:
             o.failure = Failure("unavailable", 0, None, o.subject.unavailable)
     for rnd in range(warmups + iterations):
         live = [o for o in outcomes if o.ok]
@@ -130,11 +143,14 @@ def measure(subjects: list[Subject], iterations: int, warmups: int, timeout: flo
             _run_one(o, rnd, warmups, timeout, f"{run_prefix}-{o.subject.slug}-{rnd}")
         if progress:
             progress(rnd + 1, warmups + iterations)
-    return outcomes
 
 
 def _run_one(o: Outcome, rnd: int, warmups: int, timeout: float, run_id: str) -> None:
-    result = run_timed(o.subject.argv(run_id), timeout)
+    try:
+        result = run_timed(o.subject.argv(run_id), timeout)
+    except BaseException:
+        o.subject.remove(run_id)  # interrupted mid-run: leave nothing behind
+        raise
     if result.returncode == 0:
         if rnd >= warmups:
             o.samples_ms.append(result.elapsed_ms)

@@ -87,8 +87,8 @@ def _failure_label(o: Outcome) -> str:
     f = o.failure
     if f is None:
         return "no samples"
-    if f.phase == "unavailable":
-        return "UNAVAILABLE"
+    if f.phase in ("pending", "unavailable"):
+        return f.phase.upper()
     status = "timed out" if f.returncode is None else f"exit {f.returncode}"
     return f"FAILED ({status}, {f.phase} {f.number})"
 
@@ -142,7 +142,8 @@ def _subject_json(o: Outcome) -> dict:
         "role": o.subject.role,
         "version": o.subject.version,
         "notes": o.subject.notes,
-        "status": "ok" if f is None else ("unavailable" if f.phase == "unavailable" else "failed"),
+        "status": "ok" if f is None else (f.phase if f.phase in ("pending", "unavailable")
+                                          else "failed"),
         "stats_ms": o.stats(),
         "samples_ms": [round(x, 3) for x in o.samples_ms],
         "failure": None if f is None else {

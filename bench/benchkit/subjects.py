@@ -22,18 +22,24 @@ class Subject:
 
     `argv(run_id)` is the command timed. `cleanup(run_id)`, when given, is the
     command that removes a run's leftovers after a failure (e.g. `delete -f`).
-    `leftovers()` lists run ids still present at the end, for a last sweep.
+    `tidy(run_id)`, when given, removes what even that cannot (a killed run's
+    cgroups) and returns the errors met. `leftovers()` lists run ids still
+    present at the end, for a last sweep.
     `unavailable` holds the reason the subject cannot run at all (not installed,
-    not written yet); such a subject is reported, not timed.
+    broken install); `pending` the reason it is not expected to yet (the knarr
+    side of a benchmark written ahead of the feature). Either way the subject
+    is reported, not timed; only `unavailable` counts as a failure.
     """
 
     name: str
     role: str
     argv: Callable[[str], list[str]]
     cleanup: Callable[[str], list[str]] | None = None
+    tidy: Callable[[str], list[str]] | None = None
     leftovers: Callable[[], list[str]] | None = None
     version: str = ""
     unavailable: str | None = None
+    pending: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -43,6 +49,11 @@ class Subject:
 
     def remove(self, run_id: str, timeout: float = 30.0) -> str | None:
         """Remove one run's leftovers; return the error text if that failed."""
+        error = self._delete(run_id, timeout)
+        tidy_errors = self.tidy(run_id) if self.tidy else []
+        return "; ".join(([error] if error else []) + tidy_errors) or None
+
+    def _delete(self, run_id: str, timeout: float) -> str | None:
         if self.cleanup is None:
             return None
         try:

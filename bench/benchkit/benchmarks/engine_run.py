@@ -3,7 +3,7 @@
 There is no registry on the bench host, so the peer runs a rootfs directory
 rather than an image: `podman run --rm --rootfs DIR /bin/true` (podman's
 default runtime, network and storage). knarr has no engine command yet; its
-subject is listed as unavailable until one exists, at which point it belongs
+subject is listed as pending until one exists, at which point it belongs
 here, and `docker run --rm hello-world` beside it when a docker daemon and an
 image source are available.
 """
@@ -37,7 +37,7 @@ def knarr_engine_subject() -> Subject:
         name="knarr",
         role=KNARR,
         argv=lambda run_id: [],
-        unavailable="knarr has no engine `run` command yet",
+        pending="knarr has no engine `run` command yet",
     )
 
 

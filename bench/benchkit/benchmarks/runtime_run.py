@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchkit import cgroups
 from benchkit.host import VENV_BIN, make_busybox_bundle
 from benchkit.registry import Goal, register
 from benchkit.subjects import KNARR, PEER, Subject, missing_program, program_version
@@ -29,6 +30,7 @@ def runtime_subject(name: str, program: str, role: str, bundle: Path, root: Path
         role=role,
         argv=lambda run_id: [program, "--root", str(root), "run", "--bundle", str(bundle), run_id],
         cleanup=lambda run_id: [program, "--root", str(root), "delete", "-f", run_id],
+        tidy=cgroups.remove_named,
         leftovers=leftovers,
         version=program_version(program),
         unavailable=missing_program(program),
