@@ -62,7 +62,7 @@ def create_devices(rootfs: str, devices: list[dict], *, bind: bool) -> None:
             if bind:
                 _bind_device(path, dest)
             else:
-                _make_node(device, dest)
+                _make_or_bind(device, dest)
         except OSError as exc:
             raise FailedPrecondition(f"create device {path} at {dest}: {_reason(exc)}",
                                      path=path, errno=exc.errno) from exc
@@ -81,6 +81,27 @@ def _make_node(device: dict, dest: str) -> None:
     uid, gid = device.get("uid", -1), device.get("gid", -1)
     if uid != -1 or gid != -1:
         os.chown(dest, uid, gid)
+
+
+def _make_or_bind(device: dict, dest: str) -> None:
+    # mknod is refused without CAP_MKNOD or where a devices cgroup withholds
+    # "m"; the host's node of the same path, if it is the same device, serves.
+    try:
+        _make_node(device, dest)
+    except PermissionError:
+        if not _host_has(device):
+            raise
+        _bind_device(device["path"], dest)
+
+
+def _host_has(device: dict) -> bool:
+    try:
+        st = os.stat(device["path"])
+    except OSError:
+        return False
+    return (stat.S_IFMT(st.st_mode) == _NODE_TYPES.get(device.get("type", "c"))
+            and os.major(st.st_rdev) == device.get("major")
+            and os.minor(st.st_rdev) == device.get("minor"))
 
 
 def _bind_device(path: str, dest: str) -> None:

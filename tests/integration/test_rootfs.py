@@ -20,7 +20,7 @@ import pytest
 from knarr.errors import KnarrError
 from knarr.runtime import rootfs as rootfs_mod
 from knarr.runtime.mounts import read_mountinfo
-from knarr.sys import CLONE_NEWCGROUP, CLONE_NEWNS, CLONE_NEWPID, unshare
+from knarr.sys import CLONE_NEWCGROUP, CLONE_NEWNS, CLONE_NEWPID, capget, capset, unshare
 
 pytestmark = pytest.mark.privileged
 
@@ -242,3 +242,26 @@ def test_root_propagation_in_a_pid_namespace_with_bound_devices(bundle, tmp_path
     root_tag = out.split("root ", 1)[1].strip()
     assert root_tag.startswith(tag) if tag else root_tag in ("", "-"), out
     assert not _host_mounts_under(tmp_path)
+
+
+def test_without_cap_mknod_host_nodes_are_bound(bundle, tmp_path):
+    rootfs, config = bundle
+    cap_mknod = 1 << 27
+    script = r"""
+    check() { name=$1; shift; if "$@" >/dev/null 2>&1; then echo "ok $name"; else echo "FAIL $name"; fi; }
+    check null-bound grep -q ' /dev/null .* - devtmpfs ' /proc/self/mountinfo
+    check zero-1-5 test "$(stat -c %t,%T /dev/zero)" = 1,5
+    """
+
+    def body(out_fd):
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        effective, permitted, inheritable = capget()
+        capset(effective & ~cap_mknod, permitted, inheritable)
+        unshare(CLONE_NEWNS)
+        rootfs_mod.prepare_rootfs(config, rootfs, in_cgroupns=False, in_userns=False)
+        rootfs_mod.pivot_into(rootfs)
+        os.execv("/bin/sh", ["sh", "-c", script])
+    code, out = _run_child(body)
+    assert code == 0, out
+    assert "FAIL" not in out and out.count("ok ") == 2, out
