@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from knarr.errors import FailedPrecondition, InvalidArgument, Unavailable
+from knarr.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from knarr.runtime import cgroups
 from knarr.runtime.cgroups import fs, v2_resources
 
@@ -131,6 +131,22 @@ def test_add_process_and_pids_recursive(cg):
     _files(cgdir, {"cgroup.procs": "42\n7\n"})
     _files(os.path.join(cgdir, "sub"), {"cgroup.procs": "99\n7\n"})
     assert cg.pids() == [7, 42, 99]
+
+
+def test_add_process_to_a_missing_cgroup_is_not_found(root):
+    with pytest.raises(NotFound, match="add process 42: the cgroup does not exist"):
+        cgroups.open_cgroup(None, "c1", root=root).add_process(42)
+
+
+def test_add_process_skips_a_hierarchy_mounted_after_create(tmp_path):
+    _files(str(tmp_path / "memory"), {"cgroup.procs": ""})
+    cgroups.open_cgroup("/x", "c1", root=str(tmp_path)).create()
+    _files(str(tmp_path / "pids"), {"cgroup.procs": ""})  # mounted later
+    cgroup = cgroups.open_cgroup("/x", "c1", root=str(tmp_path))
+    _files(cgroup.paths["memory"], {"cgroup.procs": ""})
+    cgroup.add_process(42)
+    assert _read(cgroup.paths["memory"], "cgroup.procs") == "42"
+    assert not os.path.exists(cgroup.paths["pids"]) and cgroup.pids() == [42]
 
 
 def test_destroy_removes_nested_dirs_and_is_idempotent(root):

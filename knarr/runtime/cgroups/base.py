@@ -2,6 +2,7 @@
 
 import os
 
+from knarr.errors import NotFound
 from knarr.runtime.cgroups import fs
 
 __all__ = ["Cgroup"]
@@ -48,7 +49,13 @@ class Cgroup:
 
     def add_process(self, pid: int) -> None:
         """Move process `pid` (all its threads) into the container's cgroup everywhere."""
-        for cgdir in self._unique_dirs():
+        # A hierarchy mounted after create() has no directory for this container;
+        # its init is not there either, so the new process skips it too.
+        existing = [d for d in self._unique_dirs() if os.path.isdir(d)]
+        if not existing:
+            raise NotFound(f"cgroup {self.path}: add process {pid}: the cgroup does not exist",
+                           path=self.path, pid=pid)
+        for cgdir in existing:
             fs.write(cgdir, "cgroup.procs", pid, doing=f"add process {pid}")
 
     def pids(self) -> list[int]:

@@ -105,10 +105,10 @@ class V1Cgroup(Cgroup):
                               path=cgdir)
 
     def _pids_dir(self) -> str:
-        for name in _PIDS_PREFERENCE:
-            if name in self._dirs:
-                return self._dirs[name]
-        return super()._pids_dir()
+        preferred = [self._dirs[n] for n in _PIDS_PREFERENCE if n in self._dirs]
+        candidates = preferred + self._unique_dirs()
+        # Skip a hierarchy mounted after create(): the container has no directory there.
+        return next((d for d in candidates if os.path.isdir(d)), candidates[0])
 
     def stats(self) -> dict:
         """CPU, memory, pids and block I/O statistics, shaped like runc's."""
