@@ -20,7 +20,17 @@ import pytest
 from knarr.errors import KnarrError
 from knarr.runtime import rootfs as rootfs_mod
 from knarr.runtime.mounts import read_mountinfo
-from knarr.sys import CLONE_NEWCGROUP, CLONE_NEWNS, CLONE_NEWPID, capget, capset, unshare
+from knarr.sys import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUSER,
+    capget,
+    capset,
+    unshare,
+)
 
 pytestmark = pytest.mark.privileged
 
@@ -265,3 +275,60 @@ def test_without_cap_mknod_host_nodes_are_bound(bundle, tmp_path):
     code, out = _run_child(body)
     assert code == 0, out
     assert "FAIL" not in out and out.count("ok ") == 2, out
+
+
+def test_in_a_user_namespace(bundle, tmp_path):
+    """Locked mount flags are kept on remounts; device nodes are the host's, bound."""
+    rootfs, config = bundle
+    script = CHECKS.replace("check null-mode", ": ")  # a bound node keeps the host's mode
+    ready_r, ready_w = os.pipe()
+    mapped_r, mapped_w = os.pipe()
+
+    def body(out_fd):
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        unshare(CLONE_NEWUSER)
+        os.write(ready_w, b"u")
+        if os.read(mapped_r, 1) != b"m":
+            os._exit(97)
+        os.setgid(0)
+        os.setuid(0)
+        # sysfs and mqueue want network and IPC namespaces owned by the user namespace
+        unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWCGROUP)
+        if os.fork():
+            _, status = os.wait()
+            os._exit(os.waitstatus_to_exitcode(status))
+        try:
+            rootfs_mod.prepare_rootfs(config, rootfs, in_cgroupns=True, in_userns=True)
+            rootfs_mod.pivot_into(rootfs)
+            rootfs_mod.finalize_rootfs(config)
+            os.execv("/bin/sh", ["sh", "-c", script])
+        finally:
+            os.write(out_fd, traceback.format_exc().encode())
+            os._exit(98)
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            body(write_fd)
+        finally:
+            os._exit(99)
+    os.close(write_fd)
+    try:
+        select.select([ready_r], [], [], 10)
+        os.read(ready_r, 1)
+        for name, line in (("uid_map", "0 0 4294967295"), ("setgroups", "deny"),
+                           ("gid_map", "0 0 4294967295")):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(line)
+    finally:
+        os.write(mapped_w, b"m")
+        for fd in (ready_r, ready_w, mapped_r, mapped_w):
+            os.close(fd)
+    out = _read_until_eof(read_fd, pid, 20.0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    failed = [line for line in out.splitlines() if not line.startswith(("ok ", "mount "))]
+    assert not failed, out
+    assert not _host_mounts_under(tmp_path)
