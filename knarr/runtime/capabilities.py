@@ -128,12 +128,13 @@ def validate(caps: dict | None) -> dict[str, int]:
     """Check an OCI process.capabilities object without changing anything; return masks.
 
     Besides the names, checks what capset(2) and PR_CAP_AMBIENT_RAISE would refuse:
-    an effective capability must be permitted, an ambient one permitted and inheritable.
+    an effective capability must be permitted. An ambient capability that is not
+    both permitted and inheritable is left out, as runc does: configs written by
+    `runc spec` (and ours) list ambient capabilities with no inheritable set.
     """
     m = masks(caps)
     _require_subset(m, "effective", m["permitted"], "permitted")
-    _require_subset(m, "ambient", m["permitted"] & m["inheritable"],
-                    "permitted and inheritable")
+    m["ambient"] &= m["permitted"] & m["inheritable"]
     return m
 
 

@@ -31,22 +31,29 @@ def finalize(process: dict, *, seccomp: dict | None) -> None:
     Order matters: rlimits and no_new_privs first; the bounding set is dropped and
     the user switched while KEEPCAPS keeps the permitted set; then the configured
     capability sets, umask and cwd; seccomp last, so the filter need not allow any
-    of the calls made here.
+    of the calls made here. One exception: without noNewPrivileges the kernel wants
+    CAP_SYS_ADMIN to load a filter, so if the configured effective set lacks it, it
+    is held until the filter is in and the final capset (and ambient raise) follows.
     """
     rlimits.apply(process.get("rlimits", []))
     no_new_privs = bool(process.get("noNewPrivileges"))
     if no_new_privs:
         ksys.prctl(PR_SET_NO_NEW_PRIVS, 1)
-    caps = capabilities.validate(process.get("capabilities"))
-    user = process.get("user", {})
-    ksys.prctl(PR_SET_KEEPCAPS, 1)
-    capabilities.drop_bounding(caps["bounding"])
-    _switch_user(user)
-    ksys.prctl(PR_SET_KEEPCAPS, 0)
-    if seccomp is not None and not no_new_privs and not caps["effective"] & _CAP_SYS_ADMIN:
+    # Without process.capabilities the sets are left as they are (as runc does).
+    configured = process.get("capabilities")
+    caps = capabilities.validate(configured) if configured is not None else None
+    if caps is not None:
+        ksys.prctl(PR_SET_KEEPCAPS, 1)
+        capabilities.drop_bounding(caps["bounding"])
+    _switch_user(process.get("user", {}))
+    if caps is not None:
+        ksys.prctl(PR_SET_KEEPCAPS, 0)
+    if caps is not None and seccomp is not None and not no_new_privs \
+            and not caps["effective"] & _CAP_SYS_ADMIN:
         _finish_with_privileged_load(process, caps, seccomp)
         return
-    _set_capabilities(caps)
+    if caps is not None:
+        _set_capabilities(caps)
     _enter(process)
     if seccomp is not None:
         seccomp_filter.compile_and_load(seccomp)
@@ -59,17 +66,16 @@ def _finish_with_privileged_load(process: dict, caps: dict[str, int], seccomp: d
     filter, then set the configured sets; the filter then must allow capset (and
     prctl, for ambient capabilities), which every sane profile does.
     """
-    permitted = ksys.capget()[1]
-    extra = _CAP_SYS_ADMIN & permitted
-    ksys.capset(caps["effective"] | extra, caps["permitted"] | extra, caps["inheritable"])
+    _set_capabilities(caps, extra=_CAP_SYS_ADMIN & ksys.capget()[1])
     _enter(process)
     seccomp_filter.compile_and_load(seccomp)
     _set_capabilities(caps)
 
 
-def _set_capabilities(caps: dict[str, int]) -> None:
+def _set_capabilities(caps: dict[str, int], extra: int = 0) -> None:
+    """Set the configured sets, plus `extra` in effective and permitted."""
     try:
-        capabilities.set_process_sets(caps["effective"], caps["permitted"],
+        capabilities.set_process_sets(caps["effective"] | extra, caps["permitted"] | extra,
                                       caps["inheritable"], caps["ambient"])
     except OSError as exc:
         raise FailedPrecondition(f"set capabilities: {_capset_problem(caps, exc)}") from exc

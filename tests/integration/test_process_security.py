@@ -165,6 +165,21 @@ def test_ambient_capabilities_survive_exec_as_a_non_root_user():
 
 @pytest.mark.privileged
 @needs_root
+def test_without_capabilities_in_the_config_the_sets_are_left_alone():
+    child = Child(lambda out, hold: (process.finalize(_proc(), seccomp=None), hold()))
+    child.wait_ready()
+    try:
+        status = child.status()
+    finally:
+        child.finish()
+    effective, permitted, inheritable = ksys.capget()
+    assert int(status["CapEff"], 16) == effective
+    assert int(status["CapPrm"], 16) == permitted
+    assert int(status["CapBnd"], 16) == _mask(capabilities.host_capabilities())
+
+
+@pytest.mark.privileged
+@needs_root
 def test_a_permitted_capability_the_runtime_lacks_is_a_clear_error():
     def body(out, hold):
         host = ksys.capget()[1]

@@ -75,10 +75,13 @@ def test_effective_must_be_permitted():
     assert "CAP_KILL" in str(info.value) and "permitted" in str(info.value)
 
 
-def test_ambient_must_be_permitted_and_inheritable():
-    with pytest.raises(InvalidArgument, match="CAP_KILL must also be in permitted and "
-                                              "inheritable"):
-        capabilities.validate({"permitted": ["CAP_KILL"], "ambient": ["CAP_KILL"]})
+def test_ambient_not_permitted_and_inheritable_is_left_out():
+    # `runc spec` (and knarr's default config) list ambient caps with no inheritable
+    # set; the kernel would refuse to raise them, so they are dropped, as runc does.
+    got = capabilities.validate({"permitted": ["CAP_KILL", "CAP_CHOWN"],
+                                 "inheritable": ["CAP_CHOWN"],
+                                 "ambient": ["CAP_KILL", "CAP_CHOWN"]})
+    assert got["ambient"] == 1 << 0
 
 
 def test_unknown_name_in_any_set_is_found_by_validate():
@@ -96,3 +99,11 @@ def test_host_capabilities_match_the_bounding_set_in_proc():
         line = next(x for x in f if x.startswith("CapBnd:"))
     bounding = int(line.split()[1], 16)
     assert capabilities.host_capabilities() == capabilities.names_of(bounding)
+
+
+def test_the_default_configs_capabilities_validate():
+    from knarr.oci.runtime_spec import default_config
+
+    caps = default_config()["process"]["capabilities"]
+    got = capabilities.validate(caps)
+    assert got["bounding"] == capabilities.mask(caps["bounding"], "f")
