@@ -206,3 +206,25 @@ def test_destroy_right_after_kill_retries_until_the_exit_is_done(cg, children):
     assert not cg.exists()
     cg.destroy()  # already gone is fine
     children.wait(pid)
+
+
+@pytest.mark.skipif(not os.path.exists(f"{ROOT}/unified/cgroup.controllers"),
+                    reason="needs a hybrid host with cgroup2 at /sys/fs/cgroup/unified")
+def test_v2_driver_on_the_hybrid_unified_mount(children):
+    # With every controller bound to v1 the unified tree has only its core
+    # files, which is enough to run the v2 freezer and cpu.stat for real.
+    cg = cgroups.open_cgroup(f"/knarr-test-{uuid.uuid4().hex[:12]}", "test",
+                             root=f"{ROOT}/unified")
+    cg.create()
+    try:
+        pid = children.start(cg, _busy_then_sleep)
+        cg.freeze()
+        assert _read(cg.paths["unified"], "cgroup.freeze") == "1" and cg.is_frozen()
+        cg.thaw()
+        assert not cg.is_frozen() and cg.pids() == [pid]
+        assert cg.stats()["cpu"]["usage"]["total"] > 0
+        children.reap_all()
+    finally:
+        children.reap_all()
+        cg.destroy()
+    assert not cg.exists()
