@@ -79,13 +79,15 @@ def _mount(what: str, source: str | None, target: str, fstype: str | None, flags
 # -- prepare_rootfs ---------------------------------------------------------
 
 
-def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: bool) -> None:
+def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: bool,
+                   bundle: str | None = None) -> None:
     """Mount everything the config asks for inside `rootfs`, and make its /dev.
 
     Runs in the container's fresh mount namespace, before `pivot_into`.
     `in_cgroupns`: cgroup hierarchies can be mounted fresh (they show the
     namespace's root); `in_userns`: device nodes cannot be made, so the
-    host's are bind-mounted.
+    host's are bind-mounted. A relative bind source is relative to `bundle`
+    (config.md), or to the working directory when `bundle` is None.
     """
     rootfs = os.path.abspath(rootfs)
     _set_root_propagation(config.get("linux", {}).get("rootfsPropagation"))
@@ -93,7 +95,7 @@ def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: b
     _mount(rootfs, rootfs, rootfs, None, MS_BIND | MS_REC)
     mounts = config.get("mounts", [])
     for entry in mounts:
-        _mount_entry(rootfs, entry, in_cgroupns=in_cgroupns)
+        _mount_entry(rootfs, entry, in_cgroupns=in_cgroupns, bundle=bundle)
     if not _dev_is_bound(mounts):
         create_devices(rootfs, devices_of(config), bind=in_userns)
         create_dev_links(rootfs)
@@ -144,18 +146,18 @@ def _mount_containing(path: str) -> MountInfo | None:
 
 def _dev_is_bound(mounts: list[dict]) -> bool:
     """Whether the config bind-mounts something (the host's /dev) over /dev."""
-    return any(os.path.normpath("/" + m.get("destination", "")) == "/dev"
+    return any(os.path.normpath("/" + m.get("destination", "").lstrip("/")) == "/dev"
                and parse_options(m.get("options", [])).is_bind for m in mounts)
 
 
-def _mount_entry(rootfs: str, entry: dict, *, in_cgroupns: bool) -> None:
+def _mount_entry(rootfs: str, entry: dict, *, in_cgroupns: bool, bundle: str | None) -> None:
     dest = safe_join(rootfs, entry["destination"])
     options = parse_options(entry.get("options", []))
     # linux.mountLabel (an SELinux context) is ignored: knarr has no LSM labelling.
     kind = entry.get("type") or ""
     source = entry.get("source") or kind
     if options.is_bind:
-        _bind_entry(source, dest, options)
+        _bind_entry(os.path.join(bundle or "", source), dest, options)
     elif kind == "cgroup":
         _make_dir(dest)
         _mount_cgroups(dest, options, in_cgroupns=in_cgroupns)
@@ -172,8 +174,6 @@ def _apply_propagation(dest: str, options: MountOptions) -> None:
 
 
 def _bind_entry(source: str, dest: str, options: MountOptions) -> None:
-    # A relative source is taken from the working directory, which the caller
-    # sets to the bundle.
     try:
         is_dir = stat.S_ISDIR(os.stat(source).st_mode)
     except OSError as exc:

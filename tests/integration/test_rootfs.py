@@ -127,12 +127,13 @@ def _read_until_eof(fd: int, pid: int, timeout: float) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _container(config, rootfs, script, *, cgroupns=False, no_pivot=False):
+def _container(config, rootfs, script, *, cgroupns=False, no_pivot=False, bundle=None):
     def body(out_fd):
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         unshare(CLONE_NEWNS | (CLONE_NEWCGROUP if cgroupns else 0))
-        rootfs_mod.prepare_rootfs(config, rootfs, in_cgroupns=cgroupns, in_userns=False)
+        rootfs_mod.prepare_rootfs(config, rootfs, in_cgroupns=cgroupns, in_userns=False,
+                                  bundle=bundle)
         rootfs_mod.pivot_into(rootfs, no_pivot=no_pivot)
         rootfs_mod.finalize_rootfs(config)
         os.execv("/bin/sh", ["sh", "-c", script])
@@ -171,15 +172,17 @@ def test_binds_and_a_symlinked_destination_stay_inside(bundle, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "hello").write_text("hi\n")
-    (tmp_path / "hostname").write_text("box\n")
+    bundle_dir = os.path.dirname(rootfs)
+    with open(os.path.join(bundle_dir, "hostname"), "w") as f:
+        f.write("box\n")
     outside = tmp_path / "outside"
     outside.mkdir()
     os.symlink(str(outside), os.path.join(rootfs, "evil"))
     config["mounts"] += [
         {"destination": "/data", "type": "bind", "source": str(data),
          "options": ["rbind", "ro", "rprivate"]},
-        {"destination": "/etc/hostname", "type": "bind", "source": str(tmp_path / "hostname"),
-         "options": ["bind"]},
+        {"destination": "/etc/hostname", "type": "bind", "source": "hostname",
+         "options": ["bind"]},  # relative to the bundle
         {"destination": "/evil/x", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]},
     ]
     script = r"""
@@ -190,7 +193,7 @@ def test_binds_and_a_symlinked_destination_stay_inside(bundle, tmp_path):
     check hostname-file test "$(cat /etc/hostname)" = box
     check evil-tmpfs grep -q " $(readlink /evil)/x .* - tmpfs " /proc/self/mountinfo
     """
-    code, out = _container(config, rootfs, script)
+    code, out = _container(config, rootfs, script, bundle=bundle_dir)
     assert code == 0, out
     assert "FAIL" not in out and out.count("ok ") == 4, out
     assert os.listdir(outside) == []

@@ -247,3 +247,13 @@ def test_dev_links_are_made_and_replace_files(tmp_path):
     assert os.readlink(tmp_path / "dev" / "fd") == "/proc/self/fd"
     assert os.readlink(tmp_path / "dev" / "stderr") == "/proc/self/fd/2"
     devices.create_dev_links(str(tmp_path))  # a second time changes nothing
+
+
+@pytest.mark.parametrize("destination, options, bound", [
+    ("/dev", ["rbind"], True), ("//dev/", ["bind", "ro"], True), ("dev", ["rbind"], True),
+    ("/dev", ["nosuid", "mode=755"], False), ("/dev/shm", ["rbind"], False),
+])
+def test_dev_is_bound_only_by_a_bind_on_dev(destination, options, bound):
+    from knarr.runtime import rootfs
+    mounts = [{"destination": destination, "type": "bind", "options": options}]
+    assert rootfs._dev_is_bound(mounts) is bound
