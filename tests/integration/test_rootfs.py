@@ -335,3 +335,23 @@ def test_in_a_user_namespace(bundle, tmp_path):
     failed = [line for line in out.splitlines() if not line.startswith(("ok ", "mount "))]
     assert not failed, out
     assert not _host_mounts_under(tmp_path)
+
+
+def test_bind_console_puts_a_pty_of_the_containers_devpts_on_dev_console(bundle, tmp_path):
+    rootfs, config = bundle
+
+    def body(out_fd):
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        unshare(CLONE_NEWNS)
+        rootfs_mod.prepare_rootfs(config, rootfs, in_cgroupns=False, in_userns=False)
+        rootfs_mod.pivot_into(rootfs)
+        rootfs_mod.finalize_rootfs(config)
+        _, slave = os.openpty()  # through /dev/ptmx -> pts/ptmx, the new devpts instance
+        rootfs_mod.bind_console(os.ttyname(slave))
+        os.execv("/bin/sh", ["sh", "-c", "echo $(stat -c %t /dev/console) $(readlink /dev/ptmx)"
+                             " $(grep -c ' /dev/console ' /proc/self/mountinfo)"])
+    code, out = _run_child(body)
+    assert code == 0, out
+    assert out.split() == ["88", "pts/ptmx", "1"], out  # 136, the pty slave major, in hex
+    assert not os.path.exists(os.path.join(rootfs, "dev", "console"))
