@@ -1,0 +1,370 @@
+"""Applying a layer tar to a snapshot directory, safely, in one streaming pass.
+
+The stream is read once: its bytes are hashed (the layer's diff_id) while
+each entry is written. Whiteouts become overlay's form: `.wh.<name>` a 0/0
+character device `<name>`, `.wh..wh..opq` the xattr trusted.overlay.opaque=y
+on its directory.
+
+No write lands outside the target directory. Every path is walked one
+component at a time from an open descriptor of the target with O_NOFOLLOW,
+so a symlink is never followed, whether the archive placed it or not; files
+are created with O_EXCL. Refused, each with an error naming the entry:
+`..` components, paths or hard links through a symlink, hard links to a
+name outside the layer or to a directory, a symlink replaced by a directory
+(or the reverse) within the archive, trusted.overlay.* xattrs (they would
+steer overlay itself), entries larger than the free space or the byte
+budget, unknown entry types, truncated archives. Absolute paths are taken
+relative to the target, as every container engine does.
+"""
+
+import dataclasses
+import errno
+import hashlib
+import os
+import stat
+import tarfile
+from typing import BinaryIO
+
+from knarr.errors import InvalidArgument
+
+__all__ = ["Applied", "apply_layer", "WHITEOUT_PREFIX", "OPAQUE_MARKER"]
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+_OPAQUE_XATTR = "trusted.overlay.opaque"
+_XATTR_PREFIX = "SCHILY.xattr."
+_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_CACHED_DIRS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    """What applying a layer produced: the digest and size of the uncompressed tar."""
+
+    diff_id: str
+    size: int
+    entries: int
+
+
+class _HashingReader:
+    """Reads a stream, hashing and counting every byte that passes."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+def apply_layer(target: str, stream: BinaryIO, *, label: str = "layer",
+                max_bytes: int | None = None) -> Applied:
+    """Extract the uncompressed tar `stream` into `target`; return its diff_id and size."""
+    reader = _HashingReader(stream)
+    with _Extractor(target, label, max_bytes) as ex:
+        try:
+            archive = tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK)  # type: ignore
+            for member in archive:
+                ex.entry(member, archive)
+        except (tarfile.TarError, EOFError) as exc:
+            raise InvalidArgument(f"{label}: corrupt or truncated tar: {exc}",
+                                  layer=label) from exc
+        ex.finish()
+    reader.drain()
+    return Applied(f"sha256:{reader.hash.hexdigest()}", reader.size, ex.count)
+
+
+def _clean(name: str) -> list[str]:
+    """Split an entry name into components; `..` anywhere is refused by the caller."""
+    return [p for p in name.split("/") if p not in ("", ".")]
+
+
+class _Extractor:
+    """The state of one extraction: the target's descriptor, a cache of directory fds."""
+
+    def __init__(self, target: str, label: str, max_bytes: int | None) -> None:
+        self.label = label
+        self.root = os.open(target, _DIR_FLAGS)
+        self.dirs: dict[tuple[str, ...], int] = {}
+        self.deferred_dirs: list[tuple[list[str], tarfile.TarInfo]] = []
+        vfs = os.fstatvfs(self.root)
+        self.budget = vfs.f_bavail * vfs.f_frsize
+        if max_bytes is not None:
+            self.budget = min(self.budget, max_bytes)
+        self.as_root = os.geteuid() == 0
+        self.count = 0
+        self.name = ""
+
+    def __enter__(self) -> "_Extractor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._forget_dirs()
+        os.close(self.root)
+
+    def refuse(self, problem: str, name: str | None = None) -> InvalidArgument:
+        entry = self.name if name is None else name
+        return InvalidArgument(f"{self.label}: entry {entry!r}: {problem}",
+                               layer=self.label, entry=entry)
+
+    def _forget_dirs(self) -> None:
+        for fd in self.dirs.values():
+            os.close(fd)
+        self.dirs.clear()
+
+    def entry(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        """Apply one archive entry."""
+        self.name = member.name
+        self.count += 1
+        parts = self._parts(member.name)
+        if not parts:
+            return  # the layer root itself: the snapshot dir keeps its own metadata
+        try:
+            self._apply(parts, member, archive)
+        except InvalidArgument:
+            raise
+        except (EOFError, tarfile.TarError) as exc:
+            raise self.refuse(f"truncated archive: {exc}") from exc
+        except OSError as exc:
+            raise self.refuse(os.strerror(exc.errno) if exc.errno else str(exc)) from exc
+
+    def _parts(self, name: str) -> list[str]:
+        parts = _clean(name)
+        if ".." in parts:
+            raise self.refuse("'..' in path")
+        return parts
+
+    def _apply(self, parts: list[str], member: tarfile.TarInfo,
+               archive: tarfile.TarFile) -> None:
+        base = parts[-1]
+        if base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(parts, member)
+            return
+        parent = self.dir_fd(parts[:-1], create=True)
+        self._clear_way(parent, parts, member)
+        if member.isreg():
+            self._file(parent, base, member, archive)
+        elif member.isdir():
+            self._dir(parent, parts, member)
+        elif member.issym():
+            os.symlink(member.linkname, base, dir_fd=parent)
+            self._own(parent, base, member)
+            os.utime(base, ns=_ns(member), dir_fd=parent, follow_symlinks=False)
+        elif member.islnk():
+            self._hardlink(parent, base, member)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            self._node(parent, base, member)
+        else:
+            raise self.refuse(f"unsupported entry type {member.type!r}")
+
+    def dir_fd(self, parts: list[str], create: bool) -> int:
+        """An fd of the directory at `parts`, never through a symlink; made if `create`."""
+        fd = self.root
+        for i, component in enumerate(parts):
+            key = tuple(parts[:i + 1])
+            cached = self.dirs.get(key)
+            if cached is not None:
+                fd = cached
+                continue
+            fd = self._open_dir(fd, component, parts[:i + 1], create)
+            if len(self.dirs) >= _MAX_CACHED_DIRS:
+                self._forget_dirs()
+            self.dirs[key] = fd
+        return fd
+
+    def _open_dir(self, parent: int, component: str, path: list[str], create: bool) -> int:
+        try:
+            return os.open(component, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise self.refuse(f"{'/'.join(path)} does not exist in this layer") from None
+            os.mkdir(component, 0o755, dir_fd=parent)
+            return os.open(component, _DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            st = os.lstat(component, dir_fd=parent)
+            what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+            raise self.refuse(f"path goes through {'/'.join(path)}, which is {what}") from None
+
+    def _clear_way(self, parent: int, parts: list[str], member: tarfile.TarInfo) -> None:
+        """Remove what an entry replaces; refuse symlink <-> directory swaps."""
+        try:
+            st = os.lstat(parts[-1], dir_fd=parent)
+        except FileNotFoundError:
+            return
+        old_dir, old_link = stat.S_ISDIR(st.st_mode), stat.S_ISLNK(st.st_mode)
+        if old_link and member.isdir():
+            raise self.refuse("replaces a symlink placed earlier with a directory")
+        if old_dir and member.issym():
+            raise self.refuse("replaces a directory placed earlier with a symlink")
+        if old_dir and member.isdir():
+            return
+        self._remove(parent, parts, st)
+
+    def _remove(self, parent: int, parts: list[str], st: os.stat_result) -> None:
+        if stat.S_ISDIR(st.st_mode):
+            self._forget_dirs()
+            _remove_tree_at(parent, parts[-1])
+        else:
+            os.unlink(parts[-1], dir_fd=parent)
+
+    def _file(self, parent: int, base: str, member: tarfile.TarInfo,
+              archive: tarfile.TarFile) -> None:
+        if member.size > self.budget:
+            raise self.refuse(f"size {member.size} bytes exceeds the {self.budget} bytes "
+                              "this layer may still use")
+        self.budget -= member.size
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(base, flags, 0o600, dir_fd=parent)
+        try:
+            _copy(archive.extractfile(member), fd, member.size)
+            self._own_fd(fd, member)
+            os.fchmod(fd, member.mode & 0o7777)
+            self._xattrs_fd(fd, member)
+            os.utime(fd, ns=_ns(member))
+        finally:
+            os.close(fd)
+
+    def _dir(self, parent: int, parts: list[str], member: tarfile.TarInfo) -> None:
+        try:
+            os.mkdir(parts[-1], 0o700, dir_fd=parent)
+        except FileExistsError:
+            pass
+        fd = self.dir_fd(parts, create=False)
+        self._own_fd(fd, member)
+        self._xattrs_fd(fd, member)
+        # Mode and times last: a read-only dir must still take its children,
+        # and writing children would change its mtime.
+        self.deferred_dirs.append((parts, member))
+
+    def _hardlink(self, parent: int, base: str, member: tarfile.TarInfo) -> None:
+        target = self._parts_of_link(member.linkname)
+        if not target:
+            raise self.refuse(f"hard link to the layer root {member.linkname!r}")
+        tparent = self.dir_fd(target[:-1], create=False)
+        try:
+            st = os.lstat(target[-1], dir_fd=tparent)
+        except FileNotFoundError:
+            raise self.refuse(f"hard link target {member.linkname!r} is not in this layer"
+                              ) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise self.refuse(f"hard link to a directory {member.linkname!r}")
+        os.link(target[-1], base, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
+
+    def _parts_of_link(self, linkname: str) -> list[str]:
+        parts = _clean(linkname)
+        if ".." in parts:
+            raise self.refuse(f"hard link target {linkname!r} has '..'")
+        return parts
+
+    def _node(self, parent: int, base: str, member: tarfile.TarInfo) -> None:
+        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else \
+            stat.S_IFIFO
+        os.mknod(base, kind | 0o600, os.makedev(member.devmajor, member.devminor),
+                 dir_fd=parent)
+        self._own(parent, base, member)
+        os.chmod(base, member.mode & 0o7777, dir_fd=parent)
+        self._xattrs_path(parent, base, member)
+        os.utime(base, ns=_ns(member), dir_fd=parent, follow_symlinks=False)
+
+    def _whiteout(self, parts: list[str], member: tarfile.TarInfo) -> None:
+        base = parts[-1]
+        parent_parts = parts[:-1]
+        parent = self.dir_fd(parent_parts, create=True)
+        if base == OPAQUE_MARKER:
+            os.setxattr(_proc_path(parent), _OPAQUE_XATTR, b"y")
+            return
+        if base.startswith(WHITEOUT_PREFIX * 2):
+            return  # other aufs metadata (.wh..wh.plnk and the like) has no overlay meaning
+        hidden = base[len(WHITEOUT_PREFIX):]
+        if hidden in ("", ".", ".."):
+            raise self.refuse("whiteout of no name")
+        try:
+            self._remove(parent, parent_parts + [hidden], os.lstat(hidden, dir_fd=parent))
+        except FileNotFoundError:
+            pass
+        os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
+        self._own(parent, hidden, member)
+
+    def _own(self, parent: int, base: str, member: tarfile.TarInfo) -> None:
+        if self.as_root:
+            os.chown(base, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+
+    def _own_fd(self, fd: int, member: tarfile.TarInfo) -> None:
+        if self.as_root:
+            os.fchown(fd, member.uid, member.gid)
+
+    def _xattrs(self, member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+        out = []
+        for key, value in member.pax_headers.items():
+            if not key.startswith(_XATTR_PREFIX):
+                continue
+            name = key[len(_XATTR_PREFIX):]
+            if name.startswith("trusted.overlay."):
+                raise self.refuse(f"sets overlay's own xattr {name}")
+            out.append((name, value.encode("utf-8", "surrogateescape")))
+        return out
+
+    def _xattrs_fd(self, fd: int, member: tarfile.TarInfo) -> None:
+        for name, value in self._xattrs(member):
+            os.setxattr(fd, name, value)
+
+    def _xattrs_path(self, parent: int, base: str, member: tarfile.TarInfo) -> None:
+        for name, value in self._xattrs(member):
+            os.setxattr(f"{_proc_path(parent)}/{base}", name, value, follow_symlinks=False)
+
+    def finish(self) -> None:
+        """Set directory modes and times, deepest first, once their children are in."""
+        self.name = ""
+        for parts, member in sorted(self.deferred_dirs, key=lambda d: -len(d[0])):
+            try:
+                fd = self.dir_fd(parts, create=False)
+            except InvalidArgument:
+                continue  # removed or replaced later in the archive
+            os.fchmod(fd, member.mode & 0o7777)
+            os.utime(fd, ns=_ns(member))
+
+
+def _ns(member: tarfile.TarInfo) -> tuple[int, int]:
+    mtime = int(member.mtime * 1_000_000_000)
+    return mtime, mtime
+
+
+def _proc_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def _copy(source: BinaryIO | None, fd: int, size: int) -> None:
+    left = size
+    while left > 0 and source is not None:
+        chunk = source.read(min(_CHUNK, left))
+        if not chunk:
+            raise EOFError("unexpected end of data")
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+        left -= len(chunk)
+
+
+def _remove_tree_at(parent: int, name: str) -> None:
+    """Remove a directory tree below an fd, never following a symlink."""
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    try:
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree_at(fd, entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
