@@ -61,6 +61,7 @@ def run_benchmark(bench: Benchmark, args: argparse.Namespace, machine: dict) -> 
     """Prepare, measure, report and clean up one benchmark; True unless a subject failed."""
     workdir = Path(tempfile.mkdtemp(prefix=f"knarr-bench-{bench.name}-"))
     outcomes: list[Outcome] = []
+    load_before = round(os.getloadavg()[0], 2)
     try:
         outcomes = [Outcome(s) for s in bench.prepare(workdir)]
         print(f"{bench.name}: timing {', '.join(o.subject.name for o in outcomes)}",
@@ -74,8 +75,9 @@ def run_benchmark(bench: Benchmark, args: argparse.Namespace, machine: dict) -> 
         sweep_errors = [e for o in outcomes for e in o.subject.sweep()]
         _remove_workdir(workdir, args.keep_workdir or bool(sweep_errors))
     params = {"iterations": args.iterations, "warmups": args.warmup,
-              "timeout_s": args.timeout, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    print(report.table(bench, outcomes, args.iterations, args.warmup))
+              "timeout_s": args.timeout, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "load_before": load_before, "load_after": round(os.getloadavg()[0], 2)}
+    print(report.table(bench, outcomes, params, machine))
     for e in sweep_errors:
         print(f"leftover: {e} (kept {workdir})")
     path = report.write_json(args.results, bench.name,

@@ -47,13 +47,14 @@ def ratios(bench: Benchmark, outcomes: list[Outcome]) -> list[Ratio]:
     return found
 
 
-def table(bench: Benchmark, outcomes: list[Outcome], iterations: int, warmups: int) -> str:
+def table(bench: Benchmark, outcomes: list[Outcome], params: dict, machine: dict) -> str:
     """The human-readable report of one benchmark."""
     rows = ratios(bench, outcomes)
     knarr_names = sorted({r.knarr for r in rows})
     lines = [f"== {bench.name}: {bench.summary}",
-             f"   {iterations} iterations after {warmups} warm-ups, subjects interleaved;"
-             " times in ms",
+             f"   {params['iterations']} iterations after {params['warmups']} warm-ups,"
+             f" subjects interleaved; times in ms; 1-min load {params['load_before']:g}"
+             f" -> {params['load_after']:g} on {machine['cpus']} cpus",
              ""]
     head = f"{'subject':<16}{'role':<7}{'median':>9}{'p90':>9}{'min':>9}{'max':>9}"
     head += "".join(f"  {f'{k} / this':>22}" for k in knarr_names)
