@@ -251,12 +251,15 @@ class _Extractor:
         target = self._parts_of_link(member.linkname)
         if not target:
             raise self.refuse(f"hard link to the layer root {member.linkname!r}")
-        tparent = self.dir_fd(target[:-1], create=False)
+        missing = self.refuse(f"hard link target {member.linkname!r} is not in this layer")
+        try:
+            tparent = self.dir_fd(target[:-1], create=False)
+        except InvalidArgument as exc:
+            raise (missing if "does not exist" in exc.message else exc) from None
         try:
             st = os.lstat(target[-1], dir_fd=tparent)
         except FileNotFoundError:
-            raise self.refuse(f"hard link target {member.linkname!r} is not in this layer"
-                              ) from None
+            raise missing from None
         if stat.S_ISDIR(st.st_mode):
             raise self.refuse(f"hard link to a directory {member.linkname!r}")
         os.link(target[-1], base, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)

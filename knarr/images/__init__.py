@@ -1,0 +1,1 @@
+"""Images: names and tags, unpack, save and load, built-in images."""

@@ -1,0 +1,117 @@
+"""Unpacking an image's layers into committed snapshots named by chain id.
+
+Each layer is extracted into a fresh active snapshot keyed
+`extract-<pid>-<random> <chain id>`, then committed under its chain id once
+its diff_id checks out. On any failure the temporary snapshot is removed, so
+a refused layer leaves nothing behind; if the process is killed instead, the
+next unpack finds the leftover by its key (its pid no longer runs) and
+removes it. A chain id already committed is not unpacked again.
+"""
+
+import os
+import secrets
+from typing import BinaryIO
+
+from knarr.content import ContentStore
+from knarr.errors import AlreadyExists, InvalidArgument
+from knarr.oci import digest as digests
+from knarr.snapshots import Applied, Snapshotter, decompressed, detect
+
+__all__ = ["unpack_layer", "unpack_image", "remove_stale_extractions"]
+
+_EXTRACT = "extract-"
+
+
+def unpack_layer(snaps: Snapshotter, stream: BinaryIO, parent: str | None,
+                 diff_id: str | None = None, *, label: str = "layer",
+                 max_bytes: int | None = None) -> tuple[str, Applied]:
+    """Apply one layer (plain, gzip or zstd) on `parent`; return (chain id, what was applied).
+
+    With `diff_id` given, a layer whose uncompressed digest differs is refused.
+    """
+    key = f"{_EXTRACT}{os.getpid()}-{secrets.token_hex(4)} {label}"
+    snaps.prepare(key, parent)
+    try:
+        applied = _apply(snaps, key, stream, label, max_bytes)
+        if diff_id is not None and applied.diff_id != diff_id:
+            raise InvalidArgument(f"{label}: diff_id mismatch: expected {diff_id}, "
+                                  f"got {applied.diff_id}", digest=diff_id,
+                                  actual=applied.diff_id)
+        chain = digests.chain_id(parent, applied.diff_id)
+        snaps.commit(chain, key)
+    except AlreadyExists:
+        snaps.remove(key)  # another unpack committed the same chain meanwhile: use that one
+    except BaseException:
+        snaps.remove(key)
+        raise
+    return chain, applied
+
+
+def _apply(snaps: Snapshotter, key: str, stream: BinaryIO, label: str,
+           max_bytes: int | None) -> Applied:
+    peek = _Peekable(stream)
+    compression = detect(peek.peek(4))
+    with decompressed(peek, compression) as plain:  # type: ignore[arg-type]
+        applied = snaps.apply(key, plain, max_bytes=max_bytes, label=label)
+        while plain.read(1 << 20):
+            pass  # the compressed stream's tail: gzip trailer, padding
+    return applied
+
+
+def unpack_image(content: ContentStore, snaps: Snapshotter, layers: list[dict],
+                 diff_ids: list[str], label: str = "image") -> list[str]:
+    """Unpack every layer of an image not yet unpacked; return the chain ids, bottom first."""
+    if len(layers) != len(diff_ids):
+        raise InvalidArgument(f"{label}: {len(layers)} layers but {len(diff_ids)} diff_ids",
+                              image=label)
+    chains = digests.chain_ids(diff_ids)
+    parent = None
+    for layer, diff_id, chain in zip(layers, diff_ids, chains, strict=True):
+        if not snaps.exists(chain):
+            with content.open(layer["digest"]) as blob:
+                unpack_layer(snaps, blob, parent, diff_id, label=f"{label}: layer {diff_id}")
+        parent = chain
+    return chains
+
+
+def remove_stale_extractions(snaps: Snapshotter) -> list[str]:
+    """Remove temporary snapshots of unpacks whose process is gone; return their keys."""
+    removed = []
+    for row in snaps.walk():
+        key = row["key"]
+        if not key.startswith(_EXTRACT):
+            continue
+        pid = key[len(_EXTRACT):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            snaps.remove(key)
+            removed.append(key)
+    snaps.cleanup()
+    return removed
+
+
+class _Peekable:
+    """A read-only stream that can show its first bytes without consuming them."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.head = b""
+
+    def peek(self, n: int) -> bytes:
+        while len(self.head) < n:
+            more = self.stream.read(n - len(self.head))
+            if not more:
+                break
+            self.head += more
+        return self.head
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0:
+                out, self.head = self.head + self.stream.read(), b""
+                return out
+            out, self.head = self.head[:n], self.head[n:]
+            return out
+        return self.stream.read(n)
+
+    def readable(self) -> bool:
+        return True
