@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import pytest
@@ -85,8 +86,14 @@ class Runtime:
 
     def __call__(self, *argv: str, input: bytes | None = None, timeout: float = 30,
                  check: bool = False) -> subprocess.CompletedProcess:
-        result = subprocess.run([RUNTIME, "--root", self.root, *argv], input=input,
-                                capture_output=True, timeout=timeout)
+        # Files, not pipes: a detached container inherits our stdout and would
+        # hold a pipe open long after knarr-runtime has exited.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            result = subprocess.run([RUNTIME, "--root", self.root, *argv], input=input,
+                                    stdout=out, stderr=err, timeout=timeout)
+            out.seek(0)
+            err.seek(0)
+            result.stdout, result.stderr = out.read(), err.read()
         if check and result.returncode != 0:
             raise AssertionError(f"knarr-runtime {' '.join(argv)} exited {result.returncode}:"
                                  f" {result.stderr.decode()}")

@@ -8,7 +8,7 @@ import time
 
 from knarr.errors import FailedPrecondition, InvalidArgument, KnarrError, NotFound
 from knarr.oci import runtime_spec
-from knarr.runtime import capabilities, cgroups, hooks, init, namespaces, seccomp, state
+from knarr.runtime import capabilities, cgroups, devices, hooks, init, namespaces, seccomp, state
 from knarr.runtime.channel import Channel, pair
 
 __all__ = ["create", "load_bundle"]
@@ -70,8 +70,8 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
         os.mkfifo(fifo, 0o622)
         cgroup = cgroups.open_cgroup(record["cgroups_path"], container_id)
         cgroup.create()
-        cgroup.apply(config.get("linux", {}).get("resources", {}))
-        ctx = {"config": config, "rootfs": rootfs, "fifo": fifo, "no_pivot": no_pivot,
+        cgroup.apply(devices.with_default_rules(config.get("linux", {}).get("resources", {})))
+        ctx = {"config": config, "rootfs": rootfs, "bundle": bundle, "fifo": fifo, "no_pivot": no_pivot,
                "namespaces": runtime_spec.namespaces_of(config), "preserve_fds": preserve_fds,
                "console_socket": console_socket}
         pid = _spawn(ctx, cgroup, record, config)
@@ -120,7 +120,6 @@ def _drive(ch: Channel, stage1: int, ctx: dict, cgroup, record: dict, config: di
     _reap(stage1)
     record["pid"] = pid
     try:
-        ch.expect("namespaces", what)
         _set_oom_score(pid, config["process"].get("oomScoreAdj"))
         state_now = _hook_state(record, "created")
         hooks.run(config, "prestart", state_now)

@@ -17,6 +17,7 @@ __all__ = [
     "create_devices",
     "create_dev_links",
     "bind_console",
+    "with_default_rules",
 ]
 
 # The nodes every container gets (config-linux.md, "Default Devices").
@@ -159,3 +160,21 @@ def bind_console(slave_path: str) -> None:
     except OSError as exc:
         raise FailedPrecondition(f"bind {slave_path} on /dev/console: {_reason(exc)}",
                                  path=slave_path, errno=exc.errno) from exc
+
+
+# Device-cgroup rules every container needs whatever its config says: the
+# default nodes, plus the terminals (/dev/console, /dev/ptmx, /dev/pts/*).
+_ALWAYS_ALLOWED = [{"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"],
+                    "access": "rwm"} for d in DEFAULT_DEVICES] + [
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+]
+
+
+def with_default_rules(resources: dict) -> dict:
+    """`resources` with allow rules for the default devices after the config's own rules."""
+    rules = list(resources.get("devices", []))
+    if not rules:
+        return resources
+    return {**resources, "devices": rules + [dict(r) for r in _ALWAYS_ALLOWED]}

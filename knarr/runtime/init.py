@@ -65,13 +65,14 @@ def _setup(ch: Channel, ctx: dict) -> None:
     os.setsid()
     ns = ctx["namespaces"]
     new_mount = "mount" in ns and not ns["mount"]
-    ch.send("namespaces")
+    # The runtime runs prestart/createRuntime hooks once it has reaped stage1;
+    # until then stage1 may still be writing on the shared channel.
     hook_state = ch.expect("continue", "run createRuntime hooks")["hook_state"]
     sock = console.connect(ctx["console_socket"]) if ctx.get("console_socket") else None
     fifo = os.open(ctx["fifo"], os.O_PATH | os.O_CLOEXEC)
     if new_mount:
         rootfs.prepare_rootfs(config, ctx["rootfs"], in_cgroupns="cgroup" in ns,
-                              in_userns="user" in ns)
+                              in_userns="user" in ns, bundle=ctx["bundle"])
     hooks.run(config, "createContainer", hook_state)
     if new_mount:
         rootfs.pivot_into(ctx["rootfs"], no_pivot=ctx["no_pivot"])

@@ -40,16 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# runc (Go flags) also accepts single-dash long options: -bundle X.
+_LONG = {"bundle", "root", "log", "log-format", "console-socket", "pid-file", "detach",
+         "process", "tty", "cwd", "env", "user", "force", "all", "format", "debug",
+         "systemd-cgroup", "no-pivot", "no-new-keyring", "preserve-fds", "rootless"}
+
+
 def _normalise(argv: list[str]) -> list[str]:
-    """runc (Go flags) also accepts single-dash long options: -bundle X."""
+    """Turn runc's `-bundle` spelling into `--bundle`, leaving everything else alone."""
     out = []
     for arg in argv:
-        if arg == "--":
-            out.extend(argv[len(out):])
-            break
-        if len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and not arg[1].isdigit():
-            name = arg[1:].split("=", 1)[0]
-            if len(name) > 1:
+        if arg.startswith("-") and not arg.startswith("--"):
+            if arg[1:].split("=", 1)[0] in _LONG:
                 arg = "-" + arg
         out.append(arg)
     return out

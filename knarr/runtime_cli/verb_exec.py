@@ -1,5 +1,6 @@
 """knarr-runtime exec [flags] ID [COMMAND ARGS...] | --process FILE ID"""
 
+import argparse
 import json
 
 from knarr.errors import InvalidArgument, NotFound
@@ -27,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--preserve-fds", type=int, default=0)
     p.add_argument("--ignore-paused", action="store_true")
     p.add_argument("id", metavar="ID")
-    p.add_argument("command", nargs="*")
+    p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=run)
 
 

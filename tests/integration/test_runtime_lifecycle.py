@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from knarr.runtime.state import process_start_time
+
 pytestmark = pytest.mark.privileged
 
 
@@ -52,7 +54,8 @@ def test_create_start_state_kill_delete(runtime, bundle):
     assert _state(runtime, cid)["status"] == "stopped"
     runtime("delete", cid, check=True)
     assert runtime("state", cid).returncode == 1
-    assert not os.path.exists(f"/proc/{created['pid']}")
+    # Gone, or a zombie waiting for whichever process it was reparented to.
+    assert process_start_time(created["pid"]) is None
 
 
 def test_pause_and_resume(runtime, bundle):
@@ -88,3 +91,11 @@ def test_list_shows_containers(runtime, bundle):
     assert [(r["id"], r["status"]) for r in rows] == [(cid, "created")]
     runtime("delete", cid, check=True)
     assert json.loads(runtime("list", "--format", "json", check=True).stdout) == []
+
+
+def test_default_devices_work_under_a_deny_all_device_cgroup(runtime, bundle):
+    bundle.args("sh", "-c", "echo x > /dev/null && head -c 4 /dev/zero | wc -c && "
+                "head -c 1 /dev/urandom | wc -c").write()
+    result = runtime("run", "--bundle", bundle.path, runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"4", b"1"]
