@@ -40,6 +40,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-w", "--warmup", type=int, default=3, help="untimed runs first (3)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed a run (60)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where JSON goes")
+    p.add_argument("-s", "--subject", action="append", default=[], metavar="NAME",
+                   help="time only this subject (repeatable; default all)")
     p.add_argument("--no-setup", action="store_true", help="do not run bench/setup.sh")
     p.add_argument("--keep-workdir", action="store_true", help="keep bundles and roots")
     args = p.parse_args(argv)
@@ -62,8 +64,10 @@ def run_benchmark(bench: Benchmark, args: argparse.Namespace, machine: dict) -> 
     workdir = Path(tempfile.mkdtemp(prefix=f"knarr-bench-{bench.name}-"))
     outcomes: list[Outcome] = []
     load_before = round(os.getloadavg()[0], 2)
+    ticks_before = host.cpu_ticks()
     try:
-        outcomes = [Outcome(s) for s in bench.prepare(workdir)]
+        outcomes = [Outcome(s) for s in bench.prepare(workdir)
+                    if not args.subject or s.name in args.subject]
         print(f"{bench.name}: timing {', '.join(o.subject.name for o in outcomes)}",
               file=sys.stderr)
         measure(outcomes, args.iterations, args.warmup, args.timeout,
@@ -76,7 +80,8 @@ def run_benchmark(bench: Benchmark, args: argparse.Namespace, machine: dict) -> 
         _remove_workdir(workdir, args.keep_workdir or bool(sweep_errors))
     params = {"iterations": args.iterations, "warmups": args.warmup,
               "timeout_s": args.timeout, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "load_before": load_before, "load_after": round(os.getloadavg()[0], 2)}
+              "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
+              "cpu_steal": round(host.steal_share(ticks_before, host.cpu_ticks()), 3)}
     print(report.table(bench, outcomes, params, machine))
     for e in sweep_errors:
         print(f"leftover: {e} (kept {workdir})")

@@ -66,6 +66,18 @@ def cgroup_layout() -> str:
     return "hybrid" if "cgroup2" in types else "v1"
 
 
+def cpu_ticks() -> list[int]:
+    """The aggregate `cpu` line of /proc/stat: user nice system idle iowait irq softirq steal."""
+    first = Path("/proc/stat").read_text().splitlines()[0].split()
+    return [int(x) for x in first[1:9]]
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """The fraction of CPU time the hypervisor took from this VM between two readings."""
+    delta = [a - b for a, b in zip(after, before, strict=True)]
+    return delta[7] / sum(delta) if sum(delta) else 0.0
+
+
 def describe() -> dict[str, object]:
     """What a reader of a result file needs to know about the machine that made it."""
     return {

@@ -53,8 +53,9 @@ def table(bench: Benchmark, outcomes: list[Outcome], params: dict, machine: dict
     knarr_names = sorted({r.knarr for r in rows})
     lines = [f"== {bench.name}: {bench.summary}",
              f"   {params['iterations']} iterations after {params['warmups']} warm-ups,"
-             f" subjects interleaved; times in ms; 1-min load {params['load_before']:g}"
-             f" -> {params['load_after']:g} on {machine['cpus']} cpus",
+             " subjects interleaved; times in ms",
+             f"   host: {machine['cpus']} cpus, 1-min load {params['load_before']:g}"
+             f" -> {params['load_after']:g}, cpu steal {params['cpu_steal']:.0%}",
              ""]
     head = f"{'subject':<16}{'role':<7}{'median':>9}{'p90':>9}{'min':>9}{'max':>9}"
     head += "".join(f"  {f'{k} / this':>22}" for k in knarr_names)
