@@ -2,13 +2,12 @@
 
 import json
 import os
-import shutil
 import signal
 import time
 
 from knarr.errors import FailedPrecondition, InvalidArgument, KnarrError, NotFound
 from knarr.oci import runtime_spec
-from knarr.runtime import capabilities, cgroups, devices, hooks, init, namespaces, seccomp, state
+from knarr.runtime import capabilities, cgroups, devices, hooks, init, namespaces, state
 from knarr.runtime.channel import Channel, pair
 
 __all__ = ["create", "load_bundle"]
@@ -40,6 +39,8 @@ def _check_security(config: dict) -> None:
         capabilities.mask(names, f"process.capabilities.{kind}")
     profile = config.get("linux", {}).get("seccomp")
     if profile:
+        from knarr.runtime import seccomp  # only configs with a profile pay for libseccomp
+
         seccomp.validate(profile)
 
 
@@ -189,6 +190,8 @@ def _undo(cdir: str, cgroup, record: dict) -> None:
             cgroup.destroy()
         except KnarrError:
             pass
+    import shutil
+
     shutil.rmtree(cdir, ignore_errors=True)
 
 

@@ -1,12 +1,7 @@
 """run: create + start, then (unless detached) wait for the container and delete it."""
 
 import os
-import select
 import signal
-import socket
-import sys
-import termios
-import tty
 
 from knarr.runtime import container_create, container_delete, container_start
 from knarr.runtime.waiting import become_subreaper, wait_exit_status
@@ -65,6 +60,11 @@ def _wait(pid: int, master: int | None) -> int:
 
 def _proxy(master: int) -> None:
     """Copy between our stdio and the container's pty until it closes."""
+    import select
+    import sys
+    import termios
+    import tty
+
     stdin = sys.stdin.fileno()
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
     if saved:
@@ -96,6 +96,8 @@ class _ConsoleRelay:
     """A private console socket for `run` in the foreground with a terminal."""
 
     def __init__(self, root: str, container_id: str) -> None:
+        import socket
+
         os.makedirs(root, mode=0o700, exist_ok=True)
         self.path = os.path.join(root, f".console-{container_id}-{os.getpid()}.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -103,6 +105,8 @@ class _ConsoleRelay:
         self.sock.listen(1)
 
     def receive(self) -> int:
+        import socket
+
         conn, _ = self.sock.accept()
         with conn:
             _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)

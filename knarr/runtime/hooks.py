@@ -1,7 +1,6 @@
 """OCI lifecycle hooks: run each with the container state on its stdin."""
 
 import json
-import subprocess
 import sys
 
 from knarr.errors import FailedPrecondition
@@ -29,6 +28,8 @@ def _run_one(hook: dict, state: dict) -> None:
     path = hook.get("path")
     if not path:
         raise FailedPrecondition("no path")
+    import subprocess  # only when there are hooks: start-up cost matters
+
     args = hook.get("args") or [path]
     try:
         result = subprocess.run(args, executable=path, input=json.dumps(state).encode(),

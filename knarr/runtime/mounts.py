@@ -6,9 +6,9 @@ and resolves container paths inside a rootfs. `knarr.runtime.rootfs` acts on
 what these return.
 """
 
-import dataclasses
 import errno
 import os
+from collections import namedtuple
 
 from knarr.errors import InvalidArgument
 from knarr.sys.libc import (
@@ -97,13 +97,10 @@ REMOUNT_FLAGS = (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_SYNCHRONOUS |
 _MAX_SYMLINKS = 255
 
 
-@dataclasses.dataclass(frozen=True)
-class MountOptions:
+class MountOptions(namedtuple("MountOptions", "flags propagation data", defaults=(0, (), ""))):
     """An OCI mount entry's options, split the way mount(2) wants them."""
 
-    flags: int = 0
-    propagation: tuple[int, ...] = ()
-    data: str = ""
+    __slots__ = ()
 
     @property
     def is_bind(self) -> bool:
@@ -147,19 +144,11 @@ def mount_flags_of(path: str) -> int:
     return sum(ms for st, ms in _STATVFS_FLAGS if f_flag & st)
 
 
-@dataclasses.dataclass(frozen=True)
-class MountInfo:
+class MountInfo(namedtuple("MountInfo", "mount_id parent_id root mount_point options optional "
+                                         "fstype source super_options")):
     """One line of /proc/<pid>/mountinfo (see proc(5))."""
 
-    mount_id: int
-    parent_id: int
-    root: str
-    mount_point: str
-    options: str
-    optional: tuple[str, ...]
-    fstype: str
-    source: str
-    super_options: str
+    __slots__ = ()
 
 
 def _unescape(field: str) -> str:
@@ -202,13 +191,10 @@ def read_mountinfo() -> list[MountInfo]:
         return parse_mountinfo(f.read())
 
 
-@dataclasses.dataclass(frozen=True)
-class CgroupHierarchy:
+class CgroupHierarchy(namedtuple("CgroupHierarchy", "subsystems mount_point root")):
     """A mounted cgroup hierarchy: v1 with its subsystems, or the v2 one."""
 
-    subsystems: tuple[str, ...]  # ("cpu", "cpuacct"), ("name=systemd",); () for cgroup2
-    mount_point: str
-    root: str
+    __slots__ = ()
 
     @property
     def version(self) -> int:

@@ -8,12 +8,10 @@ args[0] on the container's PATH and executes it with the container's env.
 
 import os
 import sys
-from typing import NoReturn
 
 from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument, NotFound
 from knarr.runtime import capabilities, rlimits
-from knarr.runtime import seccomp as seccomp_filter
 
 __all__ = ["finalize", "exec_process", "find_executable", "environ"]
 
@@ -56,7 +54,7 @@ def finalize(process: dict, *, seccomp: dict | None) -> None:
         _set_capabilities(caps)
     _enter(process)
     if seccomp is not None:
-        seccomp_filter.compile_and_load(seccomp)
+        _load_seccomp(seccomp)
 
 
 def _finish_with_privileged_load(process: dict, caps: dict[str, int], seccomp: dict) -> None:
@@ -68,7 +66,7 @@ def _finish_with_privileged_load(process: dict, caps: dict[str, int], seccomp: d
     """
     _set_capabilities(caps, extra=_CAP_SYS_ADMIN & ksys.capget()[1])
     _enter(process)
-    seccomp_filter.compile_and_load(seccomp)
+    _load_seccomp(seccomp)
     _set_capabilities(caps)
 
 
@@ -202,7 +200,7 @@ def find_executable(process: dict) -> str:
     raise _denied(name) if denied else _not_found(name)
 
 
-def exec_process(process: dict) -> NoReturn:
+def exec_process(process: dict) -> None:
     """Replace this process with process.args, searching the container's PATH.
 
     Like execvp(3): a candidate that does not exist is skipped, one that may not be
@@ -223,3 +221,10 @@ def exec_process(process: dict) -> NoReturn:
             raise FailedPrecondition(f'exec: "{name}": {exc.strerror.lower()}',
                                      path=candidate) from exc
     raise _denied(name) if denied else _not_found(name)
+
+
+def _load_seccomp(profile: dict) -> None:
+    # Imported here: most runs of knarr-runtime never load a filter.
+    from knarr.runtime import seccomp as seccomp_filter
+
+    seccomp_filter.compile_and_load(profile)

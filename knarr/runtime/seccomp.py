@@ -7,8 +7,8 @@ architecture are skipped, so one profile serves every architecture.
 """
 
 import errno
-import platform
-from dataclasses import dataclass
+import os
+from collections import namedtuple
 
 from knarr.errors import FailedPrecondition, InvalidArgument, Unavailable
 from knarr.runtime import seccomp_default
@@ -57,22 +57,14 @@ _NOTIFY_ONLY = ("SCMP_ACT_NOTIFY", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
 _FIELD = "linux.seccomp"
 
 
-@dataclass(frozen=True)
-class _Rule:
-    field: str
-    names: tuple[str, ...]
-    action: int
-    # Each group is one libseccomp rule (its comparisons all must hold); the rule
-    # matches if any group does.
-    groups: tuple[tuple[tuple[int, int, int, int], ...], ...]
+# Each group is one libseccomp rule (its comparisons all must hold); the rule
+# matches if any group does.
+class _Rule(namedtuple("_Rule", "field names action groups")):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class _Plan:
-    default_action: int
-    architectures: tuple[str, ...]
-    attributes: tuple[int, ...]
-    rules: tuple[_Rule, ...]
+class _Plan(namedtuple("_Plan", "default_action architectures attributes rules")):
+    __slots__ = ()
 
 
 def _fail(field: str, problem: str) -> InvalidArgument:
@@ -276,7 +268,7 @@ def default_profile(capabilities: list[str] | None = None) -> dict:
     """
     data = seccomp_default
     caps = set(data.DEFAULT_CAPABILITIES if capabilities is None else capabilities)
-    machine = platform.machine()
+    machine = os.uname().machine
     allowed = list(data.ALLOWED) + data.BY_ARCH.get(machine, [])
     allowed += sorted({name for cap, names in data.BY_CAPABILITY.items() if cap in caps
                        for name in names})

@@ -18,7 +18,8 @@ VERBS = ("create", "start", "run", "state", "kill", "delete", "exec", "ps", "pau
          "resume", "list", "spec", "events", "update", "features")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(verb: str | None) -> argparse.ArgumentParser:
+    """The parser; only the named verb's module is imported (start-up cost matters)."""
     parser = argparse.ArgumentParser(
         prog="knarr-runtime",
         description="knarr-runtime runs OCI bundles: a runc-compatible command line for "
@@ -35,9 +36,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rootless", default="auto", help="accepted for runc compatibility")
     parser.add_argument("--criu", help="accepted for runc compatibility (no checkpointing)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
-    for verb in VERBS:
-        importlib.import_module(f"knarr.runtime_cli.verb_{verb}").add_parser(sub)
+    for name in ([verb] if verb in VERBS else VERBS):
+        importlib.import_module(f"knarr.runtime_cli.verb_{name}").add_parser(sub)
     return parser
+
+
+def _verb_in(argv: list[str]) -> str | None:
+    """The first argument that names a verb (global flags come before it)."""
+    aliases = {"ls": "list"}
+    for arg in argv:
+        if arg in VERBS or arg in aliases:
+            return aliases.get(arg, arg)
+    return None
 
 
 # runc (Go flags) also accepts single-dash long options: -bundle X.
@@ -60,8 +70,9 @@ def _normalise(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run one knarr-runtime command; exit with its status."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = _parser()
-    args = parser.parse_args(_normalise(argv))
+    argv = _normalise(argv)
+    parser = _parser(_verb_in(argv))
+    args = parser.parse_args(argv)
     if args.version:
         print(f"knarr-runtime version {VERSION}\nspec: {SPEC_VERSION}")
         return 0

@@ -2,7 +2,6 @@
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -46,7 +45,7 @@ _SYSCALLS = {
                "capset": 126, "setns": 308},
     "aarch64": {"pivot_root": 41, "pidfd_open": 434, "pidfd_send_signal": 424, "capget": 90,
                 "capset": 91, "setns": 268},
-}[platform.machine()]
+}[os.uname().machine]
 
 _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,

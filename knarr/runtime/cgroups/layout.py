@@ -7,7 +7,7 @@ is mounted there, which is how the unit tests point a driver at a fake tree.
 
 import os
 import posixpath
-from dataclasses import dataclass
+from collections import namedtuple
 
 from knarr.errors import InvalidArgument, Unavailable
 
@@ -27,13 +27,10 @@ V1_CONTROLLERS = frozenset({
 _MOUNTINFO = "/proc/self/mountinfo"
 
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(namedtuple("Hierarchy", "mountpoint controllers version")):
     """One mounted cgroup hierarchy: a v1 controller set, a named v1 tree, or cgroup2."""
 
-    mountpoint: str
-    controllers: tuple[str, ...]
-    version: int
+    __slots__ = ()
 
     @property
     def names(self) -> tuple[str, ...]:
