@@ -24,6 +24,7 @@ $(VENV)/.apt-installed:
 $(VENV)/.installed: pyproject.toml $(VENV)/.apt-installed
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@scripts/install-launchers $(VENV)
 	@touch $@
 
 demo: deps
