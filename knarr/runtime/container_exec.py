@@ -8,6 +8,7 @@ from knarr.runtime import console, init, namespaces, process, state
 from knarr.runtime import container as containers
 from knarr.runtime.channel import Channel, pair
 from knarr.runtime.container_create import load_bundle
+from knarr.runtime.container_run import forward_signals
 from knarr.runtime.waiting import become_subreaper, wait_exit_status
 
 __all__ = ["exec_process"]
@@ -22,14 +23,35 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
     if status not in (state.Status.RUNNING, state.Status.CREATED):
         raise c.refuse("exec in", status)
     runtime_spec.validate_config({"ociVersion": "x", "root": {"path": "/"}, "process": proc})
-    if proc.get("terminal") and not console_socket:
-        raise InvalidArgument("exec with a terminal needs --console-socket")
+    if proc.get("terminal") and not console_socket and detach:
+        raise InvalidArgument("exec --detach with a terminal needs --console-socket")
     config = load_bundle(c.record["bundle"])
     ctx = {"process": proc, "console_socket": console_socket, "preserve_fds": preserve_fds,
            "seccomp": config.get("linux", {}).get("seccomp"),
            "namespaces": namespaces.namespace_paths_of(c.pid, namespaces.FLAGS)}
     if not detach:
         become_subreaper()
+    relay = None
+    if proc.get("terminal") and not ctx["console_socket"]:
+        relay = console.Relay(root, container_id)
+        ctx["console_socket"] = relay.path
+    try:
+        target = _spawn(ctx, c)
+        master = relay.receive() if relay else None
+    finally:
+        if relay:
+            relay.close()
+    if pid_file:
+        state.write_atomic(os.path.abspath(pid_file), str(target).encode(), 0o644)
+    if detach:
+        return target
+    forward_signals(target, master)
+    if master is not None:
+        console.proxy(master)
+    return wait_exit_status(target)
+
+
+def _spawn(ctx: dict, c: containers.Container) -> int:
     parent, child = pair()
     pid = os.fork()
     if pid == 0:
@@ -37,12 +59,9 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
         _stage1(child, ctx)
     child.close()
     try:
-        target = _drive(parent, pid, c)
+        return _drive(parent, pid, c)
     finally:
         parent.close()
-    if pid_file:
-        state.write_atomic(os.path.abspath(pid_file), str(target).encode(), 0o644)
-    return target if detach else wait_exit_status(target)
 
 
 def _drive(ch: Channel, stage1: int, c: containers.Container) -> int:
