@@ -17,9 +17,12 @@ from knarr.errors import AlreadyExists, InvalidArgument
 from knarr.oci import digest as digests
 from knarr.snapshots import Applied, Snapshotter, decompressed, detect
 
-__all__ = ["unpack_layer", "unpack_image", "remove_stale_extractions"]
+__all__ = ["unpack_layer", "unpack_image", "remove_stale_extractions", "DIFF_ID_LABEL",
+           "DIFF_SIZE_LABEL"]
 
 _EXTRACT = "extract-"
+DIFF_ID_LABEL = "knarr.diff_id"
+DIFF_SIZE_LABEL = "knarr.diff_size"
 
 
 def unpack_layer(snaps: Snapshotter, stream: BinaryIO, parent: str | None,
@@ -38,7 +41,8 @@ def unpack_layer(snaps: Snapshotter, stream: BinaryIO, parent: str | None,
                                   f"got {applied.diff_id}", digest=diff_id,
                                   actual=applied.diff_id)
         chain = digests.chain_id(parent, applied.diff_id)
-        snaps.commit(chain, key)
+        snaps.commit(chain, key, {DIFF_ID_LABEL: applied.diff_id,
+                                  DIFF_SIZE_LABEL: applied.size})
     except AlreadyExists:
         snaps.remove(key)  # another unpack committed the same chain meanwhile: use that one
     except BaseException:

@@ -147,8 +147,8 @@ class Snapshotter:
             raise FailedPrecondition(f"{what} {key}: is {row['kind']}, not committed", key=key)
         return row
 
-    def commit(self, name: str, key: str) -> None:
-        """Turn the active snapshot `key` into the committed layer `name`."""
+    def commit(self, name: str, key: str, labels: dict | None = None) -> None:
+        """Turn the active snapshot `key` into the committed layer `name`, adding `labels`."""
         with self._transaction() as db:
             row = self._row(key)
             if row is None:
@@ -158,8 +158,9 @@ class Snapshotter:
                                          key=key)
             if self._row(name) is not None:
                 raise AlreadyExists(f"commit {key}: snapshot {name} already exists", key=name)
-            db.execute("UPDATE snapshots SET key = ?, kind = ? WHERE key = ?",
-                       (name, COMMITTED, key))
+            merged = dict(json.loads(row["labels"]), **(labels or {}))
+            db.execute("UPDATE snapshots SET key = ?, kind = ?, labels = ? WHERE key = ?",
+                       (name, COMMITTED, json.dumps(merged), key))
         shutil.rmtree(self._dir(row["id"], "work"), ignore_errors=True)
 
     def remove(self, key: str) -> None:

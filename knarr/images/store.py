@@ -1,0 +1,358 @@
+"""The image store: names and tags, registration, inspect, history, tag, remove, prune.
+
+An image is a manifest and a config in the content store, its layers as
+blobs there too and unpacked into committed snapshots (one per chain id),
+and a row in the index (`records.py`). Registration writes the row last, so
+an image is visible only when every byte of it is stored and unpacked.
+
+Changes to the store (register, remove, prune, load) take an flock on
+`<root>/images.lock`, so a collection never races a load that has unpacked
+layers but not yet written its row.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from knarr.content import ContentStore
+from knarr.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from knarr.images import unpack
+from knarr.images.records import Records
+from knarr.oci import digest as digests
+from knarr.oci import image_spec, reference
+from knarr.snapshots import COMMITTED, Snapshotter
+
+__all__ = ["ImageStore"]
+
+InUse = Callable[[str], bool]
+
+
+def _never_in_use(image_id: str) -> bool:
+    return False
+
+
+class ImageStore:
+    """Images under an engine root; `in_use(image_id)` says whether a container needs one."""
+
+    def __init__(self, root: str, in_use: InUse | None = None) -> None:
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+        self.content = ContentStore(root)
+        self.snapshots = Snapshotter(root)
+        self.records = Records(os.path.join(root, "metadata.db"))
+        self.in_use = in_use or _never_in_use
+        self._lock_path = os.path.join(root, "images.lock")
+        self._lock_depth = 0
+
+    def close(self) -> None:
+        """Close the databases."""
+        self.records.close()
+        self.snapshots.close()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's change lock; re-entrant within this object."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            yield
+        finally:
+            self._lock_depth = 0
+            os.close(fd)
+
+    # -- looking images up --------------------------------------------------
+
+    def resolve(self, ref: str) -> str:
+        """The image id that a name, a full id or a unique id prefix names; NotFound if none."""
+        bare = ref.removeprefix("sha256:")
+        if reference.looks_like_id(ref) and self.records.get(f"sha256:{bare}"):
+            return f"sha256:{bare}"
+        try:
+            parsed = reference.parse(ref)
+        except InvalidArgument:
+            parsed = None
+        if parsed is not None:
+            key = str(parsed.with_digest(parsed.digest)) if parsed.digest else str(parsed)
+            if (found := self.records.image_of(key)) is not None:
+                return found
+        return self._by_prefix(ref, bare)
+
+    def _by_prefix(self, ref: str, bare: str) -> str:
+        if bare and all(c in "0123456789abcdef" for c in bare):
+            matches = self.records.ids_with_prefix(bare)
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise InvalidArgument(f"image {ref}: id prefix matches {len(matches)} images",
+                                      image=ref)
+        raise NotFound(f"image {ref}: not found", image=ref)
+
+    def get(self, ref: str) -> dict:
+        """The index row of an image: id, manifest, manifest_type, layers, added."""
+        row = self.records.get(self.resolve(ref))
+        if row is None:
+            raise NotFound(f"image {ref}: not found", image=ref)
+        return row
+
+    def config(self, ref: str) -> dict:
+        """An image's config document."""
+        return json.loads(self.content.read(self.get(ref)["id"]))
+
+    def manifest(self, ref: str) -> dict:
+        """An image's manifest document."""
+        return json.loads(self.content.read(self.get(ref)["manifest"]))
+
+    def chain_ids(self, ref: str) -> list[str]:
+        """The chain ids of an image's layers, bottom first (the top one is its rootfs parent)."""
+        return digests.chain_ids([layer["diff_id"] for layer in self.get(ref)["layers"]])
+
+    def names(self, image_id: str) -> tuple[list[str], list[str]]:
+        """(tags, repo digests) of an image, as Docker prints them."""
+        tags, repo_digests = [], []
+        for name in self.records.names_of(image_id):
+            parsed = reference.parse(name)
+            (repo_digests if parsed.digest else tags).append(parsed.familiar())
+        return tags, repo_digests
+
+    # -- adding images ------------------------------------------------------
+
+    def register(self, manifest_bytes: bytes, config_bytes: bytes, names: list[str],
+                 label: str = "image") -> str:
+        """Store an image whose layer blobs are in the content store; return its id.
+
+        Validates the manifest and config, unpacks every layer (checking each
+        diff_id), then writes the index row and names in one transaction.
+        """
+        manifest = image_spec.validate_manifest(json.loads(manifest_bytes), f"{label}: manifest")
+        config = image_spec.validate_config(json.loads(config_bytes), f"{label}: config")
+        image_id = digests.sha256_of(config_bytes)
+        if manifest["config"]["digest"] != image_id:
+            raise InvalidArgument(f"{label}: config digest mismatch: manifest says "
+                                  f"{manifest['config']['digest']}, content is {image_id}",
+                                  digest=manifest["config"]["digest"], actual=image_id)
+        diff_ids = config["rootfs"]["diff_ids"]
+        if len(diff_ids) != len(manifest["layers"]):
+            raise InvalidArgument(f"{label}: {len(manifest['layers'])} layers in the manifest "
+                                  f"but {len(diff_ids)} diff_ids in the config", image=label)
+        normalised = [_normalise(n) for n in names]
+        with self.locked():
+            manifest_digest = self.content.put(manifest_bytes)
+            self.content.put(config_bytes, expected=image_id)
+            layers = self._unpack(manifest["layers"], diff_ids, label)
+            self.records.put_image(image_id, manifest_digest,
+                                   manifest.get("mediaType", image_spec.OCI_MANIFEST),
+                                   layers, normalised)
+        return image_id
+
+    def _unpack(self, descs: list[dict], diff_ids: list[str], label: str) -> list[dict]:
+        unpack.remove_stale_extractions(self.snapshots)
+        layers, parent, made = [], None, []
+        try:
+            for desc, diff_id in zip(descs, diff_ids, strict=True):
+                chain = digests.chain_id(parent, diff_id)
+                if not self.snapshots.exists(chain):
+                    with self.content.open(desc["digest"]) as blob:
+                        unpack.unpack_layer(self.snapshots, blob, parent, diff_id,
+                                            label=f"{label}: layer {diff_id}")
+                    made.append(chain)
+                size = self.snapshots.stat(chain)["labels"].get(unpack.DIFF_SIZE_LABEL, 0)
+                layers.append({"digest": desc["digest"], "mediaType": desc["mediaType"],
+                               "size": desc["size"], "diff_id": diff_id, "diff_size": size})
+                parent = chain
+        except BaseException:
+            for chain in reversed(made):  # layers of an image that will not exist
+                self.snapshots.remove(chain)
+            raise
+        return layers
+
+    def tag(self, source: str, target: str) -> str:
+        """Point the name `target` at the image `source` names; return the normalised name."""
+        image_id = self.resolve(source)
+        parsed = reference.parse(target)
+        if parsed.digest:
+            raise InvalidArgument(f"tag {target}: a tag cannot carry a digest", reference=target)
+        with self.locked():
+            self.records.set_name(str(parsed), image_id)
+        return str(parsed)
+
+    # -- reading ------------------------------------------------------------
+
+    def list(self, dangling: bool | None = None) -> list[dict]:
+        """A summary per image, newest first: Id, RepoTags, RepoDigests, Created, Size."""
+        out = []
+        for image_id in reversed(self.records.ids()):
+            tags, repo_digests = self.names(image_id)
+            if dangling is not None and dangling != (not tags):
+                continue
+            config = json.loads(self.content.read(image_id))
+            out.append({"Id": image_id, "RepoTags": tags, "RepoDigests": repo_digests,
+                        "Created": config.get("created", ""), "Size": self._size(image_id),
+                        "Labels": (config.get("config") or {}).get("Labels") or {}})
+        return out
+
+    def _size(self, image_id: str) -> int:
+        return sum(layer["diff_size"] for layer in self.records.get(image_id)["layers"])
+
+    def inspect(self, ref: str) -> dict:
+        """Everything about an image, in the shape of Docker's image inspect."""
+        row = self.get(ref)
+        config = json.loads(self.content.read(row["id"]))
+        tags, repo_digests = self.names(row["id"])
+        return {
+            "Id": row["id"], "RepoTags": tags, "RepoDigests": repo_digests,
+            "Parent": "", "Comment": config.get("comment", ""),
+            "Created": config.get("created", ""), "Author": config.get("author", ""),
+            "Config": config.get("config") or {}, "Architecture": config["architecture"],
+            "Variant": config.get("variant"), "Os": config["os"], "Size": self._size(row["id"]),
+            "RootFS": {"Type": "layers", "Layers": config["rootfs"]["diff_ids"]},
+            "Manifest": {"Digest": row["manifest"], "MediaType": row["manifest_type"]},
+            "Metadata": {"Added": row["added"]},
+        }
+
+    def history(self, ref: str) -> list[dict]:
+        """The image's history, newest first, each step with the size of its layer."""
+        row = self.get(ref)
+        config = json.loads(self.content.read(row["id"]))
+        sizes = iter(layer["diff_size"] for layer in row["layers"])
+        steps = []
+        for entry in config.get("history") or []:
+            size = 0 if entry.get("empty_layer") else next(sizes, 0)
+            steps.append({"Id": "<missing>", "Created": entry.get("created", ""),
+                          "CreatedBy": entry.get("created_by", ""), "Size": size,
+                          "Comment": entry.get("comment", ""), "Tags": []})
+        steps.reverse()
+        if steps:
+            steps[0]["Id"] = row["id"]
+            steps[0]["Tags"] = self.names(row["id"])[0]
+        return steps
+
+    # -- removing -----------------------------------------------------------
+
+    def remove(self, ref: str, force: bool = False, prune: bool = True) -> list[dict]:
+        """Untag or delete an image as `docker rmi` does; return Untagged/Deleted records."""
+        with self.locked():
+            return self._remove(ref, force, prune)
+
+    def _remove(self, ref: str, force: bool, prune: bool) -> list[dict]:
+        image_id = self.resolve(ref)
+        names = self.records.names_of(image_id)
+        by_name = self._name_of(ref) in names
+        if by_name and len(names) > 1:
+            self.records.drop_name(self._name_of(ref))
+            return [{"Untagged": reference.parse(self._name_of(ref)).familiar()}]
+        if not by_name and len(names) > 1 and not force:
+            raise Conflict(f"remove image {ref}: it has {len(names)} names; remove them one "
+                           "by one or force", image=image_id)
+        if self.in_use(image_id) and not force:
+            raise Conflict(f"remove image {ref}: image {image_id} is used by a container",
+                           image=image_id)
+        return self._delete(image_id, prune)
+
+    @staticmethod
+    def _name_of(ref: str) -> str | None:
+        try:
+            parsed = reference.parse(ref)
+        except InvalidArgument:
+            return None
+        return str(parsed.with_digest(parsed.digest)) if parsed.digest else str(parsed)
+
+    def _delete(self, image_id: str, prune: bool) -> list[dict]:
+        row = self.records.get(image_id)
+        names = self.records.drop_image(image_id)
+        out = [{"Untagged": reference.parse(n).familiar()} for n in names]
+        out.append({"Deleted": image_id})
+        if prune and row is not None:
+            self._drop_snapshots(row)
+            self.collect()
+        return out
+
+    def _drop_snapshots(self, row: dict) -> None:
+        used = set()
+        for other in self.records.ids():
+            used.update(self.chain_ids(other))
+        chains = digests.chain_ids([layer["diff_id"] for layer in row["layers"]])
+        for chain in reversed(chains):
+            if chain in used or not self.snapshots.exists(chain):
+                continue
+            try:
+                self.snapshots.remove(chain)
+            except FailedPrecondition:
+                break  # a container (or another image) stands on it: keep it and those below
+
+    def collect(self) -> list[str]:
+        """Delete blobs no image references (leases spared); return their digests."""
+        return [info.digest for info in self.content.gc(self.content_roots())]
+
+    def content_roots(self) -> set[str]:
+        """Every digest a registered image references."""
+        roots = set()
+        for image_id in self.records.ids():
+            row = self.records.get(image_id)
+            roots.update({image_id, row["manifest"]})
+            roots.update(layer["digest"] for layer in row["layers"])
+        return roots
+
+    def prune(self, all_images: bool = False) -> dict:
+        """Delete dangling images (every unused image with `all_images`) and unused layers."""
+        deleted: list[dict] = []
+        with self.locked():
+            before = self.content.usage() + self._snapshot_bytes()
+            for image_id in list(self.records.ids()):
+                if self.in_use(image_id) or (self.records.names_of(image_id) and not all_images):
+                    continue
+                deleted.extend(self._delete(image_id, prune=True))
+            self._drop_unused_snapshots()
+            self.collect()
+            after = self.content.usage() + self._snapshot_bytes()
+        return {"ImagesDeleted": deleted, "SpaceReclaimed": max(0, before - after)}
+
+    def _drop_unused_snapshots(self) -> None:
+        used = set()
+        for image_id in self.records.ids():
+            used.update(self.chain_ids(image_id))
+        for row in reversed(self.snapshots.walk()):
+            if row["kind"] == COMMITTED and row["key"] not in used:
+                try:
+                    self.snapshots.remove(row["key"])
+                except FailedPrecondition:
+                    continue
+
+    def _snapshot_bytes(self) -> int:
+        return sum(self.snapshots.usage(r["key"])[0] for r in self.snapshots.walk())
+
+    def check(self) -> list[str]:
+        """Verify the whole store: every blob's digest, every image's blobs and snapshots."""
+        problems = self.content.verify_all()
+        for image_id in self.records.ids():
+            row = self.records.get(image_id)
+            wanted = [image_id, row["manifest"]] + [layer["digest"] for layer in row["layers"]]
+            problems += [f"image {image_id}: blob {d} is missing" for d in wanted
+                         if not self.content.exists(d)]
+            problems += [f"image {image_id}: snapshot {c} is missing"
+                         for c in self.chain_ids(image_id) if not self.snapshots.exists(c)]
+        return problems
+
+    def df(self) -> dict:
+        """Disk use as `docker system df` counts it for images."""
+        images = self.list()
+        active = sum(1 for i in images if self.in_use(i["Id"]))
+        return {"Images": len(images), "Active": active,
+                "Size": self.content.usage() + self._snapshot_bytes(),
+                "Reclaimable": sum(i["Size"] for i in images if not self.in_use(i["Id"]))}
+
+
+def _normalise(name: str) -> str:
+    parsed = reference.parse(name)
+    return str(parsed.with_digest(parsed.digest)) if parsed.digest else str(parsed)
