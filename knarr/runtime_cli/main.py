@@ -1,13 +1,12 @@
 """Entry point of knarr-runtime: global flags, one module per verb, errors at the edge."""
 
-import argparse
 import importlib
-import json
 import os
 import sys
 import time
 
 from knarr.errors import KnarrError
+from knarr.runtime_cli import flags
 
 __all__ = ["main"]
 
@@ -18,12 +17,9 @@ VERBS = ("create", "start", "run", "state", "kill", "delete", "exec", "ps", "pau
          "resume", "list", "spec", "events", "update", "features")
 
 
-def _parser(verb: str | None) -> argparse.ArgumentParser:
-    """The parser; only the named verb's module is imported (start-up cost matters)."""
-    parser = argparse.ArgumentParser(
-        prog="knarr-runtime",
-        description="knarr-runtime runs OCI bundles: a runc-compatible command line for "
-                    "knarr's container runtime.")
+def _declare(parser, verb: str | None):
+    """Declare every flag on `parser` (argparse's or the quick one); only the named
+    verb's module is imported, as start-up cost matters."""
     parser.add_argument("-v", "--version", action="store_true", help="print the version")
     parser.add_argument("--root", default="/run/knarr/runtime",
                         help="directory for container state (default: %(default)s)")
@@ -39,6 +35,27 @@ def _parser(verb: str | None) -> argparse.ArgumentParser:
     for name in ([verb] if verb in VERBS else VERBS):
         importlib.import_module(f"knarr.runtime_cli.verb_{name}").add_parser(sub)
     return parser
+
+
+def _argparse(verb: str | None):
+    import argparse
+
+    return _declare(argparse.ArgumentParser(
+        prog="knarr-runtime",
+        description="knarr-runtime runs OCI bundles: a runc-compatible command line for "
+                    "knarr's container runtime."), verb)
+
+
+def _parse(argv: list[str]):
+    """The parsed command line: quickly when well-formed, else through argparse."""
+    verb = _verb_in(argv)
+    if verb is not None:
+        try:
+            return flags.parse(_declare(flags.QuickParser(), verb), argv), None
+        except flags.Fallback:
+            pass
+    parser = _argparse(verb)
+    return parser.parse_args(argv), parser
 
 
 def _verb_in(argv: list[str]) -> str | None:
@@ -70,14 +87,12 @@ def _normalise(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run one knarr-runtime command; exit with its status."""
     argv = sys.argv[1:] if argv is None else argv
-    argv = _normalise(argv)
-    parser = _parser(_verb_in(argv))
-    args = parser.parse_args(argv)
+    args, parser = _parse(_normalise(argv))
     if args.version:
         print(f"knarr-runtime version {VERSION}\nspec: {SPEC_VERSION}")
         return 0
     if not args.verb:
-        parser.print_help()
+        (parser or _argparse(None)).print_help()
         return 0
     try:
         code = args.func(args)
@@ -101,9 +116,11 @@ def _fail(args, message: str) -> int:
 def _log(path: str, fmt: str, message: str) -> None:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if fmt == "json":
+        import json
+
         line = json.dumps({"level": "error", "msg": message, "time": now})
     else:
-        line = f'time="{now}" level=error msg={json.dumps(message)}'
+        line = f'time="{now}" level=error msg="{_quote(message)}"'
     try:
         with open(path, "a") as f:
             f.write(line + "\n")
@@ -120,3 +137,7 @@ def _exit_code(code: int) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     return code
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

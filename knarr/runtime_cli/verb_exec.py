@@ -1,12 +1,12 @@
 """knarr-runtime exec [flags] ID [COMMAND ARGS...] | --process FILE ID"""
 
-import argparse
 import json
 
 from knarr.errors import InvalidArgument, NotFound
 from knarr.runtime import container as containers
 from knarr.runtime import container_exec
 from knarr.runtime.container_create import load_bundle
+from knarr.runtime_cli.flags import REMAINDER
 
 
 def add_parser(sub) -> None:
@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--preserve-fds", type=int, default=0)
     p.add_argument("--ignore-paused", action="store_true")
     p.add_argument("id", metavar="ID")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs=REMAINDER)
     p.set_defaults(func=run)
 
 

@@ -1,10 +1,10 @@
 """knarr-runtime ps [--format table|json] ID [PS_ARGS...]"""
 
-import argparse
 import json
 import subprocess
 
 from knarr.runtime import container as containers
+from knarr.runtime_cli.flags import REMAINDER
 
 
 def add_parser(sub) -> None:
@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("ps", help="list the processes of a container")
     p.add_argument("-f", "--format", default="table", choices=("table", "json"))
     p.add_argument("id", metavar="ID")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER, help="options for ps(1) (default: -ef)")
+    p.add_argument("ps_args", nargs=REMAINDER, help="options for ps(1) (default: -ef)")
     p.set_defaults(func=run)
 
 
