@@ -148,13 +148,25 @@ class ImageStore:
                                   f"but {len(diff_ids)} diff_ids in the config", image=label)
         normalised = [_normalise(n) for n in names]
         with self.locked():
-            manifest_digest = self.content.put(manifest_bytes)
-            self.content.put(config_bytes, expected=image_id)
-            layers = self._unpack(manifest["layers"], diff_ids, label)
-            self.records.put_image(image_id, manifest_digest,
-                                   manifest.get("mediaType", image_spec.OCI_MANIFEST),
-                                   layers, normalised)
+            added = [d for d in (digests.sha256_of(manifest_bytes), image_id)
+                     if not self.content.exists(d)]
+            try:
+                manifest_digest = self.content.put(manifest_bytes)
+                self.content.put(config_bytes, expected=image_id)
+                layers = self._unpack(manifest["layers"], diff_ids, label)
+                self.records.put_image(image_id, manifest_digest,
+                                       manifest.get("mediaType", image_spec.OCI_MANIFEST),
+                                       layers, normalised)
+            except BaseException:
+                self._forget_blobs(added)
+                raise
         return image_id
+
+    def _forget_blobs(self, digests_added: list[str]) -> None:
+        keep = self.content_roots()
+        for digest in digests_added:
+            if digest not in keep and self.content.exists(digest):
+                self.content.delete(digest)
 
     def _unpack(self, descs: list[dict], diff_ids: list[str], label: str) -> list[dict]:
         unpack.remove_stale_extractions(self.snapshots)
