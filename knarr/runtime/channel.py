@@ -5,11 +5,11 @@ child's end is close-on-exec, so a successful exec closes it and the parent
 reads EOF.
 """
 
-import json
+import _socket
 import os
-import socket
 
 from knarr.errors import FailedPrecondition, KnarrError
+from knarr.oci import fastjson
 
 __all__ = ["Channel", "pair"]
 
@@ -17,13 +17,13 @@ __all__ = ["Channel", "pair"]
 class Channel:
     """One end of a socketpair that carries JSON messages."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock) -> None:
         self.sock = sock
         self._buffer = b""
 
     def send(self, kind: str, **fields: object) -> None:
         """Send one message of the given kind."""
-        self.sock.sendall(json.dumps({"kind": kind, **fields}).encode() + b"\n")
+        self.sock.sendall(fastjson.dumps({"kind": kind, **fields}).encode() + b"\n")
 
     def recv(self) -> dict | None:
         """Receive one message; None at EOF."""
@@ -33,7 +33,7 @@ class Channel:
                 return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+        return fastjson.loads(line)
 
     def expect(self, kind: str, what: str) -> dict:
         """Receive a message of `kind`; a reported error or EOF is raised."""
@@ -80,7 +80,8 @@ def error_from(message: dict) -> KnarrError:
 
 def pair() -> tuple[Channel, Channel]:
     """A (parent, child) pair of channels; both ends close on exec."""
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # _socket: the socket module's enums cost more start-up than the channel's work.
+    parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     for sock in (parent, child):
         os.set_inheritable(sock.fileno(), False)
     return Channel(parent), Channel(child)

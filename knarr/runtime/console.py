@@ -1,9 +1,7 @@
 """Terminals: a pty made inside the container, its master sent to a console socket."""
 
-import array
 import fcntl
 import os
-import socket
 import struct
 import termios
 
@@ -16,8 +14,10 @@ _TIOCGPTN = 0x80045430
 _TIOCSPTLCK = 0x40045431
 
 
-def connect(path: str) -> socket.socket:
+def connect(path: str):
     """Connect to the console socket the caller passed with --console-socket."""
+    import socket  # only with a terminal: its enums cost start-up
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -33,13 +33,14 @@ def open_pty() -> tuple[int, str]:
     """Open a pty from /dev/ptmx of the current mount namespace; return (master, slave path)."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
-    number = array.array("i", [0])
-    fcntl.ioctl(master, _TIOCGPTN, number, True)
-    return master, f"/dev/pts/{number[0]}"
+    (number,) = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, b"\0\0\0\0"))
+    return master, f"/dev/pts/{number}"
 
 
-def send_master(sock: socket.socket, master: int) -> None:
+def send_master(sock, master: int) -> None:
     """Pass the pty master over the console socket with SCM_RIGHTS, as runc does."""
+    import socket
+
     socket.send_fds(sock, [b"/dev/ptmx"], [master])
 
 
@@ -106,6 +107,8 @@ class Relay:
     """A private console socket, for `run` and `exec` in the foreground with a terminal."""
 
     def __init__(self, root: str, name: str) -> None:
+        import socket
+
         os.makedirs(root, mode=0o700, exist_ok=True)
         self.path = os.path.join(root, f".console-{name}-{os.getpid()}.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -114,6 +117,8 @@ class Relay:
 
     def receive(self) -> int:
         """The pty master the container's process sent."""
+        import socket
+
         conn, _ = self.sock.accept()
         with conn:
             _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)

@@ -1,11 +1,10 @@
 """Looking up a container: its record, its cgroup, and its status from the kernel."""
 
 import os
-import signal
 import time
 
 from knarr.errors import FailedPrecondition
-from knarr.runtime import cgroups, state
+from knarr.runtime import cgroups, signals, state
 
 __all__ = ["Container", "load"]
 
@@ -79,12 +78,12 @@ class Container:
         """SIGKILL every process of the container and wait for them to go."""
         if self.cgroup.exists() and self.status() == state.Status.PAUSED:
             for pid in self.cgroup.pids():
-                _kill_quietly(pid, signal.SIGKILL)
+                _kill_quietly(pid, signals.SIGKILL)
             self.cgroup.thaw()
-        self.signal(signal.SIGKILL)
+        self.signal(signals.SIGKILL)
         if self.cgroup.exists():
             for pid in self.cgroup.pids():
-                _kill_quietly(pid, signal.SIGKILL)
+                _kill_quietly(pid, signals.SIGKILL)
         self.wait_stopped()
 
 

@@ -1,13 +1,11 @@
 """create: set up a container from a bundle and leave its init waiting for start."""
 
-import json
 import os
-import signal
 import time
 
 from knarr.errors import FailedPrecondition, InvalidArgument, KnarrError, NotFound
-from knarr.oci import runtime_spec
-from knarr.runtime import capabilities, cgroups, devices, hooks, init, namespaces, state
+from knarr.oci import fastjson, runtime_spec
+from knarr.runtime import capabilities, cgroups, devices, hooks, init, namespaces, signals, state
 from knarr.runtime.channel import Channel, pair
 
 __all__ = ["create", "load_bundle"]
@@ -22,7 +20,7 @@ def load_bundle(bundle: str) -> dict:
     except FileNotFoundError:
         raise NotFound(f"load bundle {bundle}: config.json not found", path=path) from None
     try:
-        config = json.loads(raw)
+        config = fastjson.loads(raw)
     except ValueError as exc:
         raise InvalidArgument(f"load bundle {bundle}: config.json is not valid JSON: {exc}",
                               path=path) from exc
@@ -157,7 +155,7 @@ def _set_oom_score(pid: int, score: int | None) -> None:
 def _reap(pid: int, kill: bool = False) -> None:
     if kill:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signals.SIGKILL)
         except ProcessLookupError:
             pass
     try:
@@ -168,7 +166,7 @@ def _reap(pid: int, kill: bool = False) -> None:
 
 def _kill(pid: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signals.SIGKILL)
     except ProcessLookupError:
         return
     for _ in range(200):
@@ -190,9 +188,7 @@ def _undo(cdir: str, cgroup, record: dict) -> None:
             cgroup.destroy()
         except KnarrError:
             pass
-    import shutil
-
-    shutil.rmtree(cdir, ignore_errors=True)
+    state.remove_dir(cdir)
 
 
 def _hook_state(record: dict, status: str) -> dict:

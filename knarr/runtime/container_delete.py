@@ -1,7 +1,5 @@
 """delete: remove a stopped (or, with force, any) container and all it holds."""
 
-import shutil
-
 from knarr.errors import KnarrError, NotFound
 from knarr.runtime import container as containers
 from knarr.runtime import hooks, state
@@ -24,7 +22,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     if status != state.Status.STOPPED:
         c.kill_all()
     c.cgroup.destroy()
-    shutil.rmtree(state.container_dir(root, container_id), ignore_errors=True)
+    state.remove_dir(state.container_dir(root, container_id))
     try:
         config = load_bundle(c.record["bundle"])
     except KnarrError:

@@ -4,7 +4,7 @@ import os
 
 from knarr.errors import FailedPrecondition, InvalidArgument
 from knarr.oci import runtime_spec
-from knarr.runtime import console, init, namespaces, process, state
+from knarr.runtime import console, namespaces, process, signals, state
 from knarr.runtime import container as containers
 from knarr.runtime.channel import Channel, pair
 from knarr.runtime.container_create import load_bundle
@@ -118,7 +118,7 @@ def _become(ch: Channel, ctx: dict, sock) -> None:
         for fd in range(3, 3 + ctx["preserve_fds"]):
             os.set_inheritable(fd, True)
         process.find_executable(proc)
-        init.restore_signals()
+        signals.reset_for_exec()
         process.finalize(proc, seccomp=ctx["seccomp"])
         process.exec_process(proc)
     except BaseException as exc:  # noqa: BLE001

@@ -1,15 +1,11 @@
 """run: create + start, then (unless detached) wait for the container and delete it."""
 
 import os
-import signal
 
-from knarr.runtime import console, container_create, container_delete, container_start
+from knarr.runtime import console, container_create, container_delete, container_start, signals
 from knarr.runtime.waiting import become_subreaper, wait_exit_status
 
-__all__ = ["run", "forward_signals", "FORWARDED_SIGNALS"]
-
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+__all__ = ["run", "forward_signals"]
 
 
 def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
@@ -54,7 +50,7 @@ def _wait(pid: int, master: int | None) -> int:
 def forward_signals(pid: int, master: int | None) -> None:
     """Pass the signals a user sends us on to `pid`; a resize goes to the pty instead."""
     def forward(signum, _frame):
-        if signum == signal.SIGWINCH and master is not None:
+        if signum == signals.SIGWINCH and master is not None:
             console.copy_size(0, master)
             return
         try:
@@ -62,5 +58,5 @@ def forward_signals(pid: int, master: int | None) -> None:
         except ProcessLookupError:
             pass
 
-    for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
+    for signum in signals.FORWARDED:
+        signals.handle(signum, forward)

@@ -1,9 +1,9 @@
 """OCI lifecycle hooks: run each with the container state on its stdin."""
 
-import json
 import sys
 
 from knarr.errors import FailedPrecondition
+from knarr.oci import fastjson
 
 __all__ = ["run", "FATAL_PHASES"]
 
@@ -32,7 +32,7 @@ def _run_one(hook: dict, state: dict) -> None:
 
     args = hook.get("args") or [path]
     try:
-        result = subprocess.run(args, executable=path, input=json.dumps(state).encode(),
+        result = subprocess.run(args, executable=path, input=fastjson.dumps(state).encode(),
                                 env=_env(hook.get("env")), timeout=hook.get("timeout"),
                                 capture_output=True, close_fds=True)
     except subprocess.TimeoutExpired:

@@ -7,14 +7,13 @@ process. Every step reports failure to the runtime over the channel.
 """
 
 import os
-import signal
 
 from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument
-from knarr.runtime import console, hooks, namespaces, process, rootfs
+from knarr.runtime import console, hooks, namespaces, process, rootfs, signals
 from knarr.runtime.channel import Channel
 
-__all__ = ["stage1", "restore_signals"]
+__all__ = ["stage1"]
 
 
 def stage1(ch: Channel, ctx: dict) -> None:
@@ -90,7 +89,7 @@ def _setup(ch: Channel, ctx: dict) -> None:
     ch.send("ready")
     _wait_for_start(fifo)
     hooks.run(config, "startContainer", hook_state)
-    restore_signals()
+    signals.reset_for_exec()
     process.finalize(config["process"], seccomp=config.get("linux", {}).get("seccomp"))
     process.exec_process(config["process"])
 
@@ -148,13 +147,6 @@ def _close_fds(ch: Channel, fifo: int, preserve: int) -> None:
             os.set_inheritable(fd, True)
         except OSError:
             pass
-
-
-def restore_signals() -> None:
-    """Undo what the Python interpreter did to signals, which exec would keep."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _wait_for_start(fifo: int) -> None:

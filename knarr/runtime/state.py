@@ -5,11 +5,10 @@ from it: a container is running only while its init pid exists with the start
 time recorded at create (so a reused pid is not mistaken for it).
 """
 
-import json
 import os
-import re
 
 from knarr.errors import AlreadyExists, InvalidArgument, NotFound
+from knarr.oci import fastjson
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -24,10 +23,10 @@ __all__ = [
     "oci_state",
     "list_ids",
     "write_atomic",
+    "remove_dir",
 ]
 
 DEFAULT_ROOT = "/run/knarr/runtime"
-_ID = re.compile(r"^[\w+\-.]+$")
 FIFO_NAME = "exec.fifo"
 
 
@@ -43,7 +42,8 @@ class Status:
 
 def validate_id(container_id: str) -> None:
     """Refuse ids that are empty, path-like or otherwise unsafe as a directory name."""
-    if not container_id or not _ID.match(container_id) or container_id in (".", ".."):
+    if not container_id or not all(c.isalnum() or c in "_+-." for c in container_id) \
+            or container_id in (".", ".."):
         raise InvalidArgument(f"invalid container id {container_id!r}: use letters, digits, "
                               f"'_', '+', '-' and '.'", id=container_id)
 
@@ -80,7 +80,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
 def save(root: str, state: dict) -> None:
     """Persist the state of one container."""
     path = os.path.join(container_dir(root, state["id"]), "state.json")
-    write_atomic(path, json.dumps(state, separators=(",", ":")).encode())
+    write_atomic(path, fastjson.dumps(state).encode())
 
 
 def load(root: str, container_id: str) -> dict:
@@ -88,7 +88,7 @@ def load(root: str, container_id: str) -> dict:
     path = os.path.join(container_dir(root, container_id), "state.json")
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            return fastjson.loads(f.read())
     except FileNotFoundError:
         raise NotFound(f"container does not exist: {container_id}", id=container_id) from None
     except ValueError as exc:
@@ -144,3 +144,20 @@ def oci_state(state: dict, status: str) -> dict:
         "owner": "",
         "annotations": state.get("annotations") or {},
     }
+
+
+def remove_dir(path: str) -> None:
+    """Remove a container's state directory (flat: files, the fifo, sockets)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except (FileNotFoundError, IsADirectoryError):
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

@@ -1,6 +1,5 @@
 """Entry point of knarr-runtime: global flags, one module per verb, errors at the edge."""
 
-import importlib
 import os
 import sys
 import time
@@ -33,7 +32,8 @@ def _declare(parser, verb: str | None):
     parser.add_argument("--criu", help="accepted for runc compatibility (no checkpointing)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
     for name in ([verb] if verb in VERBS else VERBS):
-        importlib.import_module(f"knarr.runtime_cli.verb_{name}").add_parser(sub)
+        module = __import__(f"knarr.runtime_cli.verb_{name}", fromlist=["add_parser"])
+        module.add_parser(sub)
     return parser
 
 

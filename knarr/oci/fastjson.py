@@ -1,0 +1,66 @@
+"""Compact JSON through CPython's C codec, without the `json` package's start-up.
+
+`import json` pulls in `re` and compiles patterns, which costs a short-lived
+command like knarr-runtime more than parsing a config does. The C scanner and
+encoder behind `json` do not need any of that; this module drives them
+directly. Results are the same as json.loads and json.dumps with compact
+separators; errors are ValueError (json.JSONDecodeError for bad documents).
+"""
+
+import _json
+
+__all__ = ["loads", "dumps"]
+
+_SPACE = " \t\n\r"
+
+
+class _Context:
+    """The attributes _json.make_scanner reads from a json.JSONDecoder."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo: dict = {}
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}[name]
+
+
+_scan = _json.make_scanner(_Context())
+
+
+def _error(message: str, doc: str, pos: int) -> ValueError:
+    from json import JSONDecodeError  # only on the error path
+
+    return JSONDecodeError(message, doc, pos)
+
+
+def loads(data: str | bytes) -> object:
+    """Parse one JSON document."""
+    doc = data.decode("utf-8-sig") if isinstance(data, bytes | bytearray) else data
+    start = len(doc) - len(doc.lstrip(_SPACE))
+    try:
+        value, end = _scan(doc, start)
+    except StopIteration as stop:
+        raise _error("Expecting value", doc, stop.value) from None
+    finally:
+        _Context.memo.clear()
+    if doc[end:].strip(_SPACE):
+        raise _error("Extra data", doc, end)
+    return value
+
+
+def _unserialisable(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encode = _json.make_encoder(None, _unserialisable, _json.encode_basestring_ascii, None, ":",
+                             ",", False, False, True)
+
+
+def dumps(value: object) -> str:
+    """Serialise `value` compactly (no spaces), as json.dumps(separators=(",", ":"))."""
+    return "".join(_encode(value, 0))
