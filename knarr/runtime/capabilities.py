@@ -80,13 +80,18 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAP_LAST_CAP = "/proc/sys/kernel/cap_last_cap"
 
 
+_last_cap: list[int] = []
+
+
 def last_cap() -> int:
-    """The highest capability number the running kernel knows."""
-    try:
-        with open(_CAP_LAST_CAP) as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return max(CAPABILITIES.values())
+    """The highest capability number the running kernel knows (read once: it cannot change)."""
+    if not _last_cap:
+        try:
+            with open(_CAP_LAST_CAP) as f:
+                _last_cap.append(int(f.read()))
+        except (OSError, ValueError):
+            _last_cap.append(max(CAPABILITIES.values()))
+    return _last_cap[0]
 
 
 def mask(names: list[str], field: str, *, kernel_last: int | None = None) -> int:

@@ -65,13 +65,20 @@ def make_container_dir(root: str, container_id: str) -> str:
     return path
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path` via a temp file, fsync and rename."""
+def write_atomic(path: str, data: bytes, mode: int = 0o600, durable: bool = False) -> None:
+    """Write `data` to `path` via a temp file and rename, so no reader sees half of it.
+
+    Run-time state does not outlive the boot (its processes die with the machine),
+    so it is not fsynced unless `durable`: the rename alone keeps it whole across a
+    crash of knarr-runtime, and an fsync on a disk-backed --root costs more than a
+    whole container start.
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)

@@ -16,6 +16,7 @@ __all__ = [
     "V1_CONTROLLERS",
     "current_layout",
     "find_hierarchies",
+    "forget_hierarchies",
     "resolve_path",
 ]
 
@@ -44,13 +45,32 @@ def current_layout(root: str = "/sys/fs/cgroup") -> str:
     """Say how cgroups are mounted under `root`: "v1", "hybrid" or "v2"."""
     if os.path.exists(os.path.join(root, "cgroup.controllers")):
         return "v2"
-    if any(h.version == 2 for h in find_hierarchies(root)):
+    if any(h.version == 2 for h in _find_hierarchies(root)):
         return "hybrid"
     return "v1"
 
 
+_found: dict[str, list[Hierarchy]] = {}
+
+
+def forget_hierarchies() -> None:
+    """Drop what find_hierarchies remembered (a long-lived process whose host may
+    mount or unmount a hierarchy calls this before looking again)."""
+    _found.clear()
+
+
 def find_hierarchies(root: str) -> list[Hierarchy]:
-    """List the v1 hierarchies (and any cgroup2 mount) directly under `root`."""
+    """List the v1 hierarchies (and any cgroup2 mount) directly under `root`.
+
+    Remembered per process: knarr-runtime looks several times per command, and
+    reading mountinfo each time is a measurable part of a container start.
+    """
+    if root not in _found:
+        _found[root] = _find_hierarchies(root)
+    return list(_found[root])
+
+
+def _find_hierarchies(root: str) -> list[Hierarchy]:
     found = _from_mountinfo(os.path.realpath(root))
     if not found:
         found = _from_listing(root)
