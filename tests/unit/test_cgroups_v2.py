@@ -13,6 +13,7 @@ import pytest
 
 from knarr.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from knarr.runtime import cgroups
+from knarr.runtime.cgroups.layout import forget_hierarchies
 from knarr.runtime.cgroups import fs, v2_resources
 
 CONTROLLERS = "cpuset cpu io memory hugetlb pids"
@@ -142,6 +143,7 @@ def test_add_process_skips_a_hierarchy_mounted_after_create(tmp_path):
     _files(str(tmp_path / "memory"), {"cgroup.procs": ""})
     cgroups.open_cgroup("/x", "c1", root=str(tmp_path)).create()
     _files(str(tmp_path / "pids"), {"cgroup.procs": ""})  # mounted later
+    forget_hierarchies()  # as a new knarr-runtime process would see it
     cgroup = cgroups.open_cgroup("/x", "c1", root=str(tmp_path))
     _files(cgroup.paths["memory"], {"cgroup.procs": ""})
     cgroup.add_process(42)
