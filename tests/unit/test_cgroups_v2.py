@@ -13,8 +13,8 @@ import pytest
 
 from knarr.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from knarr.runtime import cgroups
-from knarr.runtime.cgroups.layout import forget_hierarchies
 from knarr.runtime.cgroups import fs, v2_resources
+from knarr.runtime.cgroups.layout import forget_hierarchies
 
 CONTROLLERS = "cpuset cpu io memory hugetlb pids"
 
