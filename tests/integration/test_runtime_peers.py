@@ -118,6 +118,7 @@ def _containers_conf(top: str, tmp: str) -> tuple[str, str]:
     return "containers.conf", (
         "[containers]\n"
         "default_ulimits = []\n"
+        'log_driver = "k8s-file"\n'
         "[engine]\n"
         'cgroup_manager = "cgroupfs"\n'
         'events_logger = "file"\n'
@@ -209,6 +210,24 @@ def test_podman_stop_falls_back_to_sigkill(podman):
     assert stop.seconds >= 1, stop
     assert podman.inspect(name, "{{.State.ExitCode}}") == "137"
     podman("rm", name, check=True)
+
+
+def test_podman_kill_wait_start_restart(podman):
+    name = _podman_name()
+    cid = podman("run", "-d", "--name", name, *podman.run_flags(), IMAGE, "sleep", "100",
+                 check=True).out.strip()
+    podman("kill", name, check=True)
+    assert podman("wait", name, check=True).out.strip() == "137"
+    # The same id is created and started again: delete left nothing in the way.
+    podman("start", name, check=True)
+    first = _knarr_state(cid)
+    assert first and first["status"] == "running", first
+    podman("restart", "-t", "0", name, check=True)
+    second = _knarr_state(cid)
+    assert second and second["status"] == "running" and second["pid"] != first["pid"], second
+    assert podman.inspect(name, "{{.State.Pid}}") == str(second["pid"])
+    podman("rm", "-f", "-t", "0", name, check=True)
+    assert _knarr_state(cid) is None
 
 
 def test_podman_terminal_through_console_socket(podman):
@@ -416,6 +435,8 @@ def test_ctr_detached_exec_pause_kill_delete(containerd):
     assert inside.returncode == 4, inside
     assert inside.out.splitlines() == ["in-exec", "sh\0-c\0" + TRAP_TERM + "\0"]
     assert str(pid) in containerd.ctr("task", "ps", cid, check=True).out.split()
+    # The shim reads the container's cgroup itself, found from init's pid.
+    containerd.ctr("task", "metrics", cid, check=True)
 
     containerd.ctr("task", "pause", cid, check=True)
     assert _knarr_state(cid, containerd.knarr_root)["status"] == "paused"
@@ -447,7 +468,7 @@ def test_ctr_terminal_through_console_socket(containerd):
                                    containerd.fifo_dir, cid, "sh", "-c", "tty; exit 6")
     assert inside.returncode == 6, inside
     assert b"/dev/pts/" in inside.stdout, inside
-    containerd.ctr("task", "kill", "-s", "KILL", cid, check=True)
+    containerd.ctr("task", "kill", "--all", "-s", "KILL", cid, check=True)
     assert _wait_for(lambda: "STOPPED" in containerd.ctr("task", "ls").out)
     containerd.ctr("task", "delete", cid, check=True)
     containerd.ctr("containers", "delete", cid, check=True)
