@@ -11,7 +11,10 @@ def add_parser(sub) -> None:
     """Register the verb."""
     p = sub.add_parser("spec", help="write a starter config.json into the bundle")
     p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: .)")
-    p.add_argument("--rootless", action="store_true", help="a config for a user namespace")
+    # Its own dest: the global --rootless (default "auto") would otherwise make every
+    # spec rootless.
+    p.add_argument("--rootless", action="store_true", dest="spec_rootless",
+                   help="a config for a user namespace")
     p.set_defaults(func=run)
 
 
@@ -21,5 +24,5 @@ def run(args) -> int:
     if os.path.exists(path):
         raise AlreadyExists(f"spec: {path} exists already; remove it first", path=path)
     with open(path, "w") as f:
-        json.dump(runtime_spec.default_config(rootless=args.rootless), f, indent="\t")
+        json.dump(runtime_spec.default_config(rootless=args.spec_rootless), f, indent="\t")
     return 0
