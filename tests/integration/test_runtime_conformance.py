@@ -216,6 +216,19 @@ def test_operations_the_status_does_not_allow_are_refused_without_effect(runtime
         refused(runtime(verb, cid), cid)  # no such container
 
 
+def test_kill_reaches_a_created_container(runtime, bundle):
+    """runtime.md "Kill": a created container may be signalled; once its process is
+    gone, its status MUST be stopped."""
+    bundle.args("sleep", "1000").write()
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid, check=True)
+    runtime("kill", cid, "KILL", check=True)
+    wait_status(runtime, cid, "stopped")
+    refused(runtime("start", cid), cid, "stopped")
+    runtime("delete", cid, check=True)
+    assert_nothing_left(runtime, cid)
+
+
 def test_delete_of_a_created_container_is_refused(runtime, bundle):
     """runtime.md: "Attempting to delete a container that is not stopped MUST have no
     effect on the container and MUST generate an error" - created is not stopped."""
