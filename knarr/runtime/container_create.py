@@ -5,7 +5,17 @@ import time
 
 from knarr.errors import FailedPrecondition, InvalidArgument, KnarrError, NotFound
 from knarr.oci import fastjson, runtime_spec
-from knarr.runtime import capabilities, cgroups, devices, hooks, init, namespaces, signals, state
+from knarr.runtime import (
+    capabilities,
+    cgroups,
+    console,
+    devices,
+    hooks,
+    init,
+    namespaces,
+    signals,
+    state,
+)
 from knarr.runtime.channel import Channel, pair
 
 __all__ = ["create", "load_bundle"]
@@ -67,13 +77,23 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
     try:
         fifo = os.path.join(cdir, state.FIFO_NAME)
         os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)  # whatever the umask: init may write it as a mapped host uid
         cgroup = cgroups.open_cgroup(record["cgroups_path"], container_id)
         cgroup.create()
         cgroup.apply(devices.with_default_rules(config.get("linux", {}).get("resources", {})))
         ctx = {"config": config, "rootfs": rootfs, "bundle": bundle, "fifo": fifo, "no_pivot": no_pivot,
                "namespaces": runtime_spec.namespaces_of(config), "preserve_fds": preserve_fds,
                "console_socket": console_socket}
-        pid = _spawn(ctx, cgroup, record, config)
+        # Opened here, as the host's root, and inherited: in a user namespace init runs as
+        # an unprivileged host uid that cannot reach the state root or the caller's socket.
+        ctx["fifo_fd"] = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        ctx["console"] = console.connect(console_socket) if console_socket else None
+        try:
+            pid = _spawn(ctx, cgroup, record, config)
+        finally:
+            os.close(ctx["fifo_fd"])
+            if ctx["console"] is not None:
+                ctx["console"].close()
         record["pid"] = pid
         record["start_time"] = state.process_start_time(pid)
         state.save(root, record)

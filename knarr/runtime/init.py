@@ -67,8 +67,7 @@ def _setup(ch: Channel, ctx: dict) -> None:
     # The runtime runs prestart/createRuntime hooks once it has reaped stage1;
     # until then stage1 may still be writing on the shared channel.
     hook_state = ch.expect("continue", "run createRuntime hooks")["hook_state"]
-    sock = console.connect(ctx["console_socket"]) if ctx.get("console_socket") else None
-    fifo = os.open(ctx["fifo"], os.O_PATH | os.O_CLOEXEC)
+    sock, fifo = ctx["console"], ctx["fifo_fd"]  # opened by the runtime, see create
     if new_mount:
         rootfs.prepare_rootfs(config, ctx["rootfs"], in_cgroupns="cgroup" in ns,
                               in_userns="user" in ns, bundle=ctx["bundle"])

@@ -257,6 +257,29 @@ def test_podman_config_reaches_the_container(podman):
                                        "read-only"]
 
 
+def test_podman_user_namespace_with_a_terminal(podman):
+    # Container root is host uid 100000, which can neither reach knarr-runtime's state root
+    # nor conmon's console socket: the runtime must hand init both, already open.
+    maps = ["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"]
+    result = podman("run", "--rm", "-t", *maps, *podman.run_flags(), IMAGE,
+                    "sh", "-c", "id -u; tty; cat /proc/self/uid_map")
+    assert result.returncode == 0, result
+    uid, tty, uid_map = result.out.splitlines()
+    assert (uid, tty, uid_map.split()) == ("0", "/dev/pts/0", ["0", "100000", "65536"])
+
+
+def test_podman_update_changes_the_limits(podman):
+    name = _podman_name()
+    podman("run", "-d", "--name", name, *podman.run_flags(), "--memory", "64m", IMAGE,
+           "sleep", "100", check=True)
+    podman("update", "--memory", "128m", name, check=True)
+    limit = podman("exec", name, "sh", "-c",
+                   "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
+                   " || cat /sys/fs/cgroup/memory.max")
+    assert limit.returncode == 0 and limit.out.strip() == str(128 << 20), limit
+    podman("rm", "-f", "-t", "0", name, check=True)
+
+
 # --- containerd -----------------------------------------------------------------------------
 
 
