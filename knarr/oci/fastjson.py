@@ -46,6 +46,13 @@ def loads(data: str | bytes) -> object:
         value, end = _scan(doc, start)
     except StopIteration as stop:
         raise _error("Expecting value", doc, stop.value) from None
+    except SystemError:
+        # The C scanner reports most errors through json.decoder.JSONDecodeError,
+        # which it looks up only among modules already imported: import it, scan
+        # again, and get the proper error.
+        import json.decoder  # noqa: F401
+
+        value, end = _scan(doc, start)
     finally:
         _Context.memo.clear()
     if doc[end:].strip(_SPACE):

@@ -45,3 +45,11 @@ def test_importing_it_does_not_import_json_or_re():
             "print('json' in sys.modules, 're' in sys.modules)")
     out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_errors_are_proper_before_json_is_imported():
+    repo = str(pathlib.Path(__file__).resolve().parents[2])
+    code = (f"import sys; sys.path.insert(0, {repo!r}); import knarr.oci.fastjson as f\n"
+            "try:\n    f.loads('{\"a\": ')\nexcept ValueError as e:\n    print(type(e).__name__)")
+    out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "JSONDecodeError", out.stderr
