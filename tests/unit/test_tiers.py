@@ -28,6 +28,9 @@ APPS = {
     "client": {"errors"},
     "cli": {"client", "errors"},
     "runtime_cli": {"runtime", "oci", "errors", "sys"},
+    # knarrd: the daemon's entry point wires the engine to the API server.
+    "daemon": {"api", "engine", "images", "content", "snapshots", "runtime", "network",
+               "volumes", "distribution", "build", "oci", "errors", "sys"},
 }
 
 
