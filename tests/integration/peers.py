@@ -166,7 +166,7 @@ def ensure_hugetlb_on_v1() -> None:
     cgroup2, and hugetlb is the one left there. The mount is host preparation
     shared with the benchmarks, so it is left in place.
     """
-    hierarchies = layout.find_hierarchies(CGROUP_ROOT)
+    hierarchies = _hierarchies()
     if not any(h.version == 1 for h in hierarchies):
         return
     if any("hugetlb" in h.controllers for h in hierarchies if h.version == 1):
@@ -252,7 +252,14 @@ def unmount_under(path: str) -> list[str]:
 def cgroup_dirs(name: str) -> list[str]:
     """The directory of cgroup `name` (like /knarr-peers-x) in every mounted hierarchy."""
     name = name.strip("/")
-    return [os.path.join(h.mountpoint, name) for h in layout.find_hierarchies(CGROUP_ROOT)]
+    return [os.path.join(h.mountpoint, name) for h in _hierarchies()]
+
+
+def _hierarchies() -> list:
+    # Looked up afresh: the library remembers them per process, and a hierarchy (hugetlb)
+    # may have been mounted since.
+    layout.forget_hierarchies()
+    return layout.find_hierarchies(CGROUP_ROOT)
 
 
 def existing_cgroup_dirs(name: str) -> list[str]:

@@ -179,6 +179,8 @@ def test_podman_detached_exec_pause_stop_rm(podman):
                  check=True).out.strip()
     assert podman.inspect(name, "{{.OCIRuntime}}") == peers.RUNTIME
     pid = int(podman.inspect(name, "{{.State.Pid}}"))
+    merged = podman.inspect(name, "{{.GraphDriver.Data.MergedDir}}")
+    assert merged in peers.mounts_under(podman.top)
     state = _knarr_state(cid)
     assert state and state["status"] == "running" and state["pid"] == pid, state
 
@@ -198,8 +200,9 @@ def test_podman_detached_exec_pause_stop_rm(podman):
     podman("rm", name, check=True)
     assert _knarr_state(cid) is None
     assert not [d for d in peers.existing_cgroup_dirs(podman.cgroup_parent) if cid in d]
-    assert not peers.pids_mentioning(cid)
-    assert not peers.mounts_under(podman.top)
+    # conmon's exit command (podman container cleanup) may still be finishing.
+    assert _wait_for(lambda: not peers.pids_mentioning(cid)), peers.pids_mentioning(cid)
+    assert not [m for m in peers.mounts_under(podman.top) if cid in m or m == merged]
 
 
 def test_podman_stop_falls_back_to_sigkill(podman):
@@ -450,6 +453,7 @@ def test_ctr_detached_exec_pause_kill_delete(containerd):
                    check=True)
     tasks = containerd.ctr("task", "ls", check=True).out.split()
     pid = int(tasks[tasks.index(cid) + 1])
+    assert [m for m in peers.mounts_under(containerd.top) if cid in m], "no rootfs mount"
     state = _knarr_state(cid, containerd.knarr_root)
     assert state and state["status"] == "running" and state["pid"] == pid, state
 
@@ -474,8 +478,8 @@ def test_ctr_detached_exec_pause_kill_delete(containerd):
     containerd.ctr("containers", "delete", cid, check=True)
     assert _knarr_state(cid, containerd.knarr_root) is None
     assert not [d for d in peers.existing_cgroup_dirs(containerd.cgroup_parent) if cid in d]
-    assert not peers.pids_mentioning(cid)
-    assert not peers.mounts_under(containerd.top)
+    assert _wait_for(lambda: not peers.pids_mentioning(cid)), peers.pids_mentioning(cid)
+    assert not [m for m in peers.mounts_under(containerd.top) if cid in m]
 
 
 def test_ctr_terminal_through_console_socket(containerd):
