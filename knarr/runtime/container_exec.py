@@ -4,7 +4,7 @@ import os
 
 from knarr.errors import FailedPrecondition, InvalidArgument
 from knarr.oci import runtime_spec
-from knarr.runtime import console, namespaces, process, signals, state
+from knarr.runtime import console, init, namespaces, process, signals, state
 from knarr.runtime import container as containers
 from knarr.runtime.channel import Channel, pair
 from knarr.runtime.container_create import load_bundle
@@ -29,6 +29,7 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
     ctx = {"process": proc, "console_socket": console_socket, "preserve_fds": preserve_fds,
            "seccomp": config.get("linux", {}).get("seccomp"),
            "namespaces": namespaces.namespace_paths_of(c.pid, namespaces.FLAGS)}
+    init.preload({"linux": {"seccomp": ctx["seccomp"]}})  # before setns hides the host
     if not detach:
         become_subreaper()
     relay = None

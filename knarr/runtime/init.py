@@ -13,7 +13,7 @@ from knarr.errors import FailedPrecondition, InvalidArgument
 from knarr.runtime import console, hooks, namespaces, process, rootfs, signals
 from knarr.runtime.channel import Channel
 
-__all__ = ["stage1"]
+__all__ = ["stage1", "preload"]
 
 
 def stage1(ch: Channel, ctx: dict) -> None:
@@ -68,6 +68,7 @@ def _setup(ch: Channel, ctx: dict) -> None:
     # until then stage1 may still be writing on the shared channel.
     hook_state = ch.expect("continue", "run createRuntime hooks")["hook_state"]
     sock, fifo = ctx["console"], ctx["fifo_fd"]  # opened by the runtime, see create
+    preload(config)
     if new_mount:
         rootfs.prepare_rootfs(config, ctx["rootfs"], in_cgroupns="cgroup" in ns,
                               in_userns="user" in ns, bundle=ctx["bundle"])
@@ -91,6 +92,19 @@ def _setup(ch: Channel, ctx: dict) -> None:
     signals.reset_for_exec()
     process.finalize(config["process"], seccomp=config.get("linux", {}).get("seccomp"))
     process.exec_process(config["process"])
+
+
+def preload(config: dict) -> None:
+    """Import now what init needs after pivot_root, when the host's Python library
+    and libseccomp are out of reach: the seccomp module and library (a profile is
+    built in libseccomp by validating it), and subprocess for startContainer hooks."""
+    profile = config.get("linux", {}).get("seccomp")
+    if profile:
+        from knarr.runtime import seccomp
+
+        seccomp.validate(profile)
+    if config.get("hooks", {}).get("startContainer"):
+        import subprocess  # noqa: F401
 
 
 def _set_names(config: dict, ns: dict) -> None:

@@ -99,3 +99,30 @@ def test_default_devices_work_under_a_deny_all_device_cgroup(runtime, bundle):
     result = runtime("run", "--bundle", bundle.path, runtime.new_id())
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"4", b"1"]
+
+
+def _deny_mkdir(bundle):
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                      "errnoRet": 13}]}
+    bundle.config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+
+
+def test_exec_applies_the_seccomp_profile_after_leaving_the_host(runtime, bundle):
+    _deny_mkdir(bundle)
+    bundle.args("sleep", "1000").write()
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", bundle.path, cid, check=True)
+    result = runtime("exec", cid, "mkdir", "/tmp/x")
+    assert result.returncode == 1
+    assert b"Permission denied" in result.stderr, result.stderr
+
+
+def test_start_container_hook_runs_inside_after_pivot(runtime, bundle):
+    bundle.config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+    bundle.config["hooks"] = {"startContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "echo hooked > /tmp/mark"]}]}
+    bundle.args("cat", "/tmp/mark").write()
+    result = runtime("run", "--bundle", bundle.path, runtime.new_id())
+    assert (result.returncode, result.stdout) == (0, b"hooked\n"), result.stderr
