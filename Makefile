@@ -6,19 +6,16 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := busybox-static libseccomp2 iproute2 runc crun podman containerd uidmap \
-                python3-venv
+                python3-venv docker.io skopeo umoci tmux zstd
 BENCH_APT_PACKAGES := hyperfine
 
 .PHONY: demo test lint unit integration bench deps clean
 
 deps: $(VENV)/.installed
 
-$(VENV)/.apt-installed:
+$(VENV)/.apt-installed: Makefile
 	@mkdir -p $(VENV)
-	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
-	  echo "installing Debian packages: $(APT_PACKAGES)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends $(APT_PACKAGES) >/dev/null; }
+	@scripts/install-deps $(APT_PACKAGES)
 	@touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.apt-installed
@@ -44,8 +41,7 @@ test: deps lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: deps
-	@dpkg -s $(BENCH_APT_PACKAGES) >/dev/null 2>&1 || \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_APT_PACKAGES) >/dev/null
+	@scripts/install-deps $(BENCH_APT_PACKAGES)
 	$(PY) bench/run.py
 
 clean:
