@@ -9,18 +9,22 @@ removes it. A chain id already committed is not unpacked again.
 """
 
 import os
+import queue
 import secrets
+import threading
 from typing import BinaryIO
 
 from knarr.content import ContentStore
 from knarr.errors import AlreadyExists, InvalidArgument
 from knarr.oci import digest as digests
-from knarr.snapshots import Applied, Snapshotter, decompressed, detect
+from knarr.snapshots import Applied, HashingReader, Snapshotter, decompressed, detect
 
 __all__ = ["unpack_layer", "unpack_image", "remove_stale_extractions", "DIFF_ID_LABEL",
            "DIFF_SIZE_LABEL"]
 
 _EXTRACT = "extract-"
+_CHUNK = 1 << 20
+_AHEAD = 8
 DIFF_ID_LABEL = "knarr.diff_id"
 DIFF_SIZE_LABEL = "knarr.diff_size"
 
@@ -56,9 +60,14 @@ def _apply(snaps: Snapshotter, key: str, stream: BinaryIO, label: str,
     peek = _Peekable(stream)
     compression = detect(peek.peek(4))
     with decompressed(peek, compression) as plain:  # type: ignore[arg-type]
-        applied = snaps.apply(key, plain, max_bytes=max_bytes, label=label)
-        while plain.read(1 << 20):
-            pass  # the compressed stream's tail: gzip trailer, padding
+        source = _ReadAhead(plain) if compression else plain
+        try:
+            applied = snaps.apply(key, source, max_bytes=max_bytes, label=label)
+            while source.read(_CHUNK):
+                pass  # the compressed stream's tail: gzip trailer, padding
+        finally:
+            if isinstance(source, _ReadAhead):
+                source.close()
     return applied
 
 
@@ -119,3 +128,62 @@ class _Peekable:
 
     def readable(self) -> bool:
         return True
+
+
+class _ReadAhead(HashingReader):
+    """Reads and hashes a (decompressing) stream in a thread, so that inflating
+    the next megabytes overlaps with writing the files of the last ones (zlib,
+    sha256 and the file system calls all run without the GIL)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__(None)
+        self.source = stream
+        self.chunks: queue.Queue = queue.Queue(_AHEAD)
+        self.buffer = memoryview(b"")
+        self.done = False
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="layer-read-ahead", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                chunk = self.source.read(_CHUNK)
+                self.hash.update(chunk)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            self._put(exc)
+
+    def _put(self, item: object) -> None:
+        while not self.stop.is_set():
+            try:
+                self.chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _next_bytes(self, n: int) -> bytes:
+        if not self.buffer:
+            if self.done or not self._refill():
+                return b""
+        out = self.buffer[:n]
+        self.buffer = self.buffer[len(out):]
+        return out.tobytes()
+
+    def _refill(self) -> bool:
+        item = self.chunks.get()
+        if isinstance(item, BaseException):
+            self.done = True
+            raise item
+        if not item:
+            self.done = True
+            return False
+        self.buffer = memoryview(item)
+        return True
+
+    def close(self) -> None:
+        """Stop the thread (early, if the layer was refused part way)."""
+        self.stop.set()
+        self.thread.join()

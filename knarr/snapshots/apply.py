@@ -27,15 +27,13 @@ from typing import BinaryIO
 
 from knarr.errors import InvalidArgument
 
-__all__ = ["Applied", "apply_layer", "WHITEOUT_PREFIX", "OPAQUE_MARKER"]
+__all__ = ["Applied", "HashingReader", "apply_layer", "WHITEOUT_PREFIX", "OPAQUE_MARKER"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 _XATTR_PREFIX = "SCHILY.xattr."
 _CHUNK = 1 << 20
-# tarfile slices its read buffer on every read: a small buffer keeps that cheap.
-_TAR_BUFFER = 64 << 10
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_CACHED_DIRS = 256
 
@@ -49,21 +47,55 @@ class Applied:
     entries: int
 
 
-class _HashingReader:
-    """Reads a stream, hashing and counting every byte that passes."""
+class HashingReader:
+    """Reads a stream once, front to back, hashing and counting every byte.
 
-    def __init__(self, stream: BinaryIO) -> None:
+    It offers a forward-only seek and tell, which is all tarfile's
+    random-access mode needs; that mode lets file data be read straight from
+    here, where stream mode would copy every block through its own buffer.
+    """
+
+    def __init__(self, stream: BinaryIO | None) -> None:
         self.stream = stream
         self.hash = hashlib.sha256()
-        self.size = 0
+        self.position = 0
 
-    def read(self, n: int = -1) -> bytes:
+    def _next_bytes(self, n: int) -> bytes:
+        assert self.stream is not None
         data = self.stream.read(n)
         self.hash.update(data)
-        self.size += len(data)
         return data
 
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = 1 << 62
+        parts, got = [], 0
+        while got < n:
+            data = self._next_bytes(min(n - got, _CHUNK))
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        out = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.position += len(out)
+        return out
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or offset < self.position:
+            raise OSError(errno.ESPIPE, "a layer stream only moves forward")
+        while self.position < offset and self.read(min(_CHUNK, offset - self.position)):
+            pass
+        return self.position
+
+    def digest(self) -> str:
+        """The sha256 digest of every byte read so far."""
+        return f"sha256:{self.hash.hexdigest()}"
+
     def drain(self) -> None:
+        """Read (and hash) the rest: the end-of-archive blocks and any padding."""
         while self.read(_CHUNK):
             pass
 
@@ -71,10 +103,10 @@ class _HashingReader:
 def apply_layer(target: str, stream: BinaryIO, *, label: str = "layer",
                 max_bytes: int | None = None) -> Applied:
     """Extract the uncompressed tar `stream` into `target`; return its diff_id and size."""
-    reader = _HashingReader(stream)
-    with _Extractor(target, label, max_bytes) as ex:
+    reader = stream if isinstance(stream, HashingReader) else HashingReader(stream)
+    with _Extractor(target, label, max_bytes, reader) as ex:
         try:
-            archive = tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFFER)  # type: ignore
+            archive = tarfile.open(fileobj=reader, mode="r:")  # type: ignore[call-overload]
             for member in archive:
                 ex.entry(member, archive)
         except (tarfile.TarError, EOFError) as exc:
@@ -82,7 +114,7 @@ def apply_layer(target: str, stream: BinaryIO, *, label: str = "layer",
                                   layer=label) from exc
         ex.finish()
     reader.drain()
-    return Applied(f"sha256:{reader.hash.hexdigest()}", reader.size, ex.count)
+    return Applied(reader.digest(), reader.position, ex.count)
 
 
 def _clean(name: str) -> list[str]:
@@ -93,8 +125,10 @@ def _clean(name: str) -> list[str]:
 class _Extractor:
     """The state of one extraction: the target's descriptor, a cache of directory fds."""
 
-    def __init__(self, target: str, label: str, max_bytes: int | None) -> None:
+    def __init__(self, target: str, label: str, max_bytes: int | None,
+                 reader: HashingReader) -> None:
         self.label = label
+        self.reader = reader
         self.root = os.open(target, _DIR_FLAGS)
         self.dirs: dict[tuple[str, ...], int] = {}
         self.deferred_dirs: list[tuple[list[str], tarfile.TarInfo]] = []
@@ -229,7 +263,11 @@ class _Extractor:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(base, flags, 0o600, dir_fd=parent)
         try:
-            _copy(archive.extractfile(member), fd, member.size)
+            if member.sparse is not None:
+                _copy(archive.extractfile(member), fd, member.size)
+            else:
+                self.reader.seek(member.offset_data)
+                _copy(self.reader, fd, member.size)  # type: ignore[arg-type]
             self._own_fd(fd, member)
             os.fchmod(fd, member.mode & 0o7777)
             self._xattrs_fd(fd, member)
