@@ -1,0 +1,87 @@
+"""What run, start -a and attach share: relaying a container's stream, waiting for its exit."""
+
+import os
+import sys
+
+from knarr.cli import streams
+from knarr.errors import KnarrError
+
+__all__ = ["Waiter", "relay_container", "resize"]
+
+
+class Waiter:
+    """POST /containers/{id}/wait, sent now (before start) and answered at exit."""
+
+    def __init__(self, cli, cid: str, condition: str) -> None:
+        from knarr.client import api
+
+        self.cli = cli
+        own = api.Client(cli.client.host, version=cli.client.version)
+        self.resp = own.request("POST", f"/containers/{cid}/wait", {"condition": condition})
+
+    def status(self) -> int:
+        """The container's exit code (125 if the wait failed)."""
+        from knarr.client import jsonc
+
+        try:
+            result = jsonc.loads(self.resp.read())
+        except (KnarrError, OSError, ValueError) as exc:
+            sys.stderr.write(f"knarr: error waiting for container: {exc}\n")
+            return 125
+        finally:
+            self.resp.conn.close()
+        error = (result.get("Error") or {}).get("Message") if result.get("Error") else None
+        if error:
+            sys.stderr.write(f"knarr: error waiting for container: {error}\n")
+            return 125
+        return int(result.get("StatusCode", 0))
+
+    def close(self) -> None:
+        """Stop waiting (after a detach)."""
+        self.resp.conn.close()
+
+
+def resize(cli, path: str, terminal: streams.Terminal) -> None:
+    """POST {path}/resize with the terminal's size."""
+    size = terminal.size()
+    if size:
+        try:
+            cli.client.post(f"{path}/resize", {"h": size[0], "w": size[1]})
+        except KnarrError:
+            pass
+
+
+def relay_container(cli, cid: str, sock, leftover: bytes, tty: bool, stdin: bool,
+                    keys: bytes, tty_in: bool, sig_proxy: bool,
+                    path: str | None = None) -> str:
+    """Relay until the stream ends or the user detaches; "detached" or "ended"."""
+    path = path or f"/containers/{cid}"
+    try:
+        if tty_in:
+            with streams.Terminal(0) as term:
+                resize(cli, path, term)
+                return streams.relay(sock, leftover, tty, stdin, keys, term,
+                                     lambda: resize(cli, path, term))
+        if tty and os.isatty(1):
+            term = streams.Terminal(0)
+            resize(cli, path, term)
+        if sig_proxy:
+            _proxy_signals(cli, cid)
+        return streams.relay(sock, leftover, tty, stdin, keys)
+    finally:
+        sock.close()
+
+
+def _proxy_signals(cli, cid: str) -> None:
+    """Forward SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 to the container."""
+    import _signal
+
+    def forward(signum, _frame) -> None:
+        try:
+            cli.client.post(f"/containers/{cid}/kill", {"signal": str(signum)})
+        except KnarrError:
+            pass
+
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
+                _signal.SIGUSR1, _signal.SIGUSR2):
+        _signal.signal(sig, forward)

@@ -1,0 +1,79 @@
+"""What every command gets: the API client (started lazily), output, Docker's error texts."""
+
+import os
+import sys
+
+from knarr.errors import KnarrError
+
+__all__ = ["Cli", "StatusError"]
+
+
+class StatusError(Exception):
+    """End the command with `code`, printing `message` (if any) on stderr."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+class Cli:
+    """One invocation's shared state: which daemon, its client, the command name."""
+
+    StatusError = StatusError
+
+    def __init__(self, hosts: list[str], command: str) -> None:
+        self.command = command
+        env = os.environ.get("DOCKER_HOST", "")
+        self.explicit_host = bool(hosts or env)
+        self.host = hosts[-1] if hosts else env or None
+        self._client = None
+
+    @property
+    def client(self):
+        """The API client, its version negotiated; starts knarrd when none listens."""
+        if self._client is None:
+            from knarr.client import api
+
+            client = api.Client(self.host or api.DEFAULT_HOST,
+                                version=os.environ.get("DOCKER_API_VERSION") or None)
+            try:
+                client.api_version()
+            except api.DaemonUnreachable:
+                if self.explicit_host:
+                    raise
+                from knarr.cli import autostart
+
+                autostart.start_daemon(client)
+            self._client = client
+        return self._client
+
+    def close(self) -> None:
+        """Drop the idle connection."""
+        if self._client is not None:
+            self._client.close()
+
+    def describe(self, exc: KnarrError) -> str:
+        """Docker's wording for an error: `Error response from daemon: ...` and kin."""
+        from knarr.client.api import DaemonUnreachable
+
+        if isinstance(exc, DaemonUnreachable):
+            return exc.message
+        if "object" in exc.context:
+            return f"Error: {exc.message}"
+        if "status" in exc.context:
+            return f"Error response from daemon: {exc.message}"
+        return f"Error: {exc.message}"
+
+    def fail(self, message: str, code: int = 1) -> StatusError:
+        """A StatusError to raise."""
+        return StatusError(message, code)
+
+    @staticmethod
+    def out(text: str) -> None:
+        """Write text to stdout."""
+        sys.stdout.write(text)
+
+    @staticmethod
+    def err(text: str) -> None:
+        """Write text to stderr."""
+        sys.stderr.write(text)

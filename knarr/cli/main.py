@@ -1,0 +1,172 @@
+"""Entry point of `knarr`: global flags, one module per command, errors at the edge."""
+
+import os
+import sys
+
+from knarr.cli import flags
+from knarr.errors import KnarrError
+
+__all__ = ["main", "entry", "COMMANDS"]
+
+# command -> module (knarr.cli.cmd_<module>); only the one run is imported
+COMMANDS = {
+    "run": "run", "create": "create", "start": "start", "stop": "stop", "restart": "restart",
+    "kill": "kill", "rm": "rm", "ps": "ps", "inspect": "inspect", "wait": "wait",
+    "rename": "rename", "pause": "pause", "unpause": "unpause", "top": "top", "logs": "logs",
+    "attach": "attach", "exec": "exec", "stats": "stats", "events": "events",
+    "images": "images", "rmi": "rmi", "tag": "tag", "save": "save", "load": "load",
+    "history": "history", "version": "version", "info": "info", "port": "port",
+}
+# management commands: `knarr container ls` and friends
+GROUPS = {
+    "container": {"ls": "ps", "list": "ps", "ps": "ps", "remove": "rm", "prune": "prune",
+                  **{c: c for c in ("run", "create", "start", "stop", "restart", "kill", "rm",
+                                    "inspect", "wait", "rename", "pause", "unpause", "top",
+                                    "logs", "attach", "exec", "stats", "port")}},
+    "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
+              "inspect": "inspect", "tag": "tag", "save": "save", "load": "load",
+              "history": "history", "prune": "prune"},
+    "system": {"info": "info", "df": "df", "prune": "prune", "events": "events"},
+}
+_GLOBAL_VALUES = {"-H": "host", "--host": "host", "-l": "log_level", "--log-level": "log_level",
+                  "--config": "config", "-c": "context", "--context": "context",
+                  "--tlscacert": "tls", "--tlscert": "tls", "--tlskey": "tls"}
+_GLOBAL_BOOLS = {"-D", "--debug", "--tls", "--tlsverify"}
+
+
+class Globals:
+    """The flags given before the command."""
+
+    def __init__(self) -> None:
+        self.host: list[str] = []
+        self.version = self.help = False
+
+
+def _globals(argv: list[str]) -> tuple[Globals, list[str]]:
+    """Split the global flags off; the rest starts with the command."""
+    g = Globals()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in _GLOBAL_VALUES:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise flags.UsageError(f"flag needs an argument: {name}\n"
+                                           "See 'knarr --help'.")
+                i += 1
+                value = argv[i]
+            if _GLOBAL_VALUES[name] == "host":
+                g.host.append(value)
+        elif arg in _GLOBAL_BOOLS:
+            pass
+        elif arg in ("-v", "--version"):
+            g.version = True
+        elif arg in ("-h", "--help"):
+            g.help = True
+        elif arg.startswith("-") and arg != "-":
+            raise flags.UsageError(f"unknown flag: {name}\nSee 'knarr --help'.")
+        else:
+            break
+        i += 1
+    return g, argv[i:]
+
+
+def _resolve(words: list[str]) -> tuple[str, str, list[str]]:
+    """(module, name as typed, remaining argv) for `run ...` or `container ls ...`."""
+    first = words[0]
+    if first in GROUPS and len(words) > 1 and not words[1].startswith("-"):
+        sub = GROUPS[first].get(words[1])
+        if sub is None:
+            raise flags.UsageError(f"knarr: '{first} {words[1]}' is not a knarr command.\n"
+                                   f"See 'knarr {first} --help'", code=1)
+        return sub, f"{first} {words[1]}", words[2:]
+    if first in GROUPS:
+        raise flags.UsageError(_group_help(first), code=0 if len(words) > 1 else 1)
+    if first not in COMMANDS:
+        raise flags.UsageError(f"knarr: '{first}' is not a knarr command.\n"
+                               "See 'knarr --help'", code=1)
+    return COMMANDS[first], first, words[1:]
+
+
+def _group_help(group: str) -> str:
+    return (f"\nUsage:  knarr {group} COMMAND\n\nManage {group}s\n\nCommands:\n" +
+            "\n".join(f"  {name}" for name in sorted(GROUPS[group])) + "\n")
+
+
+def _usage() -> str:
+    return ("\nUsage:  knarr [OPTIONS] COMMAND\n\nA Docker-compatible command line for "
+            "knarr, speaking the Docker Engine API\n\nOptions:\n"
+            "  -H, --host list      Daemon socket to connect to (default "
+            "unix:///run/knarr/knarr.sock; DOCKER_HOST)\n"
+            "  -v, --version        Print version information and quit\n\n"
+            "Management Commands:\n  container   Manage containers\n  image       Manage "
+            "images\n  system      Manage knarr\n\nCommands:\n  " +
+            "\n  ".join(sorted(COMMANDS)) + "\n\nRun 'knarr COMMAND --help' for more "
+            "information on a command.\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one knarr command; return its exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    from knarr.cli.context import Cli
+
+    try:
+        g, words = _globals(argv)
+        if g.version and not words:
+            from knarr.cli.cmd_version import VERSION
+
+            sys.stdout.write(f"knarr version {VERSION}\n")
+            return 0
+        if not words:
+            sys.stdout.write(_usage())
+            return 0 if g.help else 0
+        module_name, typed, rest = _resolve(words)
+    except flags.UsageError as exc:
+        _say(exc.message, exc.code)
+        return exc.code
+    module = __import__(f"knarr.cli.cmd_{module_name}", fromlist=["COMMAND"])
+    cli = Cli(g.host, typed)
+    return _run(cli, module, typed, rest)
+
+
+def _run(cli, module, typed: str, rest: list[str]) -> int:
+    command = module.command(typed)
+    try:
+        args = command.parse(rest)
+        return module.run(cli, args) or 0
+    except flags.HelpRequested:
+        sys.stdout.write(command.help_text())
+        return 0
+    except flags.UsageError as exc:
+        _say(exc.message, exc.code)
+        return exc.code
+    except cli.StatusError as exc:
+        if exc.message:
+            _say(exc.message, exc.code)
+        return exc.code
+    except KnarrError as exc:
+        _say(cli.describe(exc), 1)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    finally:
+        cli.close()
+
+
+def _say(message: str, code: int) -> None:
+    stream = sys.stdout if code == 0 else sys.stderr
+    stream.write(message if message.endswith("\n") else message + "\n")
+
+
+def entry() -> None:
+    """Console-script wrapper: flush and leave without interpreter teardown."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,136 @@
+"""Parsers for the values of run/create flags (env files, ulimits, devices, ...)."""
+
+import os
+
+__all__ = ["env_list", "read_env_file", "key_values", "ulimit", "device", "tmpfs", "restart",
+           "detach_keys", "filters"]
+
+
+def env_list(values: list[str]) -> list[str]:
+    """`-e A=1 -e B`: B takes the client's own value when set, as Docker's CLI does."""
+    out = []
+    for item in values:
+        name, eq, _ = item.partition("=")
+        if not name:
+            raise ValueError(f"invalid environment variable: {item}")
+        if eq:
+            out.append(item)
+        elif name in os.environ:
+            out.append(f"{name}={os.environ[name]}")
+        else:
+            out.append(name)
+    return out
+
+
+def read_env_file(path: str) -> list[str]:
+    """The variables of an --env-file: one a line, blank lines and # comments skipped."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise ValueError(f"open {path}: {exc.strerror.lower() if exc.strerror else exc}") \
+            from None
+    return env_list([ln.lstrip() for ln in lines if ln.strip() and not ln.lstrip()
+                     .startswith("#")])
+
+
+def key_values(values: list[str]) -> dict[str, str]:
+    """`k=v` items (labels, sysctls, log options) as a dict; `k` alone maps to ""."""
+    out = {}
+    for item in values:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def ulimit(text: str) -> dict:
+    """`nofile=1024:2048` → {"Name": "nofile", "Soft": 1024, "Hard": 2048}."""
+    name, eq, limits = text.partition("=")
+    if not eq or not name:
+        raise ValueError(f"invalid ulimit argument: {text}")
+    soft, _, hard = limits.partition(":")
+    try:
+        soft_n = int(soft)
+        hard_n = int(hard) if hard else soft_n
+    except ValueError:
+        raise ValueError(f"invalid ulimit argument: {text}") from None
+    if soft_n > hard_n:
+        raise ValueError(f"ulimit soft limit must be less than or equal to hard limit: "
+                         f"{soft_n} > {hard_n}")
+    return {"Name": name, "Soft": soft_n, "Hard": hard_n}
+
+
+ulimit.kind = "ulimit"
+
+
+def device(text: str) -> dict:
+    """`/dev/host[:/dev/container[:rwm]]` → a device mapping."""
+    parts = text.split(":")
+    if not parts[0] or len(parts) > 3:
+        raise ValueError(f"invalid device specification: {text}")
+    host = parts[0]
+    inside, perms = host, "rwm"
+    if len(parts) == 2:
+        if parts[1] and set(parts[1]) <= set("rwm") and not parts[1].startswith("/"):
+            perms = parts[1]
+        else:
+            inside = parts[1]
+    elif len(parts) == 3:
+        inside, perms = parts[1], parts[2]
+    if not set(perms) <= set("rwm"):
+        raise ValueError(f"invalid device mode: {perms}")
+    return {"PathOnHost": host, "PathInContainer": inside, "CgroupPermissions": perms}
+
+
+def tmpfs(values: list[str]) -> dict[str, str]:
+    """`/run:rw,size=64m` items → {"/run": "rw,size=64m"}."""
+    out = {}
+    for item in values:
+        path, _, options = item.partition(":")
+        out[path] = options
+    return out
+
+
+def restart(text: str) -> dict:
+    """`on-failure:3` → {"Name": "on-failure", "MaximumRetryCount": 3}."""
+    name, _, count = text.partition(":")
+    policy: dict = {"Name": "" if name == "no" else name}
+    if count:
+        if name != "on-failure":
+            raise ValueError(f"maximum retry count cannot be used with restart policy "
+                             f"'{name}'")
+        try:
+            policy["MaximumRetryCount"] = int(count)
+        except ValueError:
+            raise ValueError(f"maximum retry count must be an integer: {count}") from None
+    return policy
+
+
+_KEYS = {"ctrl-@": 0, "ctrl-[": 27, "ctrl-\\": 28, "ctrl-]": 29, "ctrl-^": 30, "ctrl-_": 31}
+
+
+def detach_keys(text: str) -> bytes:
+    """`ctrl-p,ctrl-q` → b"\\x10\\x11"; single characters stand for themselves."""
+    out = bytearray()
+    for key in text.split(","):
+        low = key.lower()
+        if low in _KEYS:
+            out.append(_KEYS[low])
+        elif low.startswith("ctrl-") and len(low) == 6 and "a" <= low[5] <= "z":
+            out.append(ord(low[5]) - ord("a") + 1)
+        elif len(key) == 1:
+            out.append(ord(key))
+        else:
+            raise ValueError(f"Unknown character: '{key}'")
+    return bytes(out)
+
+
+def filters(values: list[str]) -> dict[str, list[str]] | None:
+    """`--filter k=v` items → the API's filters map (None when there are none)."""
+    out: dict[str, list[str]] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError("bad format of filter (expected name=value)")
+        out.setdefault(key.strip().lower(), []).append(value)
+    return out or None

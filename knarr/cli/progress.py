@@ -1,0 +1,27 @@
+"""Pull and load progress: the JSON message stream the daemon sends, as plain lines."""
+
+from knarr.errors import KnarrError
+
+__all__ = ["show"]
+
+
+def show(messages, out) -> None:
+    """Print each message's status (progress bars as one line per layer change)."""
+    last: dict[str, str] = {}
+    for msg in messages:
+        if msg.get("errorDetail") or msg.get("error"):
+            detail = msg.get("errorDetail") or {}
+            raise KnarrError(detail.get("message") or msg.get("error"), status=500)
+        if "stream" in msg:
+            out.write(msg["stream"])
+            continue
+        status = msg.get("status", "")
+        ident = msg.get("id")
+        if ident and last.get(ident) == status:
+            continue
+        if ident:
+            last[ident] = status
+            out.write(f"{ident}: {status}\n")
+        elif status:
+            out.write(status + "\n")
+    out.flush()
