@@ -1,24 +1,30 @@
-"""Images knarr makes without a registry: hello-world, and busybox from the host.
+"""Images knarr makes without a registry: hello-world, busybox and Debian.
 
-Both are single-layer images built from a layer tar made here in memory,
-with fixed times, so the same inputs always give the same image id.
-`hello_world` needs nothing but knarr; `busybox` copies the host's static
-busybox (Debian package busybox-static) and links every applet it lists.
+hello-world and busybox are single-layer images built from a layer tar made
+here in memory, with fixed times, so the same inputs always give the same
+image id. `hello_world` needs nothing but knarr; `busybox` copies the host's
+static busybox (Debian package busybox-static) and links every applet it
+lists. `debian` runs debootstrap (Debian package debootstrap) against the
+Debian mirror this machine's apt uses, and imports the tree it makes.
 """
 
 import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
+import tempfile
 
 from knarr.errors import Unavailable
 from knarr.images.elf import static_writer
+from knarr.images.imports import import_image
 from knarr.images.store import ImageStore
 from knarr.oci import image_spec, reference
 
-__all__ = ["GREETING", "hello_world", "busybox", "build_image", "layer_tar"]
+__all__ = ["GREETING", "hello_world", "busybox", "debian", "build_image", "layer_tar",
+           "apt_mirror"]
 
 _EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z: fixed, so builds are reproducible
 _CREATED = "2024-01-01T00:00:00Z"
@@ -137,3 +143,55 @@ def _applets(source: str) -> list[str]:
     out = subprocess.run([source, "--list-full"], capture_output=True, check=True).stdout
     return sorted(line.strip() for line in out.decode().splitlines()
                   if line.strip() and not line.startswith("/") and ".." not in line)
+
+
+def apt_mirror(sources_dir: str = "/etc/apt") -> str:
+    """The first Debian mirror URI that apt is configured with on this machine."""
+    candidates = [os.path.join(sources_dir, "sources.list")]
+    parts = os.path.join(sources_dir, "sources.list.d")
+    if os.path.isdir(parts):
+        candidates += [os.path.join(parts, n) for n in sorted(os.listdir(parts))]
+    for path in candidates:
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                words = line.split()
+                if words[:1] == ["URIs:"] and len(words) > 1:
+                    return words[1]
+                if words[:1] == ["deb"]:
+                    return next(w for w in words[1:] if not w.startswith("["))
+    raise Unavailable("debian image: no apt mirror configured in /etc/apt", path=sources_dir)
+
+
+def debian(store: ImageStore, suite: str = "bookworm", mirror: str | None = None,
+           name: str | None = None) -> str:
+    """Build a minimal Debian image with debootstrap; return its id."""
+    if shutil.which("debootstrap") is None:
+        raise Unavailable("debian image: debootstrap is not installed (package debootstrap)")
+    mirror = mirror or apt_mirror()
+    with tempfile.TemporaryDirectory(dir=store.root, prefix="debootstrap-") as work:
+        tree = os.path.join(work, "rootfs")
+        subprocess.run(["debootstrap", "--variant=minbase", suite, tree, mirror], check=True,
+                       stdout=subprocess.DEVNULL)
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            _empty_dir(os.path.join(tree, leftover))
+        tar = subprocess.Popen(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+                                "-C", tree, "-cf", "-", "."], stdout=subprocess.PIPE)
+        assert tar.stdout is not None
+        try:
+            image_id = import_image(store, tar.stdout, [name or f"debian:{suite}"],
+                                    ["CMD [\"bash\"]"],
+                                    message=f"debootstrap --variant=minbase {suite} {mirror}")
+        finally:
+            tar.stdout.close()
+            tar.wait()
+    return image_id
+
+
+def _empty_dir(path: str) -> None:
+    if not os.path.isdir(path):
+        return
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False) and entry.name != "lock":
+            os.unlink(entry.path)
