@@ -72,7 +72,8 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
     record = {"ociVersion": config["ociVersion"], "id": container_id, "pid": 0,
               "bundle": bundle, "rootfs": rootfs, "annotations": config.get("annotations"),
               "created": _now_rfc3339(), "start_time": None, "cgroups_path":
-              config.get("linux", {}).get("cgroupsPath"), "systemd_cgroup": systemd_cgroup}
+              config.get("linux", {}).get("cgroupsPath"), "systemd_cgroup": systemd_cgroup,
+              "hooks": _later_hooks(config)}
     cgroup = None
     try:
         fifo = os.path.join(cdir, state.FIFO_NAME)
@@ -140,7 +141,7 @@ def _drive(ch: Channel, stage1: int, ctx: dict, cgroup, record: dict, config: di
     record["pid"] = pid
     try:
         _set_oom_score(pid, config["process"].get("oomScoreAdj"))
-        state_now = _hook_state(record, "created")
+        state_now = _hook_state(record, "creating")
         hooks.run(config, "prestart", state_now)
         hooks.run(config, "createRuntime", state_now)
         ch.send("continue", hook_state=state_now)
@@ -209,6 +210,13 @@ def _undo(cdir: str, cgroup, record: dict) -> None:
         except KnarrError:
             pass
     state.remove_dir(cdir)
+
+
+def _later_hooks(config: dict) -> dict:
+    """The hooks start and delete run, kept from now: later edits to config.json must not
+    affect the container (runtime spec, "Lifecycle")."""
+    phases = config.get("hooks") or {}
+    return {phase: phases[phase] for phase in ("poststart", "poststop") if phase in phases}
 
 
 def _hook_state(record: dict, status: str) -> dict:

@@ -1,9 +1,8 @@
 """delete: remove a stopped (or, with force, any) container and all it holds."""
 
-from knarr.errors import KnarrError, NotFound
+from knarr.errors import NotFound
 from knarr.runtime import container as containers
 from knarr.runtime import hooks, state
-from knarr.runtime.container_create import load_bundle
 
 __all__ = ["delete"]
 
@@ -23,8 +22,5 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         c.kill_all()
     c.cgroup.destroy()
     state.remove_dir(state.container_dir(root, container_id))
-    try:
-        config = load_bundle(c.record["bundle"])
-    except KnarrError:
-        return
-    hooks.run(config, "poststop", state.oci_state(c.record, state.Status.STOPPED))
+    hooks.run({"hooks": c.record.get("hooks") or {}}, "poststop",
+              state.oci_state(c.record, state.Status.STOPPED))

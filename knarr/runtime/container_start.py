@@ -6,7 +6,6 @@ import select
 from knarr.errors import FailedPrecondition
 from knarr.runtime import container as containers
 from knarr.runtime import hooks, state
-from knarr.runtime.container_create import load_bundle
 
 __all__ = ["start"]
 
@@ -19,8 +18,7 @@ def start(root: str, container_id: str) -> containers.Container:
         raise c.refuse("start", status)
     fifo = os.path.join(state.container_dir(root, container_id), state.FIFO_NAME)
     _release(c, fifo)
-    config = load_bundle(c.record["bundle"])
-    hooks.run(config, "poststart", c.oci_state())
+    hooks.run({"hooks": c.record.get("hooks") or {}}, "poststart", c.oci_state())
     return c
 
 

@@ -50,12 +50,14 @@ def _init(ch: Channel, ctx: dict) -> None:
     try:
         _setup(ch, ctx)
     except BaseException as exc:  # noqa: BLE001
-        # Before "ready" the runtime is listening; after it, only stderr is.
+        # Before "ready" the runtime is listening and reports the error itself;
+        # after it, only stderr is.
         ch.send_error(exc)
-        try:
-            os.write(2, f"knarr-runtime: {exc}\n".encode())
-        except OSError:
-            pass
+        if ctx.get("ready"):
+            try:
+                os.write(2, f"knarr-runtime: {exc}\n".encode())
+            except OSError:
+                pass
         os._exit(127 if "not found" in str(exc) else 1)
 
 
@@ -87,8 +89,9 @@ def _setup(ch: Channel, ctx: dict) -> None:
     _close_fds(ch, fifo, ctx["preserve_fds"])
     process.find_executable(config["process"])
     ch.send("ready")
+    ctx["ready"] = True
     _wait_for_start(fifo)
-    hooks.run(config, "startContainer", hook_state)
+    hooks.run(config, "startContainer", {**hook_state, "status": "created"})
     signals.reset_for_exec()
     process.finalize(config["process"], seccomp=config.get("linux", {}).get("seccomp"))
     process.exec_process(config["process"])
