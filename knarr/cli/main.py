@@ -15,14 +15,14 @@ COMMANDS = {
     "rename": "rename", "pause": "pause", "unpause": "unpause", "top": "top", "logs": "logs",
     "attach": "attach", "exec": "exec", "stats": "stats", "events": "events",
     "images": "images", "rmi": "rmi", "tag": "tag", "save": "save", "load": "load",
-    "history": "history", "version": "version", "info": "info", "port": "port",
+    "history": "history", "version": "version", "info": "info",
 }
 # management commands: `knarr container ls` and friends
 GROUPS = {
     "container": {"ls": "ps", "list": "ps", "ps": "ps", "remove": "rm", "prune": "prune",
                   **{c: c for c in ("run", "create", "start", "stop", "restart", "kill", "rm",
                                     "inspect", "wait", "rename", "pause", "unpause", "top",
-                                    "logs", "attach", "exec", "stats", "port")}},
+                                    "logs", "attach", "exec", "stats")}},
     "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
               "inspect": "inspect", "tag": "tag", "save": "save", "load": "load",
               "history": "history", "prune": "prune"},
@@ -150,6 +150,11 @@ def _run(cli, module, typed: str, rest: list[str]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ValueError as exc:
+        if type(exc).__name__ != "TemplateError":
+            raise
+        _say(f"failed to parse template: template: {exc}", 1)
+        return 1
     except BrokenPipeError:
         return 0
     finally:

@@ -29,7 +29,7 @@ def quote(text: str, safe: str = "") -> str:
 
 
 def encode_query(query: dict | None) -> str:
-    """`?a=1&b=x` from a dict, leaving out None values; booleans become 1/0."""
+    """`?a=1&b=x` from a dict, leaving out None values; booleans become 1/0; lists repeat."""
     if not query:
         return ""
     parts = []
@@ -38,7 +38,8 @@ def encode_query(query: dict | None) -> str:
             continue
         if value is True or value is False:
             value = int(value)
-        parts.append(f"{quote(key)}={quote(str(value))}")
+        for item in value if isinstance(value, list) else (value,):
+            parts.append(f"{quote(key)}={quote(str(item))}")
     return "?" + "&".join(parts) if parts else ""
 
 
@@ -81,10 +82,10 @@ class Client:
             self._idle = None
 
     def _send(self, method: str, target: str, headers: dict, body: bytes | None,
-              stream) -> transport.Response:
+              stream, length: int | None = None) -> transport.Response:
         conn = self._connect()
         try:
-            conn.send_request(method, target, headers, body, stream)
+            conn.send_request(method, target, headers, body, stream, length)
             return conn.read_response(method)
         except (OSError, Unavailable):
             conn.close()
@@ -116,7 +117,8 @@ class Client:
     # -- requests ---------------------------------------------------------
 
     def request(self, method: str, path: str, query: dict | None = None, body: object = None,
-                data: bytes | None = None, stream=None, headers: dict | None = None,
+                data: bytes | None = None, stream=None, length: int | None = None,
+                headers: dict | None = None,
                 ok: tuple[int, ...] = (), what: tuple[str, str] | None = None
                 ) -> transport.Response:
         """Send one request; raise the daemon's error for a status of 400 or more.
@@ -131,7 +133,7 @@ class Client:
 
             data = jsonc.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
-        resp = self._send(method, target, hdrs, data, stream)
+        resp = self._send(method, target, hdrs, data, stream, length)
         if resp.status >= 400 and resp.status not in ok:
             raise _error(resp, what)
         return resp
@@ -150,18 +152,18 @@ class Client:
             return jsonc.loads(raw)
         return raw
 
-    def get(self, path: str, query: dict | None = None) -> object:
+    def get(self, path: str, query: dict | None = None, **kwargs) -> object:
         """GET, parsed."""
-        return self.call("GET", path, query)
+        return self.call("GET", path, query, **kwargs)
 
     def post(self, path: str, query: dict | None = None, body: object = None,
              **kwargs) -> object:
         """POST, parsed."""
         return self.call("POST", path, query, body, **kwargs)
 
-    def delete(self, path: str, query: dict | None = None) -> object:
+    def delete(self, path: str, query: dict | None = None, **kwargs) -> object:
         """DELETE, parsed."""
-        return self.call("DELETE", path, query)
+        return self.call("DELETE", path, query, **kwargs)
 
     def stream_json(self, method: str, path: str, query: dict | None = None,
                     body: object = None, **kwargs):

@@ -92,18 +92,30 @@ class Connection:
         self.sock.close()
 
     def send_request(self, method: str, target: str, headers: dict[str, str],
-                     body: bytes | None = None, stream=None) -> None:
-        """Send a request; `stream` (a binary file) goes out chunked if given."""
+                     body: bytes | None = None, stream=None, length: int | None = None) -> None:
+        """Send a request; `stream` (a binary file) goes out with `length`, else chunked."""
         lines = [f"{method} {target} HTTP/1.1", "Host: docker"]
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
+        elif stream is not None and length is not None:
+            lines.append(f"Content-Length: {length}")
         elif stream is not None:
             lines.append("Transfer-Encoding: chunked")
         lines += [f"{k}: {v}" for k, v in headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.sock.sendall(head + body if body else head)
-        if stream is not None:
+        if stream is not None and length is not None:
+            self._send_plain(stream, length)
+        elif stream is not None:
             self._send_chunked(stream)
+
+    def _send_plain(self, stream, length: int) -> None:
+        while length > 0:
+            data = stream.read(min(length, _RECV * 4))
+            if not data:
+                raise Unavailable("request body ended early")
+            self.sock.sendall(data)
+            length -= len(data)
 
     def _send_chunked(self, stream) -> None:
         while True:

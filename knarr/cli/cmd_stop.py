@@ -1,0 +1,22 @@
+"""knarr stop [OPTIONS] CONTAINER [CONTAINER...]"""
+
+from knarr.cli import flags
+from knarr.cli.common import each, quote_path
+
+__all__ = ["command", "run"]
+
+
+def command(name: str) -> flags.Command:
+    """The declaration of `stop`."""
+    c = flags.Command(name, f"knarr {name} [OPTIONS] CONTAINER [CONTAINER...]",
+                      "Stop one or more running containers", min_args=1)
+    c.add_argument("-t", "--time", type=int,
+                   help="Seconds to wait for stop before killing it (default 10)")
+    return c
+
+
+def run(cli, args) -> int:
+    """POST /containers/{id}/stop for each."""
+    query = {"t": args.time}
+    return each(cli, args.args,
+                lambda n: cli.client.post(f"/containers/{quote_path(n)}/stop", query, ok=(304,)))

@@ -1,0 +1,17 @@
+"""knarr unpause CONTAINER [CONTAINER...]"""
+
+from knarr.cli import flags
+from knarr.cli.common import each, quote_path
+
+__all__ = ["command", "run"]
+
+
+def command(name: str) -> flags.Command:
+    """The declaration of `unpause`."""
+    return flags.Command(name, f"knarr {name} CONTAINER [CONTAINER...]",
+                         "Unpause all processes within one or more containers", min_args=1)
+
+
+def run(cli, args) -> int:
+    """POST /containers/{id}/unpause for each."""
+    return each(cli, args.args, lambda n: cli.client.post(f"/containers/{quote_path(n)}/unpause"))
