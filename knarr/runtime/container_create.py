@@ -73,7 +73,10 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
               "bundle": bundle, "rootfs": rootfs, "annotations": config.get("annotations"),
               "created": _now_rfc3339(), "start_time": None, "cgroups_path":
               config.get("linux", {}).get("cgroupsPath"), "systemd_cgroup": systemd_cgroup,
-              "hooks": _later_hooks(config)}
+              "hooks": _later_hooks(config),
+              # exec starts from these; later edits to config.json must not count.
+              "process": config["process"],
+              "seccomp": config.get("linux", {}).get("seccomp")}
     cgroup = None
     try:
         fifo = os.path.join(cdir, state.FIFO_NAME)

@@ -7,7 +7,6 @@ from knarr.oci import runtime_spec
 from knarr.runtime import console, init, namespaces, process, signals, state
 from knarr.runtime import container as containers
 from knarr.runtime.channel import Channel, pair
-from knarr.runtime.container_create import load_bundle
 from knarr.runtime.container_run import forward_signals
 from knarr.runtime.waiting import become_subreaper, wait_exit_status
 
@@ -25,9 +24,8 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
     runtime_spec.validate_config({"ociVersion": "x", "root": {"path": "/"}, "process": proc})
     if proc.get("terminal") and not console_socket and detach:
         raise InvalidArgument("exec --detach with a terminal needs --console-socket")
-    config = load_bundle(c.record["bundle"])
     ctx = {"process": proc, "console_socket": console_socket, "preserve_fds": preserve_fds,
-           "seccomp": config.get("linux", {}).get("seccomp"),
+           "seccomp": c.record.get("seccomp"),
            "namespaces": namespaces.namespace_paths_of(c.pid, namespaces.FLAGS)}
     init.preload({"linux": {"seccomp": ctx["seccomp"]}})  # before setns hides the host
     if not detach:

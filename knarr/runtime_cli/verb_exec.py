@@ -5,7 +5,6 @@ import json
 from knarr.errors import InvalidArgument, NotFound
 from knarr.runtime import container as containers
 from knarr.runtime import container_exec
-from knarr.runtime.container_create import load_bundle
 from knarr.runtime_cli.flags import REMAINDER
 
 
@@ -44,7 +43,7 @@ def _from_file(path: str) -> dict:
 
 def _from_flags(args) -> dict:
     c = containers.load(args.root, args.id)
-    base = dict(load_bundle(c.record["bundle"])["process"])
+    base = dict(c.record["process"])
     if not args.command:
         raise InvalidArgument("exec: no command given (use --process or ID COMMAND...)")
     base.update(args=args.command, terminal=args.tty, env=base.get("env", []) + args.env)

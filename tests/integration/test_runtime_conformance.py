@@ -497,3 +497,16 @@ def test_a_namespace_path_of_the_wrong_type_is_an_error(runtime, bundle):
     refused(result, "network")
     assert_nothing_left(runtime, cid)
 
+
+
+def test_exec_ignores_config_edits_after_create(runtime, bundle):
+    """runtime.md: updates to config.json after create MUST NOT affect the container;
+    exec starts from the process of the config the container was created with."""
+    bundle.config["process"]["env"].append("MARK=original")
+    bundle.args("sleep", "1000").write()
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", bundle.path, cid, check=True)
+    bundle.config["process"]["env"][-1] = "MARK=changed"
+    bundle.write()
+    result = runtime("exec", cid, "sh", "-c", "echo $MARK", check=True)
+    assert result.stdout == b"original\n"
