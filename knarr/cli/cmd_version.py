@@ -19,14 +19,14 @@ def command(name: str) -> flags.Command:
 
 
 def _client_info(cli) -> dict:
-    import platform
+    import os
 
     from knarr.client.api import API_VERSION
 
     version = cli._client.version if cli._client else API_VERSION
     return {"Version": VERSION, "ApiVersion": version, "DefaultAPIVersion": API_VERSION,
-            "PythonVersion": platform.python_version(), "Os": "linux",
-            "Arch": _arch(platform.machine()), "Context": "default"}
+            "PythonVersion": sys.version.split()[0], "Os": "linux",
+            "Arch": _arch(os.uname().machine), "Context": "default"}
 
 
 def _arch(machine: str) -> str:
