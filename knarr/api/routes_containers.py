@@ -1,0 +1,207 @@
+"""Container routes: create, list, inspect, lifecycle, logs, attach, stats, top."""
+
+import asyncio
+import json
+
+from knarr.engine.monitor_io import frame
+from knarr.engine.timefmt import parse_since
+
+__all__ = ["ROUTES", "pump", "stream_type"]
+
+_ID = r"/containers/(?P<id>[^/]+)"
+RAW = "application/vnd.docker.raw-stream"
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+
+
+def stream_type(tty: bool) -> str:
+    return RAW if tty else MULTIPLEXED
+
+
+async def create(engine, request, responder) -> None:
+    body = await request.json()
+    result = await engine.create(body, request.q("name"))
+    await responder.json(201, result)
+
+
+async def list_(engine, request, responder) -> None:
+    limit = request.q_int("limit", -1)
+    if request.q_bool("latest"):
+        limit = 1
+    out = engine.list(all_=request.q_bool("all"), limit=limit, size=request.q_bool("size"),
+                      filters=request.q_json("filters"))
+    await responder.json(200, out)
+
+
+async def inspect(engine, request, responder) -> None:
+    await responder.json(200, engine.inspect(request.params["id"], request.q_bool("size")))
+
+
+async def start(engine, request, responder) -> None:
+    await engine.start(request.params["id"])
+    await responder.send(204)
+
+
+async def stop(engine, request, responder) -> None:
+    await engine.stop(request.params["id"], request.q_int("t"), request.q("signal"))
+    await responder.send(204)
+
+
+async def restart(engine, request, responder) -> None:
+    await engine.restart(request.params["id"], request.q_int("t"), request.q("signal"))
+    await responder.send(204)
+
+
+async def kill(engine, request, responder) -> None:
+    await engine.kill(request.params["id"], request.q("signal"))
+    await responder.send(204)
+
+
+async def wait(engine, request, responder) -> None:
+    cid = engine.resolve(request.params["id"])
+    condition = request.q("condition", "not-running")
+    if condition not in ("not-running", "next-exit", "removed", ""):
+        from knarr.errors import InvalidArgument
+
+        raise InvalidArgument(f"invalid condition: {condition}")
+    waiting = asyncio.get_running_loop().create_task(engine.wait(cid, condition))
+    await asyncio.sleep(0)
+    await responder.start_stream(200, "application/json")
+    try:
+        code = await waiting
+        doc = {"StatusCode": code, "Error": None}
+    except Exception as exc:  # noqa: BLE001 - reported in the body, headers are gone
+        doc = {"StatusCode": -1, "Error": {"Message": str(exc)}}
+    await responder.chunk(json.dumps(doc).encode() + b"\n")
+    await responder.end()
+
+
+async def delete(engine, request, responder) -> None:
+    await engine.delete(request.params["id"], request.q_bool("force"), request.q_bool("v"))
+    await responder.send(204)
+
+
+async def rename(engine, request, responder) -> None:
+    await engine.rename(request.params["id"], request.q("name", ""))
+    await responder.send(204)
+
+
+async def pause(engine, request, responder) -> None:
+    await engine.pause(request.params["id"])
+    await responder.send(204)
+
+
+async def unpause(engine, request, responder) -> None:
+    await engine.unpause(request.params["id"])
+    await responder.send(204)
+
+
+async def top(engine, request, responder) -> None:
+    await responder.json(200, await engine.top(request.params["id"], request.q("ps_args")))
+
+
+async def resize(engine, request, responder) -> None:
+    await engine.resize(request.params["id"], request.q_int("h", 0), request.q_int("w", 0))
+    await responder.send(200, b"", "text/plain")
+
+
+async def logs(engine, request, responder) -> None:
+    record = engine.record(request.params["id"])
+    stdout, stderr = request.q_bool("stdout"), request.q_bool("stderr")
+    if not (stdout or stderr):
+        from knarr.errors import InvalidArgument
+
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    tty = record["Config"]["Tty"]
+    frames = engine.logs(record["Id"], stdout=stdout, stderr=stderr,
+                         follow=request.q_bool("follow"), since=parse_since(request.q("since")),
+                         until=parse_since(request.q("until")),
+                         timestamps=request.q_bool("timestamps"), tail=request.q("tail", "all"))
+    first = await anext(frames, None)  # a failure before any output is still an error status
+    await responder.start_stream(200, stream_type(tty))
+    while first is not None:
+        number, data = first
+        await responder.chunk(data if tty else frame(number, data))
+        first = await anext(frames, None)
+    await responder.end()
+
+
+async def attach(engine, request, responder) -> None:
+    record = engine.record(request.params["id"])
+    want_stdin = request.q_bool("stdin")
+    stream = await engine.attach(record["Id"], want_stdin, request.q_bool("stdout"),
+                                 request.q_bool("stderr"), request.q_bool("logs"),
+                                 request.q_bool("stream"))
+    tty = record["Config"]["Tty"]
+    await responder.hijack(request, stream_type(tty))
+    await pump(request, responder, stream, tty, want_stdin)
+
+
+async def pump(request, responder, stream, tty: bool, stdin: bool) -> None:
+    """Copy a hijacked connection's input to the stream and its frames back."""
+    writer = responder.writer
+
+    async def copy_input() -> None:
+        try:
+            while data := await request.reader.read(65536):
+                await stream.write(data)
+        except (ConnectionError, OSError):
+            pass
+        stream.close_input()
+
+    feeder = asyncio.get_running_loop().create_task(copy_input()) if stdin else None
+    try:
+        while (item := await stream.read()) is not None:
+            number, data = item
+            writer.write(data if tty else frame(number, data))
+            await writer.drain()
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+        stream.close()
+        responder.keep_alive = False
+
+
+async def stats(engine, request, responder) -> None:
+    stream = request.q_bool("stream", True)
+    docs = engine.stats(request.params["id"], stream=stream,
+                        one_shot=request.q_bool("one-shot"))
+    first = await anext(docs)
+    if not stream:
+        await responder.json(200, first)
+        return
+    await responder.start_stream(200, "application/json")
+    while first is not None:
+        await responder.chunk(json.dumps(first).encode() + b"\n")
+        first = await anext(docs, None)
+    await responder.end()
+
+
+async def prune(engine, request, responder) -> None:
+    deleted = []
+    for summary in engine.list(all_=True, filters=request.q_json("filters")):
+        if summary["State"] in ("exited", "created", "dead"):
+            await engine.delete(summary["Id"])
+            deleted.append(summary["Id"])
+    await responder.json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+
+
+ROUTES = [
+    ("POST", "/containers/create", create),
+    ("GET", "/containers/json", list_),
+    ("POST", "/containers/prune", prune),
+    ("GET", _ID + "/json", inspect),
+    ("POST", _ID + "/start", start),
+    ("POST", _ID + "/stop", stop),
+    ("POST", _ID + "/restart", restart),
+    ("POST", _ID + "/kill", kill),
+    ("POST", _ID + "/wait", wait),
+    ("DELETE", _ID, delete),
+    ("POST", _ID + "/rename", rename),
+    ("POST", _ID + "/pause", pause),
+    ("POST", _ID + "/unpause", unpause),
+    ("GET", _ID + "/top", top),
+    ("POST", _ID + "/resize", resize),
+    ("GET", _ID + "/logs", logs),
+    ("POST", _ID + "/attach", attach),
+    ("GET", _ID + "/stats", stats),
+]

@@ -1,0 +1,45 @@
+"""Exec routes: create, start (hijacked), resize, inspect."""
+
+from knarr.api.routes_containers import pump, stream_type
+
+__all__ = ["ROUTES"]
+
+_EXEC = r"/exec/(?P<id>[^/]+)"
+
+
+async def create(engine, request, responder) -> None:
+    body = await request.json() or {}
+    exec_id = await engine.exec_create(request.params["id"], body)
+    await responder.json(201, {"Id": exec_id})
+
+
+async def start(engine, request, responder) -> None:
+    body = await request.json() or {}
+    exec_id = request.params["id"]
+    x = engine.exec_get(exec_id)
+    detach = bool(body.get("Detach"))
+    tty = body.get("Tty")
+    tty = x["ProcessConfig"]["tty"] if tty is None else bool(tty)
+    stream = await engine.exec_start(exec_id, detach=detach, tty=tty)
+    if stream is None:
+        await responder.send(200, b"", "application/json")
+        return
+    await responder.hijack(request, stream_type(tty))
+    await pump(request, responder, stream, tty, x["OpenStdin"])
+
+
+async def resize(engine, request, responder) -> None:
+    await engine.exec_resize(request.params["id"], request.q_int("h", 0), request.q_int("w", 0))
+    await responder.send(200, b"", "text/plain")
+
+
+async def inspect(engine, request, responder) -> None:
+    await responder.json(200, engine.exec_inspect(request.params["id"]))
+
+
+ROUTES = [
+    ("POST", r"/containers/(?P<id>[^/]+)/exec", create),
+    ("POST", _EXEC + "/start", start),
+    ("POST", _EXEC + "/resize", resize),
+    ("GET", _EXEC + "/json", inspect),
+]

@@ -1,0 +1,111 @@
+"""Image routes: list, inspect, history, tag, remove, load, save (get), create (pull)."""
+
+import json
+import os
+import tempfile
+
+__all__ = ["ROUTES"]
+
+# Image names hold slashes and colons: the routes match everything up to the verb.
+_NAME = r"/images/(?P<name>.+)"
+
+
+async def list_(engine, request, responder) -> None:
+    filters = request.q_json("filters")
+    dangling = None
+    if filters.get("dangling"):
+        dangling = filters["dangling"][0] in ("true", "1")
+    await responder.json(200, await engine.image_list(request.q_bool("all"), dangling))
+
+
+async def inspect(engine, request, responder) -> None:
+    await responder.json(200, await engine.image_inspect(request.params["name"]))
+
+
+async def history(engine, request, responder) -> None:
+    await responder.json(200, await engine.image_history(request.params["name"]))
+
+
+async def tag(engine, request, responder) -> None:
+    await engine.image_tag(request.params["name"], request.q("repo", ""), request.q("tag"))
+    await responder.send(201, b"", "text/plain")
+
+
+async def remove(engine, request, responder) -> None:
+    out = await engine.image_remove(request.params["name"], request.q_bool("force"),
+                                    request.q_bool("noprune"))
+    await responder.json(200, out)
+
+
+async def load(engine, request, responder) -> None:
+    fd, path = tempfile.mkstemp(prefix="load-", dir=engine.root)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.body_chunks():
+                f.write(chunk)
+        loaded = await engine.image_load(path)
+    finally:
+        os.unlink(path)
+    await responder.start_stream(200, "application/json")
+    for image in loaded:
+        names = image["Names"] or [image["Id"]]
+        for name in names:
+            shown = name.removeprefix("docker.io/library/").removeprefix("docker.io/")
+            what = "Loaded image ID" if name == image["Id"] else "Loaded image"
+            line = {"stream": f"{what}: {shown}\n"}
+            await responder.chunk(json.dumps(line).encode() + b"\n")
+    await responder.end()
+
+
+async def _send_tarball(engine, responder, refs: list[str]) -> None:
+    path = await engine.image_save(refs)
+    try:
+        await responder.start_stream(200, "application/x-tar")
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                await responder.chunk(chunk)
+        await responder.end()
+    finally:
+        os.unlink(path)
+
+
+async def get_many(engine, request, responder) -> None:
+    await _send_tarball(engine, responder, request.query.get("names", []))
+
+
+async def get_one(engine, request, responder) -> None:
+    await _send_tarball(engine, responder, [request.params["name"]])
+
+
+async def pull(engine, request, responder) -> None:
+    name = request.q("fromImage", "")
+    tag = request.q("tag")
+    ref = f"{name}:{tag}" if tag and "@" not in name else name
+    image_id = await engine.pull(ref)
+    await responder.start_stream(200, "application/json")
+    for line in ({"status": f"Pulling from {name}", "id": tag or "latest"},
+                 {"status": f"Digest: {image_id}"},
+                 {"status": f"Status: Image is up to date for {ref}"}):
+        await responder.chunk(json.dumps(line).encode() + b"\n")
+    await responder.end()
+
+
+async def prune(engine, request, responder) -> None:
+    filters = request.q_json("filters")
+    all_images = filters.get("dangling", ["true"])[0] in ("false", "0")
+    result = await engine.in_image_thread(engine.images.prune, all_images)
+    await responder.json(200, result)
+
+
+ROUTES = [
+    ("GET", "/images/json", list_),
+    ("POST", "/images/load", load),
+    ("GET", "/images/get", get_many),
+    ("POST", "/images/create", pull),
+    ("POST", "/images/prune", prune),
+    ("GET", _NAME + "/json", inspect),
+    ("GET", _NAME + "/history", history),
+    ("POST", _NAME + "/tag", tag),
+    ("GET", _NAME + "/get", get_one),
+    ("DELETE", _NAME, remove),
+]

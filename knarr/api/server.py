@@ -1,0 +1,142 @@
+"""The Engine API server: routes, versioned paths, errors as Docker renders them.
+
+Each resource's routes live in their own module and get the engine; this
+module reads requests off a unix socket, finds the route (with or without a
+`/v1.NN` prefix), and turns failures into `{"message": ...}` with the status
+`errors.status_of` picks.
+"""
+
+import asyncio
+import logging
+import os
+import re
+
+from knarr.api import errors, http, routes_containers, routes_exec, routes_images, routes_system
+from knarr.engine import API_VERSION, VERSION
+
+__all__ = ["Server", "MIN_API_VERSION"]
+
+MIN_API_VERSION = "1.24"
+_VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+log = logging.getLogger("knarr.api")
+
+
+def _version_tuple(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return int(major), int(minor)
+
+
+class Server:
+    """Routes requests to the engine."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.routes: list[tuple[str, re.Pattern, object]] = []
+        for module in (routes_system, routes_containers, routes_exec, routes_images):
+            for method, pattern, handler in module.ROUTES:
+                self.routes.append((method, re.compile("^" + pattern + "$"), handler))
+        self.base_headers = {"Api-Version": API_VERSION, "Docker-Experimental": "false",
+                             "Ostype": "linux", "Server": f"knarr/{VERSION} (linux)"}
+
+    async def serve_unix(self, path: str) -> asyncio.AbstractServer:
+        """Listen on a unix socket (root and group knarr 0660, else root-only 0600)."""
+        if os.path.exists(path):
+            os.unlink(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        old = os.umask(0o177)
+        try:
+            server = await asyncio.start_unix_server(self.handle, path, limit=1 << 20)
+        finally:
+            os.umask(old)
+        gid = _knarr_gid()
+        if gid is not None:
+            os.chown(path, 0, gid)
+            os.chmod(path, 0o660)
+        return server
+
+    def find(self, method: str, path: str):
+        """(handler, params) for a request; LookupError(405 or 404) if none."""
+        allowed = False
+        for route_method, pattern, handler in self.routes:
+            match = pattern.match(path)
+            if match:
+                if route_method == method or (method == "HEAD" and route_method == "GET"):
+                    return handler, match.groupdict()
+                allowed = True
+        raise LookupError(405 if allowed else 404)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection: requests until the client closes or a stream takes it."""
+        try:
+            while True:
+                try:
+                    request = await http.read_request(reader)
+                except http.BadRequest as exc:
+                    await http.Responder(writer, self.base_headers).json(
+                        400, {"message": str(exc)})
+                    break
+                if request is None:
+                    break
+                responder = http.Responder(writer, self.base_headers)
+                await self.dispatch(request, responder)
+                if not responder.keep_alive or \
+                        request.headers.get("connection", "").lower() == "close":
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except RuntimeError:
+                pass
+
+    async def dispatch(self, request: http.Request, responder: http.Responder) -> None:
+        """Run the route for one request; render any failure as Docker does."""
+        path = request.path
+        versioned = _VERSIONED.match(path)
+        if versioned:
+            wanted = f"{versioned.group(1)}.{versioned.group(2)}"
+            path = versioned.group(3)
+            if _version_tuple(wanted) > _version_tuple(API_VERSION):
+                await responder.json(400, {"message": f"client version {wanted} is too new. "
+                                           f"Maximum supported API version is {API_VERSION}"})
+                return
+        try:
+            handler, params = self.find(request.method, path.rstrip("/") or "/")
+        except LookupError as exc:
+            status = exc.args[0]
+            message = "page not found" if status == 404 else "method not allowed"
+            await responder.json(status, {"message": message})
+            return
+        request.params = params
+        try:
+            await handler(self.engine, request, responder)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            responder.keep_alive = False
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a response
+            await self._fail(request, responder, exc)
+
+    async def _fail(self, request: http.Request, responder: http.Responder,
+                    exc: Exception) -> None:
+        status = 400 if isinstance(exc, http.BadRequest) else errors.status_of(exc)
+        if status == 500:
+            log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc)
+        if responder.started:
+            responder.keep_alive = False
+            return
+        if status == 304:
+            await responder.send(304)
+            return
+        await responder.json(status, {"message": str(exc)})
+
+
+def _knarr_gid() -> int | None:
+    try:
+        with open("/etc/group") as f:
+            for line in f:
+                fields = line.split(":")
+                if fields[0] == "knarr":
+                    return int(fields[2])
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,204 @@
+"""The engine: the daemon's core, owning the disk layout and wiring the rest together.
+
+Persistent state under `root`: `containers.db` (the index), and per container
+`containers/<id>/` (config.v2.json, state.json written by its monitor,
+hostname, hosts, resolv.conf, the json-file log). Run-time state under
+`exec_root`: `containers/<id>/` (the OCI bundle, the mounted rootfs, the
+monitor's socket) and `runtime/` (the OCI runtime's own state).
+"""
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import shutil
+import socket
+
+from knarr.engine import events, jsonlog, monitor_io, names, oci_config, records
+from knarr.engine.containers import ContainersMixin
+from knarr.engine.execs import ExecMixin
+from knarr.engine.imageverbs import ImagesMixin
+from knarr.engine.lifecycle import LifecycleMixin
+from knarr.engine.observe import ObserveMixin
+from knarr.errors import NotFound
+from knarr.images import ImageStore, builtin
+
+__all__ = ["Engine", "API_VERSION", "VERSION"]
+
+VERSION = "0.1.0"
+API_VERSION = "1.43"
+_BUILTIN = {"docker.io/library/hello-world:latest": builtin.hello_world,
+            "docker.io/library/busybox:latest": builtin.busybox}
+
+
+class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMixin):
+    """Containers, images, exec, logs, stats and events for one state root."""
+
+    def __init__(self, root: str, exec_root: str, helper: socket.socket | None) -> None:
+        self.root = os.path.abspath(root)
+        self.exec_root = os.path.abspath(exec_root)
+        self.runtime_root = os.path.join(self.exec_root, "runtime")
+        for path in (self.root, os.path.join(self.root, "containers"), self.exec_root,
+                     os.path.join(self.exec_root, "containers"), self.runtime_root):
+            os.makedirs(path, mode=0o711, exist_ok=True)
+        self.helper = helper
+        self.records = records.Records(self.root)
+        self.images = ImageStore(self.root, in_use=self.records.image_in_use)
+        # The image store's SQLite connections are used from this one thread only.
+        self.image_thread = concurrent.futures.ThreadPoolExecutor(1, "images")
+        self.events = events.EventBus()
+        self.links: dict[str, asyncio.Task] = {}
+        self.waiters: dict[str, list[tuple[str, asyncio.Future]]] = {}
+        self.pending_attach: dict[str, list[asyncio.Future]] = {}
+        self.execs: dict[str, dict] = {}
+        self.starting: set[str] = set()
+        self.stats_cache: dict[str, tuple[float, dict]] = {}
+        self._host_caps: list[str] | None = None
+
+    async def in_image_thread(self, fn, *args):
+        """Run a blocking image-store call off the loop, in the image thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.image_thread, fn, *args)
+
+    def close(self) -> None:
+        """Release databases and the image thread (containers keep running)."""
+        for task in self.links.values():
+            task.cancel()
+        self.image_thread.shutdown(wait=True)
+        self.records.close()
+        self.images.close()
+
+    # -- paths --------------------------------------------------------------
+
+    def container_dir(self, cid: str) -> str:
+        return os.path.join(self.root, "containers", cid)
+
+    def monitor_dir(self, cid: str) -> str:
+        return monitor_io.monitor_dir(self.exec_root, cid)
+
+    def state_path(self, cid: str) -> str:
+        return os.path.join(self.container_dir(cid), "state.json")
+
+    def log_path(self, cid: str) -> str:
+        return os.path.join(self.container_dir(cid), f"{cid}-json.log")
+
+    def host_capabilities(self) -> list[str]:
+        if self._host_caps is None:
+            from knarr.runtime import capabilities
+
+            self._host_caps = capabilities.host_capabilities()
+        return self._host_caps
+
+    # -- images -------------------------------------------------------------
+
+    def _image_sync(self, ref: str) -> tuple[str, dict]:
+        try:
+            image_id = self.images.resolve(ref)
+        except NotFound:
+            key = _normalise(ref)
+            if key not in _BUILTIN:
+                raise NotFound(f"No such image: {ref}", image=ref) from None
+            image_id = _BUILTIN[key](self.images)
+        return image_id, self.images.config(image_id)
+
+    async def image(self, ref: str) -> tuple[str, dict]:
+        """(id, config) of an image; knarr's built-in images are made on first use."""
+        return await self.in_image_thread(self._image_sync, ref)
+
+    async def pull(self, ref: str) -> str:
+        """Provide an image by name: only the built-in ones until the registry client exists."""
+        try:
+            image_id, _ = await self.image(ref)
+        except NotFound:
+            raise NotFound(f"pull access denied for {ref.split(':')[0]}, repository does "
+                           "not exist (knarr has no registry client yet; only the built-in "
+                           "hello-world and busybox images can be pulled)", image=ref) from None
+        return image_id
+
+    # -- live restore -------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Find containers whose monitors kept running while no daemon was up."""
+        base = os.path.join(self.exec_root, "containers")
+        running = set()
+        for cid in sorted(os.listdir(base)):
+            try:
+                self.records.get(cid)
+            except NotFound:
+                continue
+            if await self._attach_link(cid):
+                running.add(cid)
+            else:
+                await asyncio.to_thread(self.cleanup_orphan, cid)
+        for record in self.records.all():
+            cid = record["Id"]
+            state = self.read_state(cid)
+            if cid not in running and state.get("Running"):
+                self._mark_exited(cid, state, 255, "the container's monitor is gone")
+            if cid not in running and record["HostConfig"].get("AutoRemove") and \
+                    state.get("Status") == "exited":
+                await self.delete(cid, force=True)
+
+    def cleanup_orphan(self, cid: str) -> None:
+        """Tear down what a dead monitor left: the runtime container, the rootfs mount."""
+        from knarr.runtime import container_delete
+        from knarr.sys import MNT_DETACH, umount2
+
+        try:
+            container_delete.delete(self.runtime_root, cid, force=True)
+        except Exception:  # noqa: BLE001 - best effort: it may be half gone already
+            pass
+        rootfs = os.path.join(self.monitor_dir(cid), "rootfs")
+        while os.path.ismount(rootfs):
+            umount2(rootfs, MNT_DETACH)
+        shutil.rmtree(self.monitor_dir(cid), ignore_errors=True)
+
+    # -- state --------------------------------------------------------------
+
+    def read_state(self, cid: str) -> dict:
+        """The state file as the monitor last wrote it (a created container's if none)."""
+        return monitor_io.read_state(self.state_path(cid)) or {"Status": "created"}
+
+    def _mark_exited(self, cid: str, state: dict, code: int, error: str) -> None:
+        state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
+                     ExitCode=code, Error=error, FinishedAt=jsonlog.timestamp())
+        monitor_io.write_state(self.state_path(cid), state, durable=True)
+
+    def write_json(self, path: str, doc: dict) -> None:
+        """Write a JSON document whole (temp file, fsync, rename)."""
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(doc, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+
+    def oci_config(self, record: dict) -> dict:
+        """The OCI runtime config for a container record."""
+        from knarr.runtime import seccomp
+
+        return oci_config.build(record, self.container_dir(record["Id"]),
+                                self.host_capabilities(), seccomp.default_profile)
+
+    def daemon_id(self) -> str:
+        """A stable id for this engine root, made on first use."""
+        path = os.path.join(self.root, "engine-id")
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            value = names.new_id()
+            with open(path, "w") as f:
+                f.write(value)
+            return value
+
+    def new_id(self) -> str:
+        return names.new_id()
+
+
+def _normalise(ref: str) -> str:
+    from knarr.oci import reference
+
+    try:
+        return str(reference.parse(ref))
+    except Exception:  # noqa: BLE001 - not a name at all
+        return ref

@@ -1,0 +1,82 @@
+"""The fork helper: a small, single-threaded process that forks monitors on request.
+
+The daemon forks it first thing, before it imports asyncio or the API, so the
+helper holds only the interpreter, the runtime and the monitor. A monitor is
+then a fork of the helper (its pages shared copy-on-write, frozen from the
+garbage collector so they stay shared) and starting a container never pays a
+new interpreter. Requests arrive on a SOCK_SEQPACKET socket: the path of the
+monitor's parameters, with one end of the daemon's report channel attached.
+"""
+
+import _signal
+import gc
+import os
+import socket
+
+from knarr.engine import monitor
+
+__all__ = ["start", "spawn"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _serve(sock: socket.socket) -> None:
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+    from knarr import sys as ksys
+
+    ksys.prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)
+    gc.collect()
+    gc.freeze()
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+        except InterruptedError:
+            continue
+        except OSError:
+            os._exit(0)
+        if not msg:
+            os._exit(0)
+        report = socket.socket(fileno=fds[0]) if fds else None
+        _fork_monitor(sock, msg.decode(), report)
+        if report is not None:
+            report.close()
+
+
+def _fork_monitor(sock: socket.socket, params_path: str, report) -> None:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sock.close()
+            ksys_prctl_clear()
+            if os.fork() == 0:
+                monitor.main(params_path, report)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def ksys_prctl_clear() -> None:
+    """A monitor outlives the daemon: drop the helper's parent-death signal."""
+    from knarr import sys as ksys
+
+    ksys.prctl(_PR_SET_PDEATHSIG, 0)
+
+
+def start() -> tuple[socket.socket, int]:
+    """Fork the helper from this (still small) process; return (our end, its pid)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            _serve(theirs)
+        finally:
+            os._exit(0)
+    theirs.close()
+    return ours, pid
+
+
+def spawn(sock: socket.socket, params_path: str, report_fd: int) -> None:
+    """Ask the helper for a monitor that reads `params_path` and reports on `report_fd`."""
+    socket.send_fds(sock, [params_path.encode()], [report_fd])

@@ -1,0 +1,330 @@
+"""Start, stop, restart, kill, pause: the daemon's side of each container's monitor.
+
+Starting asks the fork helper for a monitor and waits on a report channel for
+"started" (or "created", when attaches wait, then "go"). Each running container
+has a link: a `watch` connection to its monitor carrying start, die and health
+events; the link ending means the monitor is gone and the container is down.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+
+from knarr.engine import forkhelper, monitor_io
+from knarr.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    KnarrError,
+    NotFound,
+    Unavailable,
+)
+
+__all__ = ["LifecycleMixin", "parse_signal", "NotModified"]
+
+_CATEGORIES = {c.__name__: c for c in (NotFound, AlreadyExists, Conflict, InvalidArgument,
+                                         FailedPrecondition, Unavailable)}
+
+
+class NotModified(KnarrError):
+    """Nothing to do: the container is already in the asked-for state (HTTP 304)."""
+
+
+def parse_signal(value, default: int = signal.SIGKILL) -> int:
+    """A signal from a number or a name (KILL, SIGKILL); InvalidArgument if unknown."""
+    if value in (None, ""):
+        return default
+    text = str(value).strip().upper()
+    if text.isdigit() and 0 < int(text) < 65:
+        return int(text)
+    try:
+        return int(getattr(signal.Signals, text if text.startswith("SIG") else "SIG" + text))
+    except AttributeError:
+        raise InvalidArgument(f"Invalid signal: {value}", signal=value) from None
+
+
+class LifecycleMixin:
+    """The verbs that change whether a container runs."""
+
+    def monitor_sock(self, cid: str) -> str:
+        return os.path.join(self.monitor_dir(cid), monitor_io.MONITOR_SOCK)
+
+    async def monitor_open(self, cid: str, request: dict):
+        """Connect to a container's monitor, send `request`, return (reply, reader, writer)."""
+        try:
+            reader, writer = await _connect(self.monitor_dir(cid))
+        except OSError as exc:
+            raise Conflict(f"Container {cid} is not running", id=cid) from exc
+        writer.write(json.dumps(request).encode() + b"\n")
+        line = await reader.readline()
+        if not line:
+            writer.close()
+            raise Conflict(f"Container {cid} is not running", id=cid)
+        return json.loads(line), reader, writer
+
+    async def monitor_call(self, cid: str, request: dict) -> dict:
+        """One request and its reply."""
+        reply, _reader, writer = await self.monitor_open(cid, request)
+        writer.close()
+        return reply
+
+    # -- start --------------------------------------------------------------
+
+    def _monitor_params(self, record: dict, wait_go: bool) -> dict:
+        cid = record["Id"]
+        config, host = record["Config"], record["HostConfig"]
+        log = host["LogConfig"]
+        from knarr.engine import jsonlog
+
+        state = self.read_state(cid)
+        return {
+            "id": cid, "bundle": self.monitor_dir(cid), "runtime_root": self.runtime_root,
+            "rootfs_mounts": record["_snapshot"]["mounts"], "state_path": self.state_path(cid),
+            "log_driver": log["Type"], "log_path": self.log_path(cid),
+            "log_max_size": jsonlog.parse_size(log["Config"].get("max-size")),
+            "log_max_file": int(log["Config"].get("max-file") or 1),
+            "tty": config["Tty"], "open_stdin": config["OpenStdin"],
+            "stdin_once": config["StdinOnce"], "restart_policy": host["RestartPolicy"],
+            "restart_count": state.get("RestartCount", 0) if state.get("Running") else 0,
+            "healthcheck": config.get("Healthcheck"), "user": config["User"],
+            "group_add": host.get("GroupAdd") or [], "wait_go": wait_go,
+        }
+
+    async def start(self, ref: str) -> None:
+        """Start a created or stopped container."""
+        record = self.record(ref)
+        cid = record["Id"]
+        state = self.state(cid)
+        if state["Paused"]:
+            raise Conflict("cannot start a paused container, try unpause instead", id=cid)
+        if state["Running"] or cid in self.links or cid in self.starting:
+            raise NotModified(f"container {cid} is already running", id=cid)
+        self.starting.add(cid)
+        try:
+            await self._start(record)
+        finally:
+            self.starting.discard(cid)
+
+    async def _start(self, record: dict) -> None:
+        cid = record["Id"]
+        if self.helper is None:
+            raise Unavailable("start container: the daemon has no fork helper", id=cid)
+        mdir = self.monitor_dir(cid)
+        os.makedirs(mdir, mode=0o700, exist_ok=True)
+        pending = self.pending_attach.pop(cid, [])
+        params = self._monitor_params(record, wait_go=bool(pending))
+        self.write_json(os.path.join(mdir, "config.json"), self.oci_config(record))
+        params_path = os.path.join(mdir, "monitor.json")
+        with open(params_path, "w") as f:
+            json.dump(params, f)
+        ours, theirs = socket.socketpair()
+        try:
+            forkhelper.spawn(self.helper, params_path, theirs.fileno())
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        try:
+            reply = await _report(reader, cid)
+            if reply["kind"] == "created":
+                await self._connect_attaches(cid, pending)
+                writer.write(b"go\n")
+                reply = await _report(reader, cid)
+        finally:
+            writer.close()
+            for future in pending:
+                if not future.done():
+                    future.set_exception(Conflict(f"Container {cid} is not running", id=cid))
+        await self._attach_link(cid)
+        self.publish(cid, "start")
+
+    async def _connect_attaches(self, cid: str, pending: list) -> None:
+        for future in pending:
+            if future.done():
+                continue
+            request = future.attach_request
+            try:
+                future.set_result(await self.monitor_open(cid, request))
+            except KnarrError as exc:
+                future.set_exception(exc)
+
+    # -- links --------------------------------------------------------------
+
+    async def _attach_link(self, cid: str) -> bool:
+        """Watch a running container's monitor; False if there is no monitor."""
+        try:
+            _reply, reader, writer = await self.monitor_open(cid, {"op": "watch"})
+        except Conflict:
+            return False
+        self.links[cid] = asyncio.get_running_loop().create_task(self._link(cid, reader,
+                                                                            writer))
+        return True
+
+    async def _link(self, cid: str, reader, writer) -> None:
+        try:
+            while line := await reader.readline():
+                self._on_monitor_event(cid, json.loads(line))
+        except (OSError, ValueError):
+            pass
+        finally:
+            writer.close()
+        self.links.pop(cid, None)
+        await self._monitor_gone(cid)
+
+    def _on_monitor_event(self, cid: str, message: dict) -> None:
+        event = message.get("event")
+        if event == "die":
+            self.publish(cid, "die", exitCode=str(message["exit_code"]))
+            if message.get("oom"):
+                self.publish(cid, "oom")
+            self.wake(cid, "die", message["exit_code"])
+        elif event == "start":
+            self.publish(cid, "start")
+        elif event == "health_status":
+            self.publish(cid, f"health_status: {message['status']}")
+
+    async def _monitor_gone(self, cid: str) -> None:
+        state = self.read_state(cid)
+        if state.get("Running"):  # the monitor died, not the container's end
+            await asyncio.to_thread(self.cleanup_orphan, cid)
+            self._mark_exited(cid, state, 255, "the container's monitor exited")
+            self.publish(cid, "die", exitCode="255")
+        self.wake(cid, "die", state.get("ExitCode", 0))
+        try:
+            record = self.records.get(cid)
+        except NotFound:
+            return
+        if record["HostConfig"].get("AutoRemove"):
+            try:
+                await self.delete(cid, force=True)
+            except NotFound:
+                pass
+
+    async def _wait_link_gone(self, cid: str, timeout: float) -> bool:
+        task = self.links.get(cid)
+        if task is None:
+            return True
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        return bool(done)
+
+    # -- stop, kill, restart -------------------------------------------------
+
+    async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+        """Stop with the stop signal, then SIGKILL after the timeout (Docker's default 10 s)."""
+        record = self.record(ref)
+        cid = record["Id"]
+        if cid not in self.links:
+            raise NotModified(f"container {cid} is already stopped", id=cid)
+        if timeout is None:
+            timeout = record["Config"].get("StopTimeout", 10)
+        signum = parse_signal(sig or record["Config"].get("StopSignal"), signal.SIGTERM)
+        if self.state(cid)["Paused"]:
+            await self.unpause(cid)
+        try:
+            await self.monitor_call(cid, {"op": "stop", "signal": signum, "timeout": timeout})
+        except Conflict:
+            pass
+        wait = timeout + 10 if timeout >= 0 else None
+        if not await self._wait_link_gone(cid, wait):
+            raise Unavailable(f"stop container {cid}: still running after {wait}s", id=cid)
+        self.publish(cid, "stop")
+
+    async def kill_for_good(self, cid: str) -> None:
+        """SIGKILL without restart, and wait for the monitor to finish."""
+        if self.state(cid)["Paused"]:
+            await self.unpause(cid)
+        try:
+            await self.monitor_call(cid, {"op": "stop", "signal": signal.SIGKILL, "timeout": 0})
+        except Conflict:
+            pass
+        if not await self._wait_link_gone(cid, 15):
+            await asyncio.to_thread(self.cleanup_orphan, cid)
+
+    async def kill(self, ref: str, sig: str | None = None) -> None:
+        """Send a signal; SIGKILL or the stop signal also means: do not restart."""
+        record = self.record(ref)
+        cid = record["Id"]
+        signum = parse_signal(sig, signal.SIGKILL)
+        if cid not in self.links or not self.state(cid)["Running"]:
+            raise Conflict(f"Cannot kill container: {ref}: Container {cid} is not running",
+                           id=cid)
+        stop_signal = parse_signal(record["Config"].get("StopSignal"), signal.SIGTERM)
+        manual = signum in (signal.SIGKILL, stop_signal)
+        await self.monitor_call(cid, {"op": "kill", "signal": signum, "manual": manual})
+        self.publish(cid, "kill", signal=str(signum))
+        if signum == signal.SIGKILL:
+            await self._wait_link_gone(cid, 10)
+
+    async def restart(self, ref: str, timeout: int | None = None,
+                      sig: str | None = None) -> None:
+        """Stop (if running) and start again."""
+        cid = self.resolve(ref)
+        try:
+            await self.stop(cid, timeout, sig)
+        except NotModified:
+            pass
+        await self.start(cid)
+        self.publish(cid, "restart")
+
+    async def pause(self, ref: str) -> None:
+        """Freeze every process of a running container."""
+        from knarr.runtime import container_pause
+
+        cid = self.resolve(ref)
+        state = self.state(cid)
+        if not state["Running"]:
+            raise Conflict(f"Container {cid} is not running", id=cid)
+        if state["Paused"]:
+            raise Conflict(f"Container {cid} is already paused", id=cid)
+        await asyncio.to_thread(container_pause.pause, self.runtime_root, cid)
+        self.publish(cid, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        """Thaw a paused container."""
+        from knarr.runtime import container_pause
+
+        cid = self.resolve(ref)
+        if not self.state(cid)["Paused"]:
+            raise Conflict(f"Container {cid} is not paused", id=cid)
+        await asyncio.to_thread(container_pause.resume, self.runtime_root, cid)
+        self.publish(cid, "unpause")
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        """Set the size of a container's terminal."""
+        cid = self.resolve(ref)
+        if cid not in self.links:
+            raise Conflict(f"Container {cid} is not running", id=cid)
+        await self.monitor_call(cid, {"op": "resize", "height": height, "width": width})
+
+
+async def _connect(mdir: str):
+    """Connect to a monitor's socket through /proc/self/fd: its full path may be longer
+    than the 107 bytes a unix socket address holds."""
+    dirfd = os.open(mdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(
+            sock, f"/proc/self/fd/{dirfd}/{monitor_io.MONITOR_SOCK}")
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.close(dirfd)
+    return await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+
+
+async def _report(reader, cid: str) -> dict:
+    line = await reader.readline()
+    if not line:
+        raise FailedPrecondition(f"start container {cid}: its monitor exited before "
+                                 "reporting", id=cid)
+    reply = json.loads(line)
+    if reply["kind"] == "error":
+        category = _CATEGORIES.get(reply.get("category"), FailedPrecondition)
+        if "not found" in reply["message"] or "permission denied" in reply["message"]:
+            category = InvalidArgument
+        raise category(f"failed to create task for container: {reply['message']}", id=cid)
+    return reply
