@@ -216,6 +216,8 @@ class ContainersMixin:
         record = self.record(ref)
         cid = record["Id"]
         state = self.state(cid)
+        if not state["Running"] and not state["Restarting"] and cid in self.links:
+            await self._wait_link_gone(cid, 5)  # its monitor is finishing
         if state["Running"] or state["Restarting"] or cid in self.links:
             if not force:
                 what = "paused" if state["Paused"] else "running"

@@ -58,8 +58,11 @@ class LifecycleMixin:
             reader, writer = await _connect(self.monitor_dir(cid))
         except OSError as exc:
             raise Conflict(f"Container {cid} is not running", id=cid) from exc
-        writer.write(json.dumps(request).encode() + b"\n")
-        line = await reader.readline()
+        try:
+            writer.write(json.dumps(request).encode() + b"\n")
+            line = await reader.readline()
+        except OSError:
+            line = b""
         if not line:
             writer.close()
             raise Conflict(f"Container {cid} is not running", id=cid)
@@ -179,7 +182,9 @@ class LifecycleMixin:
             self.publish(cid, "die", exitCode=str(message["exit_code"]))
             if message.get("oom"):
                 self.publish(cid, "oom")
-            self.wake(cid, "die", message["exit_code"])
+            if message.get("restarting"):
+                self.wake(cid, "die", message["exit_code"])
+            # else the waiters wake when the monitor is gone: the container is down for good
         elif event == "start":
             self.publish(cid, "start")
         elif event == "health_status":

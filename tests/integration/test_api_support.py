@@ -203,6 +203,8 @@ class Daemon:
         raise AssertionError(f"knarrd did not answer: {self.log_text()}")
 
     def log_text(self) -> str:
+        if getattr(self, "log_saved", None) is not None:
+            return self.log_saved
         with open(os.path.join(self.base, "knarrd.log"), "rb") as f:
             return f.read().decode(errors="replace")
 
@@ -236,6 +238,7 @@ class Daemon:
         leftovers = [f"mount {m}" for m in mounts_under(self.base)]
         leftovers += [f"cgroup {d}" for cid in ids for d in cgroup_dirs(cid)]
         leftovers += [f"process {p}" for p in processes_under(self.base)]
+        self.log_saved = self.log_text()
         _force_clean(self.base, ids)
         return leftovers
 
@@ -267,8 +270,12 @@ def knarrd_fixture():
     try:
         yield daemon
     finally:
-        leftovers = daemon.teardown()
-    assert not leftovers, f"left behind: {leftovers}"
+        try:
+            leftovers = daemon.teardown()
+        except BaseException:
+            print(daemon.log_text())
+            raise
+    assert not leftovers, f"left behind: {leftovers}\n{daemon.log_text()}"
 
 
 def wait_for(predicate, timeout: float = 10, interval: float = 0.02):

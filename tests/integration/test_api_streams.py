@@ -1,0 +1,100 @@
+"""Streams: attach before start (as `docker run` does), logs --follow, events."""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+from test_api_support import _UnixConnection, demux, knarrd_fixture, read_all  # noqa: F401
+
+pytestmark = pytest.mark.privileged
+
+
+def test_attach_before_start_sees_all_output_and_stdin(knarrd):
+    client = knarrd.client
+    cid = client.create("busybox", ["sh", "-c", "echo first; cat; echo err >&2"],
+                        OpenStdin=True, StdinOnce=True, AttachStdin=True,
+                        AttachStdout=True, AttachStderr=True)
+    sock, head, rest = client.hijack(f"/containers/{cid}/attach", query={
+        "stream": 1, "stdin": 1, "stdout": 1, "stderr": 1})
+    assert head.startswith("HTTP/1.1 101")
+    assert "application/vnd.docker.multiplexed-stream" in head
+    assert client.post(f"/containers/{cid}/start").status == 204
+    sock.sendall(b"piped\n")
+    sock.shutdown(socket.SHUT_WR)
+    out = demux(read_all(sock, rest))
+    sock.close()
+    assert out[1] == b"first\npiped\n" and out[2] == b"err\n"
+    assert client.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
+
+
+def test_run_rm_hello_world_flow(knarrd):
+    client = knarrd.client
+    cid = client.create("hello-world", HostConfig={"AutoRemove": True}, AttachStdout=True,
+                        AttachStderr=True)
+    sock, head, rest = client.hijack(f"/containers/{cid}/attach", query={
+        "stream": 1, "stdout": 1, "stderr": 1})
+    conn = _UnixConnection(client.path, 30)
+    conn.request("POST", client.url(f"/containers/{cid}/wait", {"condition": "removed"}))
+    assert client.post(f"/containers/{cid}/start").status == 204
+    out = demux(read_all(sock, rest))
+    assert b"Hello from knarr!" in out[1]
+    assert json.loads(conn.getresponse().read())["StatusCode"] == 0
+    assert client.get(f"/containers/{cid}/json").status == 404
+
+
+def test_tty_attach_is_raw(knarrd):
+    client = knarrd.client
+    cid = client.create("busybox", ["sh", "-c", "stty size; echo tty-$(tty)"], Tty=True,
+                        AttachStdout=True)
+    sock, head, rest = client.hijack(f"/containers/{cid}/attach",
+                                     query={"stream": 1, "stdout": 1})
+    assert "application/vnd.docker.raw-stream" in head
+    assert client.post(f"/containers/{cid}/start").status == 204
+    data = read_all(sock, rest)
+    assert b"tty-/dev/pts/0" in data and data[0] != 1
+
+
+def test_logs_follow_until_exit_and_timestamps(knarrd):
+    client = knarrd.client
+    cid = client.run("busybox", ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; done"])
+    resp = client.get(f"/containers/{cid}/logs", stdout=1, follow=1, timestamps=1)
+    lines = demux(resp.body)[1].decode().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["line1", "line2", "line3"]
+    assert all(line.split(" ", 1)[0].endswith("Z") for line in lines)
+
+
+def test_events_stream_container_lifecycle(knarrd):
+    client = knarrd.client
+    seen = []
+    since = time.time()
+
+    def listen():
+        conn = _UnixConnection(client.path, 30)
+        conn.request("GET", client.url("/events", {"filters": {"type": ["container"]}}))
+        resp = conn.getresponse()
+        while True:
+            line = resp.fp.readline()
+            if not line:
+                return
+            if line.strip().startswith(b"{"):
+                seen.append(json.loads(line))
+                if seen[-1]["Action"] == "destroy":
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(0.2)
+    cid = client.run("busybox", ["true"])
+    client.post(f"/containers/{cid}/wait")
+    client.delete(f"/containers/{cid}")
+    listener.join(10)
+    actions = [e["Action"] for e in seen if e["id"] == cid]
+    assert actions == ["create", "start", "die", "destroy"]
+    die = next(e for e in seen if e["Action"] == "die")
+    assert die["Actor"]["Attributes"]["exitCode"] == "0"
+    assert die["Actor"]["Attributes"]["image"] == "busybox"
+    past = client.get("/events", since=str(since), until=str(time.time()))
+    assert [json.loads(line)["Action"] for line in past.body.splitlines()
+            if line.strip()][:2] == ["create", "start"]
