@@ -15,6 +15,8 @@ def show(messages, out) -> None:
         if "stream" in msg:
             out.write(msg["stream"])
             continue
+        if msg.get("progressDetail") or msg.get("progress"):
+            continue  # progress bars are left out, as Docker's CLI does off a terminal
         status = msg.get("status", "")
         ident = msg.get("id")
         if ident and last.get(ident) == status:
