@@ -33,7 +33,7 @@ def start_daemon(client) -> None:
     sys.stderr.write(f"knarr: no daemon at {client.address}; starting {knarrd} in the "
                      "background\n")
     sys.stderr.flush()
-    _spawn(knarrd)
+    _spawn(knarrd, str(client.address))
     deadline = time.monotonic() + WAIT
     while True:
         try:
@@ -45,9 +45,13 @@ def start_daemon(client) -> None:
             time.sleep(0.05)
 
 
-def _spawn(path: str) -> None:
-    """Fork twice so knarrd is nobody's child, in its own session, stdio on a log file."""
-    log = "/run/knarr/knarrd.log"
+def _spawn(path: str, host: str) -> None:
+    """Fork twice so knarrd is nobody's child, in its own session, stdio on a log file
+    (knarrd.log beside the socket)."""
+    from knarr.client.api import DEFAULT_HOST
+
+    argv = [path] if host == DEFAULT_HOST else [path, "--host", host]
+    rundir = os.path.dirname(host[len("unix://"):]) if host.startswith("unix://") else "/run/knarr"
     pid = os.fork()
     if pid:
         os.waitpid(pid, 0)
@@ -56,12 +60,16 @@ def _spawn(path: str) -> None:
         os.setsid()
         if os.fork():
             os._exit(0)
-        os.makedirs("/run/knarr", exist_ok=True)
-        null = os.open("/dev/null", os.O_RDONLY)
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        null = os.open("/dev/null", os.O_RDWR)
+        try:
+            os.makedirs(rundir, exist_ok=True)
+            out = os.open(os.path.join(rundir, "knarrd.log"),
+                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        except OSError:
+            out = null
         os.dup2(null, 0)
         os.dup2(out, 1)
         os.dup2(out, 2)
-        os.execv(path, [path])
+        os.execv(path, argv)
     finally:
         os._exit(127)

@@ -30,16 +30,23 @@ class Cli:
 
     @property
     def client(self):
-        """The API client, its version negotiated; starts knarrd when none listens."""
+        """The API client, its version negotiated; starts knarrd when none listens.
+
+        Only the default address gets a daemon started: the built-in
+        unix:///run/knarr/knarr.sock, or KNARR_DEFAULT_HOST where an install (or
+        a test) keeps its daemon elsewhere. -H and DOCKER_HOST never start one.
+        """
         if self._client is None:
             from knarr.client import api
 
-            client = api.Client(self.host or api.DEFAULT_HOST,
+            default = os.environ.get("KNARR_DEFAULT_HOST") or api.DEFAULT_HOST
+            client = api.Client(self.host or default,
                                 version=os.environ.get("DOCKER_API_VERSION") or None)
             try:
                 client.api_version()
-            except api.DaemonUnreachable:
-                if self.explicit_host:
+            except api.DaemonUnreachable as exc:
+                # only when nothing is there (ENOENT) or nothing listens (ECONNREFUSED)
+                if self.explicit_host or exc.context.get("errno") not in (2, 111):
                     raise
                 from knarr.cli import autostart
 
