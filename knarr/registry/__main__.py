@@ -1,0 +1,5 @@
+"""`python -m knarr.registry`: the same as `knarr-registry`."""
+
+from knarr.registry.main import entry
+
+entry()
