@@ -50,6 +50,11 @@ def _route(path: str):
     raise RegistryError("NAME_UNKNOWN", "no such endpoint", {"path": path}, status=404)
 
 
+def _names_repository(claims: dict, name: str) -> bool:
+    return any(e.get("type") == "repository" and e.get("name") == name
+               for e in claims.get("access", []))
+
+
 class Registry:
     """Storage, upload sessions and access settings shared by every connection."""
 
@@ -77,9 +82,9 @@ class Registry:
         if method not in methods:
             raise RegistryError("UNSUPPORTED", f"{req.command} is not allowed here", status=405)
         params = match.groupdict()
-        self._authorise(req, kind, params.get("name"), method)
         if self.read_only and method in _WRITES:
             raise RegistryError("UNSUPPORTED", "the registry is read-only", status=405)
+        self._authorise(req, kind, params.get("name"), method)
         handler = methods[method]
         if handler is None:
             req.respond_json(200, {})
@@ -127,9 +132,13 @@ class Registry:
         challenge = f'Bearer realm="{realm}",service="{self.service}"'
         if scope:
             challenge += f',scope="{scope}"'
-        code = "DENIED" if claims is not None else "UNAUTHORIZED"
-        raise RegistryError(code, "access to the resource denied" if claims else
-                            "authentication required", {"scope": scope} if scope else None,
+        if claims is not None and name and _names_repository(claims, name):
+            # The client asked for this repository and was granted less: asking again
+            # would not help, so this is a refusal, not a challenge.
+            raise RegistryError("DENIED", "requested access to the resource is denied",
+                                {"scope": scope})
+        raise RegistryError("UNAUTHORIZED", "authentication required",
+                            {"scope": scope} if scope else None,
                             headers={"WWW-Authenticate": challenge})
 
     def may(self, req, name: str, action: str) -> bool:
