@@ -13,10 +13,8 @@ class Waiter:
     """POST /containers/{id}/wait, sent now (before start) and answered at exit."""
 
     def __init__(self, cli, cid: str, condition: str) -> None:
-        from knarr.client import api
-
         self.cli = cli
-        own = api.Client(cli.client.host, version=cli.client.version)
+        own = cli.client.clone()
         self.resp = own.request("POST", f"/containers/{cid}/wait", {"condition": condition})
 
     def status(self) -> int:

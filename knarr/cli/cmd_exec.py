@@ -58,6 +58,8 @@ def run(cli, args) -> int:
         keys = opts.detach_keys(args.detach_keys or "ctrl-p,ctrl-q")
     except ValueError as exc:
         raise cli.fail(f"Error: {exc}", 125) from None
+    if args.tty and args.interactive and not args.detach and not os.isatty(0):
+        raise cli.fail("the input device is not a TTY", 1)
     name = args.args[0]
     client = cli.client
     exec_id = client.post(f"/containers/{quote_path(name)}/exec", None, body)["Id"]

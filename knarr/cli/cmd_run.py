@@ -56,7 +56,9 @@ def run(cli, args) -> int:
         keys = opts.detach_keys(args.detach_keys or "ctrl-p,ctrl-q")
     except ValueError as exc:
         raise cli.fail(f"knarr: {exc}.\nSee 'knarr run --help'.", 125) from None
-    tty_in = args.tty and attach[0] and os.isatty(0)
+    if args.tty and attach[0] and not os.isatty(0):
+        raise cli.fail("the input device is not a TTY", 1)
+    tty_in = args.tty and attach[0]
     if tty_in:
         size = _terminal_size()
         if size:

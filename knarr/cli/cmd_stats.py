@@ -41,9 +41,7 @@ class _Sampler:
         thread.start()
 
     def _read(self, name: str, stream: bool) -> None:
-        from knarr.client import api
-
-        client = api.Client(self.cli.client.host, version=self.cli.client.version)
+        client = self.cli.client.clone()
         try:
             for sample in client.stream_json("GET", f"/containers/{quote_path(name)}/stats",
                                              {"stream": int(stream)}):

@@ -21,8 +21,8 @@ class Cli:
 
     StatusError = StatusError
 
-    def __init__(self, hosts: list[str], command: str) -> None:
-        self.command = command
+    def __init__(self, hosts: list[str], command: str, options=None) -> None:
+        self.command, self.options = command, options
         env = os.environ.get("DOCKER_HOST", "")
         self.explicit_host = bool(hosts or env)
         self.host = hosts[-1] if hosts else env or None
@@ -41,7 +41,8 @@ class Cli:
 
             default = os.environ.get("KNARR_DEFAULT_HOST") or api.DEFAULT_HOST
             client = api.Client(self.host or default,
-                                version=os.environ.get("DOCKER_API_VERSION") or None)
+                                version=os.environ.get("DOCKER_API_VERSION") or None,
+                                tls=self._tls())
             try:
                 client.api_version()
             except api.DaemonUnreachable as exc:
@@ -54,6 +55,24 @@ class Cli:
             self._client = client
         return self._client
 
+    def _tls(self):
+        """TLS settings from --tls/--tlsverify/--tls* and DOCKER_TLS_VERIFY/DOCKER_CERT_PATH."""
+        g = self.options
+        verify = bool(g and g.tlsverify) or bool(os.environ.get("DOCKER_TLS_VERIFY"))
+        if not (verify or (g and g.tls)):
+            return None
+        from knarr.client.transport import TLSConfig
+
+        certs = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+
+        def pick(given, default):
+            path = given or os.path.join(certs, default)
+            return path if given or os.path.exists(path) else None
+
+        return TLSConfig(ca=pick(g and g.tlscacert, "ca.pem"),
+                         cert=pick(g and g.tlscert, "cert.pem"),
+                         key=pick(g and g.tlskey, "key.pem"), verify=verify)
+
     def close(self) -> None:
         """Drop the idle connection."""
         if self._client is not None:
@@ -63,7 +82,7 @@ class Cli:
         """Docker's wording for an error: `Error response from daemon: ...` and kin."""
         from knarr.client.api import DaemonUnreachable
 
-        if isinstance(exc, DaemonUnreachable):
+        if isinstance(exc, DaemonUnreachable) or exc.message.startswith("error during connect"):
             return exc.message
         if "object" in exc.context:
             return f"Error: {exc.message}"

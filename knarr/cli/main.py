@@ -15,22 +15,25 @@ COMMANDS = {
     "rename": "rename", "pause": "pause", "unpause": "unpause", "top": "top", "logs": "logs",
     "attach": "attach", "exec": "exec", "stats": "stats", "events": "events",
     "images": "images", "rmi": "rmi", "tag": "tag", "save": "save", "load": "load",
-    "history": "history", "version": "version", "info": "info",
+    "history": "history", "version": "version", "info": "info", "diff": "diff",
+    "commit": "commit", "export": "export", "import": "import", "port": "port", "pull": "pull",
 }
 # management commands: `knarr container ls` and friends
 GROUPS = {
     "container": {"ls": "ps", "list": "ps", "ps": "ps", "remove": "rm", "prune": "prune",
                   **{c: c for c in ("run", "create", "start", "stop", "restart", "kill", "rm",
                                     "inspect", "wait", "rename", "pause", "unpause", "top",
-                                    "logs", "attach", "exec", "stats")}},
+                                    "logs", "attach", "exec", "stats", "diff", "commit", "export",
+                                    "port")}},
     "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
               "inspect": "inspect", "tag": "tag", "save": "save", "load": "load",
-              "history": "history", "prune": "prune"},
+              "history": "history", "prune": "prune", "import": "import",
+              "pull": "pull"},
     "system": {"info": "info", "df": "df", "prune": "prune", "events": "events"},
 }
 _GLOBAL_VALUES = {"-H": "host", "--host": "host", "-l": "log_level", "--log-level": "log_level",
                   "--config": "config", "-c": "context", "--context": "context",
-                  "--tlscacert": "tls", "--tlscert": "tls", "--tlskey": "tls"}
+                  "--tlscacert": "tlscacert", "--tlscert": "tlscert", "--tlskey": "tlskey"}
 _GLOBAL_BOOLS = {"-D", "--debug", "--tls", "--tlsverify"}
 
 
@@ -39,7 +42,8 @@ class Globals:
 
     def __init__(self) -> None:
         self.host: list[str] = []
-        self.version = self.help = False
+        self.version = self.help = self.tls = self.tlsverify = False
+        self.tlscacert = self.tlscert = self.tlskey = None
 
 
 def _globals(argv: list[str]) -> tuple[Globals, list[str]]:
@@ -58,8 +62,11 @@ def _globals(argv: list[str]) -> tuple[Globals, list[str]]:
                 value = argv[i]
             if _GLOBAL_VALUES[name] == "host":
                 g.host.append(value)
-        elif arg in _GLOBAL_BOOLS:
-            pass
+            else:
+                setattr(g, _GLOBAL_VALUES[name], value)
+        elif name in _GLOBAL_BOOLS:
+            if name in ("--tls", "--tlsverify"):
+                setattr(g, name[2:], value.lower() not in ("false", "0") if eq else True)
         elif arg in ("-v", "--version"):
             g.version = True
         elif arg in ("-h", "--help"):
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(exc.message, exc.code)
         return exc.code
     module = __import__(f"knarr.cli.cmd_{module_name}", fromlist=["COMMAND"])
-    cli = Cli(g.host, typed)
+    cli = Cli(g.host, typed, g)
     return _run(cli, module, typed, rest)
 
 

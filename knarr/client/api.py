@@ -54,13 +54,19 @@ class Client:
     """A Docker Engine API client bound to one daemon address."""
 
     def __init__(self, host: str = DEFAULT_HOST, version: str | None = None,
-                 timeout: float | None = None) -> None:
-        self.host = host
+                 timeout: float | None = None, tls: transport.TLSConfig | None = None) -> None:
+        self.host, self.tls = host, tls
         self.address = transport.parse_host(host)
+        if tls is not None and self.address.scheme == "tcp" and ":" not in host.split("//")[-1]:
+            self.address.port = 2376
         self.version = version
         self.timeout = timeout
         self._idle: transport.Connection | None = None
         self.server_headers: dict[str, str] = {}
+
+    def clone(self) -> "Client":
+        """Another client for the same daemon and version, with its own connections."""
+        return Client(self.host, self.version, self.timeout, self.tls)
 
     # -- connections ------------------------------------------------------
 
@@ -69,8 +75,11 @@ class Client:
             conn, self._idle = self._idle, None
             return conn
         try:
-            return transport.connect(self.address, self.timeout)
+            return transport.connect(self.address, self.timeout, self.tls)
         except OSError as exc:
+            if type(exc).__module__ == "ssl":
+                raise Unavailable(f"error during connect: {exc}", host=str(self.address)) \
+                    from exc
             raise DaemonUnreachable(
                 f"Cannot connect to the knarr daemon at {self.address}. "
                 "Is the knarr daemon running?", host=str(self.address), errno=exc.errno) from exc
@@ -83,18 +92,23 @@ class Client:
 
     def _send(self, method: str, target: str, headers: dict, body: bytes | None,
               stream, length: int | None = None) -> transport.Response:
+        reused = self._idle is not None
         conn = self._connect()
         try:
             conn.send_request(method, target, headers, body, stream, length)
             return conn.read_response(method)
-        except (OSError, Unavailable):
+        except (OSError, Unavailable) as exc:
             conn.close()
-            if stream is not None:
-                raise
-            # an idle keep-alive connection the daemon closed: try once afresh
-            conn = self._connect()
-            conn.send_request(method, target, headers, body, stream)
+            if not reused or stream is not None:
+                raise _broken(method, target, exc) from exc
+        # an idle keep-alive connection the daemon had closed: once more, afresh
+        conn = self._connect()
+        try:
+            conn.send_request(method, target, headers, body, stream, length)
             return conn.read_response(method)
+        except (OSError, Unavailable) as exc:
+            conn.close()
+            raise _broken(method, target, exc) from exc
 
     # -- versions ---------------------------------------------------------
 
@@ -188,6 +202,14 @@ class Client:
         if resp.status not in (101, 200):
             raise _error(resp)
         return resp.hijack()
+
+
+def _broken(method: str, target: str, exc: Exception) -> KnarrError:
+    """A request the connection failed under (reset, TLS refusal, daemon gone)."""
+    if isinstance(exc, KnarrError):
+        return exc
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+    return Unavailable(f"error during connect: {method} {target}: {reason}")
 
 
 def _error(resp: transport.Response, what: tuple[str, str] | None = None) -> KnarrError:

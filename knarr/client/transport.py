@@ -10,7 +10,7 @@ import _socket
 
 from knarr.errors import InvalidArgument, Unavailable
 
-__all__ = ["Address", "Connection", "Response", "parse_host", "connect"]
+__all__ = ["Address", "TLSConfig", "Connection", "Response", "parse_host", "connect"]
 
 _RECV = 65536
 DEFAULT_PORT = 2375
@@ -60,8 +60,53 @@ def _split_port(rest: str, default: int) -> tuple[str, int]:
     return host, int(port)
 
 
-def connect(address: Address, timeout: float | None = None) -> "Connection":
-    """A connected Connection; OSError when nothing listens there."""
+class TLSConfig:
+    """TLS for a TCP daemon: the CA to check it against (None: no check), our cert and key."""
+
+    __slots__ = ("ca", "cert", "key", "verify")
+
+    def __init__(self, ca: str | None = None, cert: str | None = None, key: str | None = None,
+                 verify: bool = True) -> None:
+        self.ca, self.cert, self.key, self.verify = ca, cert, key, verify
+
+    def context(self):
+        """An ssl.SSLContext for these settings (imports ssl only now)."""
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.verify:
+            if self.ca:
+                ctx.load_verify_locations(self.ca)
+            else:
+                ctx.load_default_certs()
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert:
+            ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
+def _connect_tls(address: Address, timeout: float | None, tls: TLSConfig):
+    """A TLS socket (ssl needs the full socket module; only TLS users pay for it)."""
+    import socket
+
+    raw = socket.create_connection((address.host, address.port), timeout=timeout)
+    try:
+        return tls.context().wrap_socket(raw, server_hostname=address.host)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def connect(address: Address, timeout: float | None = None,
+            tls: TLSConfig | None = None) -> "Connection":
+    """A connected Connection; OSError when nothing listens there (ssl.SSLError is one)."""
+    if address.scheme == "https" and tls is None:
+        tls = TLSConfig()
+    if tls is not None and address.scheme != "unix":
+        return Connection(_connect_tls(address, timeout, tls))
     if address.scheme == "unix":
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         target: object = address.path
@@ -75,8 +120,6 @@ def connect(address: Address, timeout: float | None = None) -> "Connection":
     except BaseException:
         sock.close()
         raise
-    if address.scheme == "https":
-        raise Unavailable("tls connections are not supported yet", host=str(address))
     return Connection(sock)
 
 
@@ -144,7 +187,12 @@ class Connection:
                         method)
 
     def _fill(self) -> bool:
-        data = self.sock.recv(_RECV)
+        try:
+            data = self.sock.recv(_RECV)
+        except OSError as exc:
+            if type(exc).__name__ == "SSLEOFError":
+                return False
+            raise
         if not data:
             return False
         self.buf += data

@@ -53,8 +53,15 @@ class Dockerd:
         self.state = state
         self.host = f"unix://{state}/docker.sock"
         self.log = open(state / "dockerd.log", "wb")
+        self.certs = make_certs(state / "certs") if shutil.which("openssl") else None
+        tls = []
+        if self.certs is not None:
+            self.tcp = f"tcp://127.0.0.1:{_free_port()}"
+            tls = ["--host", self.tcp, "--tlsverify", "--tlscacert", f"{self.certs}/ca.pem",
+                   "--tlscert", f"{self.certs}/server-cert.pem", "--tlskey",
+                   f"{self.certs}/server-key.pem"]
         self.proc = subprocess.Popen(
-            [DOCKERD, "--host", self.host, "--data-root", str(state / "data"),
+            [DOCKERD, "--host", self.host, *tls, "--data-root", str(state / "data"),
              "--exec-root", str(state / "exec"), "--pidfile", str(state / "dockerd.pid"),
              "--bridge=none", "--iptables=false"], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -91,6 +98,37 @@ class Dockerd:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.state / "data", ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_certs(path) -> str:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl, EC keys)."""
+    path.mkdir()
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=path, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ssl("req", "-x509", *ec, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=knarr-test-ca")
+    for name, usage, san in (("server", "serverAuth", "IP:127.0.0.1,DNS:localhost"),
+                             ("client", "clientAuth", "DNS:client")):
+        (path / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n")
+        ssl("req", *ec, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj",
+            f"/CN={name}")
+        ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+            "-CAcreateserial", "-out", f"{name}-cert.pem", "-days", "2", "-extfile",
+            f"{name}.ext")
+    (path / "cert.pem").write_bytes((path / "client-cert.pem").read_bytes())
+    (path / "key.pem").write_bytes((path / "client-key.pem").read_bytes())
+    return str(path)
 
 
 def _env() -> dict:
@@ -362,6 +400,22 @@ def test_events_since_until(d):
     out = d.ok("events", "--since", since, "--until", until, "--filter", "container=evt")
     actions = [line.split()[2] for line in out.splitlines()]
     assert "create" in actions and "start" in actions and "die" in actions
+
+
+def test_tcp_with_mutual_tls(d):
+    if d.certs is None:
+        pytest.skip("openssl is not installed: no certificates for the TLS listener")
+    flags = ["-H", d.tcp, "--tlsverify", "--tlscacert", f"{d.certs}/ca.pem", "--tlscert",
+             f"{d.certs}/client-cert.pem", "--tlskey", f"{d.certs}/client-key.pem"]
+    out = d.knarr(*flags, "run", "--rm", "busybox", "echo", "over tls", host=False)
+    assert (out.returncode, out.stdout) == (0, b"over tls\n"), out.stderr
+    env = dict(_env(), DOCKER_HOST=d.tcp, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=d.certs)
+    assert d.knarr("version", "--format", "{{.Server.ApiVersion}}", env=env, host=False) \
+        .stdout == b"1.41\n"
+    # without a client certificate the daemon refuses us
+    bare = d.knarr("-H", d.tcp, "--tlsverify", "--tlscacert", f"{d.certs}/ca.pem", "ps",
+                   host=False, env=dict(_env(), DOCKER_CERT_PATH=str(d.state)))
+    assert bare.returncode == 1 and bare.stderr.startswith(b"error during connect: "), bare.stderr
 
 
 def test_docker_host_is_honoured(d):

@@ -1,0 +1,40 @@
+"""knarr pull [OPTIONS] NAME[:TAG|@DIGEST]: fetch an image from a registry."""
+
+import sys
+
+from knarr.cli import flags
+
+__all__ = ["command", "run"]
+
+
+def command(name: str) -> flags.Command:
+    """The declaration of `pull`."""
+    c = flags.Command(name, f"knarr {name} [OPTIONS] NAME[:TAG|@DIGEST]",
+                      "Download an image from a registry", min_args=1, max_args=1)
+    c.add_argument("-a", "--all-tags", action="store_true",
+                   help="Download all tagged images in the repository")
+    c.add_argument("--platform", help="Set platform if server is multi-platform capable")
+    c.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    return c
+
+
+def run(cli, args) -> int:
+    """POST /images/create?fromImage=...; print progress and the reference pulled."""
+    from knarr.cli import progress
+    from knarr.cli.cmd_create import image_ref
+
+    ref = args.args[0] if args.all_tags else image_ref(args.args[0])
+    if "@" in ref:
+        name, tag = ref, None
+    else:
+        name, _, tag = ref.rpartition(":") if not args.all_tags else (ref, "", None)
+    if not args.all_tags and not args.quiet and ref != args.args[0]:
+        sys.stdout.write("Using default tag: latest\n")
+    messages = cli.client.stream_json("POST", "/images/create", {
+        "fromImage": name, "tag": tag, "platform": args.platform or None})
+    progress.show(messages, open("/dev/null", "w") if args.quiet else sys.stdout)
+    if not args.quiet:
+        sys.stdout.write(f"{ref if '/' in ref.split(':')[0] else 'docker.io/library/' + ref}\n")
+    else:
+        sys.stdout.write(ref + "\n")
+    return 0
