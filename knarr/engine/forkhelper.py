@@ -13,7 +13,7 @@ import gc
 import os
 import socket
 
-from knarr.engine import monitor
+from knarr.engine import monitor_main
 
 __all__ = ["start", "spawn"]
 
@@ -26,6 +26,7 @@ def _serve(sock: socket.socket) -> None:
     from knarr import sys as ksys
 
     ksys.prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)
+    _preload()
     gc.collect()
     gc.freeze()
     while True:
@@ -43,6 +44,17 @@ def _serve(sock: socket.socket) -> None:
             report.close()
 
 
+def _preload() -> None:
+    """Load now, once, what every container start needs: the seccomp module, libseccomp
+    and Docker's profile compiled once (libseccomp's own tables), shared by all forks."""
+    try:
+        from knarr.runtime import seccomp
+
+        seccomp.validate(seccomp.default_profile())
+    except Exception:  # noqa: BLE001 - a host without libseccomp starts without seccomp
+        pass
+
+
 def _fork_monitor(sock: socket.socket, params_path: str, report) -> None:
     pid = os.fork()
     if pid == 0:
@@ -50,7 +62,7 @@ def _fork_monitor(sock: socket.socket, params_path: str, report) -> None:
             sock.close()
             ksys_prctl_clear()
             if os.fork() == 0:
-                monitor.main(params_path, report)
+                monitor_main.main(params_path, report)
         finally:
             os._exit(0)
     os.waitpid(pid, 0)

@@ -8,8 +8,7 @@ five results are kept in State.Health.Log.
 import os
 
 from knarr.engine import jsonlog
-from knarr.errors import KnarrError
-from knarr.oci import fastjson
+from knarr.engine.monitor_tasks import TaskError
 
 __all__ = ["Checker", "probe_args"]
 
@@ -55,20 +54,13 @@ class Checker:
             self.monitor.cancel(self.timer)
             self.timer = None
 
-    def _process(self) -> dict:
-        path = os.path.join(self.monitor.p["bundle"], "config.json")
-        with open(path, "rb") as f:
-            process = dict(fastjson.loads(f.read())["process"])
-        process.update(args=self.args, terminal=False)
-        return process
-
     def probe(self) -> None:
         """Run one probe; its end (or its timeout) records a result."""
         self.timer = None
         start = jsonlog.timestamp()
         try:
-            session = self.monitor.spawn_exec(self._process(), stdin=False)
-        except (KnarrError, OSError) as exc:
+            session = self.monitor.spawn_exec(None, stdin=False, args=self.args)
+        except (TaskError, OSError) as exc:
             self._record(start, -1, str(exc))
             return
         killer = self.monitor.at(self.timeout, lambda: _kill(session.pid))

@@ -16,51 +16,21 @@ import socket
 import time
 
 from knarr import sys as ksys
-from knarr.engine import health, jsonlog, monitor_io, users
-from knarr.errors import KnarrError
+from knarr.engine import health, jsonlog, monitor_io, monitor_tasks
+from knarr.engine.monitor_clients import ClientsMixin
+from knarr.engine.monitor_exec import ExecMixin
+from knarr.engine.monitor_tasks import TaskError
 from knarr.oci import fastjson
 from knarr.oci.overlay import fit_overlay
-from knarr.runtime import (
-    console,
-    container_create,
-    container_delete,
-    container_exec,
-    container_start,
-)
-from knarr.runtime import container as containers
-from knarr.runtime.waiting import become_subreaper, exit_status_of
+from knarr.runtime import console
+from knarr.runtime.waiting import exit_status_of
 
-__all__ = ["main"]
+__all__ = ["Monitor"]
 
 _IN = select.POLLIN | select.POLLHUP | select.POLLERR
 
 
-class Conn:
-    """A client of monitor.sock."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-        self.kind = None
-        self.streams = (True, True)  # stdout, stderr wanted
-        self.stdin = False
-        self.session = None  # the ExecSession of an exec connection
-
-
-class ExecSession:
-    """One exec'd process: its stdio and the client that waits for it."""
-
-    def __init__(self, conn: Conn, master: int | None, stdin: int | None,
-                 outputs: dict[int, int]) -> None:
-        self.conn = conn
-        self.master = master
-        self.stdin = stdin
-        self.outputs = outputs  # fd -> stream number
-        self.pid = 0
-        self.on_exit = None  # health checks collect instead of a client
-
-
-class Monitor:
+class Monitor(ClientsMixin, ExecMixin):
     """The loop and everything it tracks."""
 
     def __init__(self, params: dict, report: socket.socket | None) -> None:
@@ -70,8 +40,10 @@ class Monitor:
         self.poll = select.poll()
         self.handlers: dict[int, object] = {}
         self.timers: list[tuple[float, object]] = []
-        self.conns: dict[int, Conn] = {}
-        self.execs: dict[int, ExecSession] = {}
+        self.conns: dict = {}  # fd -> monitor_clients.Conn
+        self.execs: dict = {}
+        self.unclaimed: dict[int, int] = {}  # exit codes of pids not (yet) known
+        self.starter: tuple[int, int, int] | None = None
         self.init_pid = 0
         self.outputs: dict[int, int] = {}
         self.stdin_w: int | None = None
@@ -151,6 +123,10 @@ class Monitor:
                 self._container_exited(exit_status_of(status))
             elif pid in self.execs:
                 self._exec_exited(self.execs.pop(pid), exit_status_of(status))
+            else:
+                self.unclaimed[pid] = exit_status_of(status)
+                while len(self.unclaimed) > 64:
+                    self.unclaimed.pop(next(iter(self.unclaimed)))
 
     # -- the container ------------------------------------------------------
 
@@ -184,23 +160,8 @@ class Monitor:
             except OSError:
                 ksys.umount2(target, ksys.MNT_DETACH)
 
-    def _resolve_user(self) -> None:
-        spec = self.p.get("user") or ""
-        if not spec and not self.p.get("group_add"):
-            return
-        path = os.path.join(self.p["bundle"], "config.json")
-        with open(path, "rb") as f:
-            config = fastjson.loads(f.read())
-        rootfs = os.path.join(self.p["bundle"], "rootfs")
-        config["process"]["user"], home = users.resolve(rootfs, spec, self.p.get("group_add"))
-        env = config["process"]["env"]
-        if home and not any(e.startswith("HOME=") for e in env):
-            env.append(f"HOME={home}")
-        monitor_io.write_state(path, config)
-
     def create(self) -> int:
-        """Create the container with our pipes (or a pty) as its stdio; return init's pid."""
-        self._resolve_user()
+        """Create the container (in a task child) with our pipes or a pty as its stdio."""
         tty = self.p["tty"]
         devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         child = [devnull, devnull, devnull]
@@ -212,32 +173,47 @@ class Monitor:
             out_r, child[1] = os.pipe()
             err_r, child[2] = os.pipe()
             mine = {out_r: 1, err_r: 2}
+        go_r, go_w = os.pipe()
         try:
-            for fd, source in enumerate(child):
-                os.dup2(source, fd)
-            record = container_create.create(self.p["runtime_root"], self.id,
-                                             self.p["bundle"],
-                                             console_socket=relay.path if relay else None)
+            pid, report = monitor_tasks.fork_task(monitor_tasks.starter, self.p, child,
+                                                  relay.path if relay else None, go_r)
+            for fd in set(child) | {go_r}:
+                os.close(fd)
+            self.starter = (pid, report, go_w)
+            self.init_pid = monitor_tasks.read_message(report)["pid"]
             if relay:
                 self.master = relay.receive()
                 self.stdin_w = self.master if self.p["open_stdin"] else None
                 mine = {self.master: 1}
-        finally:
-            for fd in range(3):
-                os.dup2(devnull, fd)
-            for fd in set(child):
+        except BaseException:
+            self._end_starter()
+            for fd in mine:
                 os.close(fd)
+            raise
+        finally:
             if relay:
                 relay.close()
         self.outputs = mine
         for fd in mine:
             self.watch(fd, self._on_output)
-        self.init_pid = record["pid"]
         return self.init_pid
+
+    def _end_starter(self) -> None:
+        if self.starter is not None:
+            pid, report, go = self.starter
+            self.starter = None
+            os.close(go)
+            os.close(report)
+            monitor_tasks.reap_child(pid)
 
     def start(self) -> None:
         """Let the created container's process run."""
-        container_start.start(self.p["runtime_root"], self.id)
+        _pid, report, go = self.starter
+        try:
+            os.write(go, b"g")
+            monitor_tasks.read_message(report)
+        finally:
+            self._end_starter()
         self.started_at = time.time()
         self.state.update(Status="running", Running=True, Paused=False, Restarting=False,
                           OOMKilled=False, Dead=False, Pid=self.init_pid, ExitCode=0, Error="",
@@ -305,11 +281,7 @@ class Monitor:
         self.health.stopped()
         for conn in [c for c in self.conns.values() if c.kind == "attach"]:
             self._close(conn)
-        oom = self._oom_killed()
-        try:
-            container_delete.delete(self.p["runtime_root"], self.id, force=True)
-        except KnarrError:
-            pass
+        oom = self._teardown()
         restart = self._should_restart(code)
         self.state.update(Status="restarting" if restart else "exited", Running=False,
                           Paused=False, Restarting=restart, OOMKilled=oom, Pid=0,
@@ -321,11 +293,16 @@ class Monitor:
         else:
             self.finish()
 
-    def _oom_killed(self) -> bool:
+    def _teardown(self) -> bool:
+        """Remove the runtime's container (cgroup, state); whether the OOM killer struck."""
+        pid, report = monitor_tasks.fork_task(monitor_tasks.teardown, self.p)
         try:
-            return containers.load(self.p["runtime_root"], self.id).cgroup.oom_killed()
-        except (KnarrError, OSError):
+            return bool(monitor_tasks.read_message(report).get("oom"))
+        except TaskError:
             return False
+        finally:
+            os.close(report)
+            monitor_tasks.reap_child(pid)
 
     def _should_restart(self, code: int) -> bool:
         policy = self.p["restart_policy"]
@@ -352,7 +329,7 @@ class Monitor:
         try:
             self.create()
             self.start()
-        except (KnarrError, OSError) as exc:
+        except (TaskError, OSError) as exc:
             self.state.update(Error=str(exc))
             self._container_exited(128)
 
@@ -370,11 +347,22 @@ class Monitor:
     # -- stop and kill ------------------------------------------------------
 
     def signal(self, signum: int, all_processes: bool = False) -> None:
+        """Signal init (our child, so its pid cannot be reused while unreaped), or all."""
         if not self.init_pid:
             return
+        if all_processes:
+            pid, report = monitor_tasks.fork_task(monitor_tasks.signal_all, self.p, signum)
+            try:
+                monitor_tasks.read_message(report)
+            except TaskError:
+                pass
+            finally:
+                os.close(report)
+                monitor_tasks.reap_child(pid)
+            return
         try:
-            containers.load(self.p["runtime_root"], self.id).signal(signum, all_processes)
-        except KnarrError:
+            os.kill(self.init_pid, signum)
+        except ProcessLookupError:
             pass
 
     def stop(self, signum: int, timeout: float) -> None:
@@ -386,242 +374,6 @@ class Monitor:
         self.signal(signum)
         if timeout >= 0:
             self.at(timeout, lambda: self.signal(_signal.SIGKILL, all_processes=True))
-
-    # -- clients ------------------------------------------------------------
-
-    def listen(self) -> None:
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            os.unlink(monitor_io.MONITOR_SOCK)
-        except FileNotFoundError:
-            pass
-        self.server.bind(monitor_io.MONITOR_SOCK)
-        os.chmod(monitor_io.MONITOR_SOCK, 0o600)
-        self.server.listen(16)
-        self.watch(self.server.fileno(), self._on_accept)
-
-    def _on_accept(self, _fd: int) -> None:
-        sock, _ = self.server.accept()
-        sock.settimeout(10.0)
-        conn = Conn(sock)
-        self.conns[sock.fileno()] = conn
-        self.watch(sock.fileno(), self._on_conn)
-
-    def _on_conn(self, fd: int) -> None:
-        conn = self.conns[fd]
-        try:
-            data = conn.sock.recv(65536)
-        except OSError:
-            data = b""
-        if conn.kind is None:
-            conn.buf += data
-            if b"\n" not in conn.buf and data:
-                return
-            line, _, rest = conn.buf.partition(b"\n")
-            conn.buf = b""
-            if not line:
-                self._close(conn)
-                return
-            self._request(conn, fastjson.loads(line))
-            data = rest
-            if not data or conn.kind is None:
-                return
-        if not data:
-            self._input_closed(conn)
-            return
-        self._input(conn, data)
-
-    def _input(self, conn: Conn, data: bytes) -> None:
-        target = self.stdin_w if conn.kind == "attach" else (
-            conn.session.stdin if conn.session else None)
-        if target is None or not conn.stdin:
-            return
-        try:
-            os.write(target, data)
-        except OSError:
-            pass
-
-    def _input_closed(self, conn: Conn) -> None:
-        """The client closed its side: for stdin-once or exec, the process's stdin ends."""
-        self.unwatch(conn.sock.fileno())
-        if conn.kind == "exec" and conn.session and conn.stdin:
-            session = conn.session
-            if session.stdin is not None and session.stdin != session.master:
-                os.close(session.stdin)
-                session.stdin = None
-            elif session.master is not None:
-                try:
-                    os.write(session.master, b"\x04")
-                except OSError:
-                    pass
-            return
-        if conn.kind == "attach" and conn.stdin and self.p.get("stdin_once") and \
-                self.stdin_w is not None and self.stdin_w != self.master:
-            os.close(self.stdin_w)
-            self.stdin_w = None
-        if conn.kind not in ("attach", "exec"):
-            self._close(conn, unwatched=True)
-        elif conn.kind == "attach" and not (conn.streams[0] or conn.streams[1]):
-            self._close(conn, unwatched=True)
-
-    def _send(self, conn: Conn, data: bytes) -> None:
-        try:
-            conn.sock.sendall(data)
-        except OSError:
-            self._close(conn)
-
-    def _reply(self, conn: Conn, message: dict) -> None:
-        self._send(conn, fastjson.dumps(message).encode() + b"\n")
-
-    def _close(self, conn: Conn, unwatched: bool = False) -> None:
-        fd = conn.sock.fileno()
-        if fd < 0:
-            return
-        if not unwatched:
-            self.unwatch(fd)
-        self.conns.pop(fd, None)
-        conn.sock.close()
-
-    def _request(self, conn: Conn, req: dict) -> None:
-        op = req.get("op")
-        if op == "watch":
-            conn.kind = "watch"
-            self._reply(conn, {"ok": True, "state": self.state})
-        elif op == "attach":
-            conn.kind = "attach"
-            conn.streams = (bool(req.get("stdout")), bool(req.get("stderr")))
-            conn.stdin = bool(req.get("stdin"))
-            self._reply(conn, {"ok": True})
-        elif op == "exec":
-            self._exec(conn, req)
-        elif op == "resize":
-            self._resize(req)
-            self._reply(conn, {"ok": True})
-            self._close(conn)
-        elif op == "stop":
-            self._reply(conn, {"ok": True})
-            self._close(conn)
-            self.stop(req.get("signal") or _signal.SIGTERM, req.get("timeout", 10))
-        elif op == "kill":
-            if req.get("manual"):
-                self.manual_stop = True
-            self.signal(req["signal"])
-            self._reply(conn, {"ok": True})
-            self._close(conn)
-        else:
-            self._reply(conn, {"error": f"unknown request {op!r}"})
-            self._close(conn)
-
-    def _resize(self, req: dict) -> None:
-        master = self.master
-        if req.get("exec_pid"):
-            session = self.execs.get(req["exec_pid"])
-            master = session.master if session else None
-        if master is not None:
-            try:
-                console.set_size(master, req.get("height", 0), req.get("width", 0))
-            except OSError:
-                pass
-
-    # -- exec ---------------------------------------------------------------
-
-    def spawn_exec(self, process: dict, stdin: bool) -> ExecSession:
-        """Run one more process in the container with our pipes (or a pty) as its stdio."""
-        tty = bool(process.get("terminal"))
-        devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-        child = [devnull, devnull, devnull]
-        relay = console.Relay(".", f"e{time.monotonic_ns()}") if tty else None
-        stdin_w, outputs, master = None, {}, None
-        if not tty:
-            if stdin:
-                child[0], stdin_w = os.pipe()
-            out_r, child[1] = os.pipe()
-            err_r, child[2] = os.pipe()
-            outputs = {out_r: 1, err_r: 2}
-        try:
-            for fd, source in enumerate(child):
-                os.dup2(source, fd)
-            pid = container_exec.exec_process(
-                self.p["runtime_root"], self.id, process, detach=True,
-                console_socket=relay.path if relay else None)
-            if relay:
-                master = relay.receive()
-                outputs = {master: 1}
-                stdin_w = master
-        except BaseException:
-            for fd in list(outputs) + ([stdin_w] if stdin_w is not None else []):
-                os.close(fd)
-            raise
-        finally:
-            for fd in range(3):
-                os.dup2(devnull, fd)
-            for fd in set(child):
-                os.close(fd)
-            if relay:
-                relay.close()
-        session = ExecSession(None, master, stdin_w, outputs)
-        session.pid = pid
-        self.execs[pid] = session
-        for fd in outputs:
-            self.watch(fd, lambda fd, s=session: self._on_exec_output(s, fd))
-        return session
-
-    def _exec(self, conn: Conn, req: dict) -> None:
-        conn.kind = "exec"
-        conn.stdin = bool(req.get("stdin"))
-        process = req["process"]
-        try:
-            if not self.init_pid:
-                raise KnarrError(f"Container {self.id} is not running")
-            if req.get("user"):
-                rootfs = os.path.join(self.p["bundle"], "rootfs")
-                process["user"], _home = users.resolve(rootfs, req["user"])
-            session = self.spawn_exec(process, conn.stdin)
-        except (KnarrError, OSError) as exc:
-            code = 127 if "not found" in str(exc) else 126
-            self._reply(conn, {"error": str(exc), "exit_code": code})
-            self._close(conn)
-            return
-        session.conn = conn
-        conn.session = session
-        self._reply(conn, {"ok": True, "pid": session.pid})
-
-    def _on_exec_output(self, session: ExecSession, fd: int) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            data = b""
-        if not data:
-            self.unwatch(fd)
-            session.outputs.pop(fd, None)
-            if fd != session.master:
-                os.close(fd)
-            return
-        self._exec_deliver(session, session.outputs.get(fd, 1), data)
-
-    def _exec_deliver(self, session: ExecSession, stream: int, data: bytes) -> None:
-        if session.on_exit is not None:
-            session.collected = getattr(session, "collected", b"") + data
-        elif session.conn is not None and session.conn.sock.fileno() >= 0:
-            self._send(session.conn, monitor_io.frame(stream, data))
-
-    def _exec_exited(self, session: ExecSession, code: int) -> None:
-        self._drain(session.outputs, lambda s, d: self._exec_deliver(session, s, d))
-        for fd in list(session.outputs):
-            self.unwatch(fd)
-            os.close(fd)
-        if session.stdin is not None and session.stdin != session.master:
-            os.close(session.stdin)
-        if session.on_exit is not None:
-            session.on_exit(code, getattr(session, "collected", b""))
-            return
-        conn = session.conn
-        if conn is not None and conn.sock.fileno() >= 0:
-            self._send(conn, monitor_io.frame(monitor_io.CONTROL,
-                                              fastjson.dumps({"exit_code": code}).encode()))
-            if conn.sock.fileno() >= 0:
-                self._close(conn)
-
 
 def _remove_run_dir(bundle: str) -> None:
     """The bundle, the socket and the (unmounted, empty) rootfs dir: run-time state only."""
@@ -635,106 +387,3 @@ def _remove_run_dir(bundle: str) -> None:
             os.rmdir(path)
         except OSError:
             pass
-
-
-def _report(sock: socket.socket | None, kind: str, **fields: object) -> None:
-    if sock is None:
-        return
-    try:
-        sock.sendall(fastjson.dumps({"kind": kind, **fields}).encode() + b"\n")
-    except OSError:
-        pass
-
-
-def _wait_go(sock: socket.socket) -> bool:
-    buf = b""
-    while b"\n" not in buf:
-        data = sock.recv(4096)
-        if not data:
-            return False
-        buf += data
-    return buf.startswith(b"go")
-
-
-def main(params_path: str, report: socket.socket | None) -> None:
-    """The monitor's life; called in a freshly forked process, never returns."""
-    code = 0
-    try:
-        devnull = os.open("/dev/null", os.O_RDWR)
-        for fd in range(3):
-            os.dup2(devnull, fd)
-        os.close(devnull)
-        os.setsid()
-        become_subreaper()
-        with open(params_path, "rb") as f:
-            params = fastjson.loads(f.read())
-        os.chdir(params["bundle"])
-        code = _serve(params, report)
-    except BaseException:  # noqa: BLE001 - kept in monitor.err, next to its socket
-        code = 1
-        _keep_traceback()
-    os._exit(code)
-
-
-def _keep_traceback() -> None:
-    import traceback
-
-    try:
-        with open("monitor.err", "a") as f:
-            traceback.print_exc(file=f)
-    except OSError:
-        pass
-
-
-def _serve(params: dict, report: socket.socket | None) -> int:
-    mon = Monitor(params, report)
-    mon.setup_signals()
-    mon.listen()
-    try:
-        mon.mount_rootfs()
-        pid = mon.create()
-    except BaseException as exc:  # noqa: BLE001 - reported to the daemon
-        _report(report, "error", message=str(exc), category=type(exc).__name__)
-        mon.state.update(Error=str(exc), ExitCode=127 if "not found" in str(exc) else 126)
-        mon.save_state()
-        mon.unmount_rootfs()
-        return 1
-    if params.get("wait_go"):
-        _report(report, "created", pid=pid, monitor=os.getpid())
-        if not _wait_go_serving(mon, report):
-            mon.manual_stop = True
-            mon.signal(_signal.SIGKILL, all_processes=True)
-            mon.run()
-            return 1
-    try:
-        mon.start()
-    except BaseException as exc:  # noqa: BLE001
-        _report(report, "error", message=str(exc), category=type(exc).__name__)
-        mon.manual_stop = True
-        mon.signal(_signal.SIGKILL, all_processes=True)
-        mon.run()
-        return 1
-    _report(report, "started", pid=pid, monitor=os.getpid())
-    if report is not None:
-        report.close()
-    mon.run()
-    return 0
-
-
-def _wait_go_serving(mon: Monitor, report: socket.socket) -> bool:
-    """Serve monitor.sock (attaches) until the daemon says go on the report channel."""
-    answer = []
-
-    def on_report(fd: int) -> None:
-        answer.append(_wait_go(report))
-        mon.unwatch(fd)
-
-    mon.watch(report.fileno(), on_report)
-    while not answer:
-        for fd, _events in mon.poll.poll(None):
-            handler = mon.handlers.get(fd)
-            if handler is not None:
-                handler(fd)
-        if mon.init_pid == 0:
-            return False
-    return answer[0]

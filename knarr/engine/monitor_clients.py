@@ -1,0 +1,168 @@
+"""The monitor's clients on monitor.sock: watch, attach, exec, resize, stop, kill.
+
+A client sends one JSON line; the monitor answers with one, then (attach, exec)
+Docker's frames; raw bytes from the client are the process's stdin.
+"""
+
+import _signal
+import os
+import socket
+
+from knarr.engine import monitor_io
+from knarr.oci import fastjson
+from knarr.runtime import console
+
+__all__ = ["Conn", "ClientsMixin"]
+
+
+class Conn:
+    """A client of monitor.sock."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.kind = None
+        self.streams = (True, True)  # stdout, stderr wanted
+        self.stdin = False
+        self.session = None  # the ExecSession of an exec connection
+
+
+
+class ClientsMixin:
+    """Serving monitor.sock, for the Monitor."""
+
+    # -- clients ------------------------------------------------------------
+
+    def listen(self) -> None:
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            os.unlink(monitor_io.MONITOR_SOCK)
+        except FileNotFoundError:
+            pass
+        self.server.bind(monitor_io.MONITOR_SOCK)
+        os.chmod(monitor_io.MONITOR_SOCK, 0o600)
+        self.server.listen(16)
+        self.watch(self.server.fileno(), self._on_accept)
+
+    def _on_accept(self, _fd: int) -> None:
+        sock, _ = self.server.accept()
+        sock.settimeout(10.0)
+        conn = Conn(sock)
+        self.conns[sock.fileno()] = conn
+        self.watch(sock.fileno(), self._on_conn)
+
+    def _on_conn(self, fd: int) -> None:
+        conn = self.conns[fd]
+        try:
+            data = conn.sock.recv(65536)
+        except OSError:
+            data = b""
+        if conn.kind is None:
+            conn.buf += data
+            if b"\n" not in conn.buf and data:
+                return
+            line, _, rest = conn.buf.partition(b"\n")
+            conn.buf = b""
+            if not line:
+                self._close(conn)
+                return
+            self._request(conn, fastjson.loads(line))
+            data = rest
+            if not data or conn.kind is None:
+                return
+        if not data:
+            self._input_closed(conn)
+            return
+        self._input(conn, data)
+
+    def _input(self, conn: Conn, data: bytes) -> None:
+        target = self.stdin_w if conn.kind == "attach" else (
+            conn.session.stdin if conn.session else None)
+        if target is None or not conn.stdin:
+            return
+        try:
+            os.write(target, data)
+        except OSError:
+            pass
+
+    def _input_closed(self, conn: Conn) -> None:
+        """The client closed its side: for stdin-once or exec, the process's stdin ends."""
+        self.unwatch(conn.sock.fileno())
+        if conn.kind == "exec" and conn.session and conn.stdin:
+            session = conn.session
+            if session.stdin is not None and session.stdin != session.master:
+                os.close(session.stdin)
+                session.stdin = None
+            elif session.master is not None:
+                try:
+                    os.write(session.master, b"\x04")
+                except OSError:
+                    pass
+            return
+        if conn.kind == "attach" and conn.stdin and self.p.get("stdin_once") and \
+                self.stdin_w is not None and self.stdin_w != self.master:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+        if conn.kind not in ("attach", "exec"):
+            self._close(conn, unwatched=True)
+        elif conn.kind == "attach" and not (conn.streams[0] or conn.streams[1]):
+            self._close(conn, unwatched=True)
+
+    def _send(self, conn: Conn, data: bytes) -> None:
+        try:
+            conn.sock.sendall(data)
+        except OSError:
+            self._close(conn)
+
+    def _reply(self, conn: Conn, message: dict) -> None:
+        self._send(conn, fastjson.dumps(message).encode() + b"\n")
+
+    def _close(self, conn: Conn, unwatched: bool = False) -> None:
+        fd = conn.sock.fileno()
+        if fd < 0:
+            return
+        if not unwatched:
+            self.unwatch(fd)
+        self.conns.pop(fd, None)
+        conn.sock.close()
+
+    def _request(self, conn: Conn, req: dict) -> None:
+        op = req.get("op")
+        if op == "watch":
+            conn.kind = "watch"
+            self._reply(conn, {"ok": True, "state": self.state})
+        elif op == "attach":
+            conn.kind = "attach"
+            conn.streams = (bool(req.get("stdout")), bool(req.get("stderr")))
+            conn.stdin = bool(req.get("stdin"))
+            self._reply(conn, {"ok": True})
+        elif op == "exec":
+            self._exec(conn, req)
+        elif op == "resize":
+            self._resize(req)
+            self._reply(conn, {"ok": True})
+            self._close(conn)
+        elif op == "stop":
+            self._reply(conn, {"ok": True})
+            self._close(conn)
+            self.stop(req.get("signal") or _signal.SIGTERM, req.get("timeout", 10))
+        elif op == "kill":
+            if req.get("manual"):
+                self.manual_stop = True
+            self.signal(req["signal"])
+            self._reply(conn, {"ok": True})
+            self._close(conn)
+        else:
+            self._reply(conn, {"error": f"unknown request {op!r}"})
+            self._close(conn)
+
+    def _resize(self, req: dict) -> None:
+        master = self.master
+        if req.get("exec_pid"):
+            session = self.execs.get(req["exec_pid"])
+            master = session.master if session else None
+        if master is not None:
+            try:
+                console.set_size(master, req.get("height", 0), req.get("width", 0))
+            except OSError:
+                pass

@@ -1,0 +1,123 @@
+"""A monitor's life from fork to exit: set up, create, (wait for go), start, serve.
+
+`main` runs in the process the fork helper made; the daemon learns how the
+start went on the report channel ("created", "started" or "error").
+"""
+
+import _signal
+import os
+import socket
+
+from knarr.engine.monitor import Monitor
+from knarr.oci import fastjson
+from knarr.runtime.waiting import become_subreaper
+
+__all__ = ["main"]
+
+
+def _category(exc: BaseException) -> str:
+    return getattr(exc, "category", "") or type(exc).__name__
+
+
+def _report(sock: socket.socket | None, kind: str, **fields: object) -> None:
+    if sock is None:
+        return
+    try:
+        sock.sendall(fastjson.dumps({"kind": kind, **fields}).encode() + b"\n")
+    except OSError:
+        pass
+
+
+def _wait_go(sock: socket.socket) -> bool:
+    buf = b""
+    while b"\n" not in buf:
+        data = sock.recv(4096)
+        if not data:
+            return False
+        buf += data
+    return buf.startswith(b"go")
+
+
+def main(params_path: str, report: socket.socket | None) -> None:
+    """The monitor's life; called in a freshly forked process, never returns."""
+    code = 0
+    try:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd in range(3):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        os.setsid()
+        become_subreaper()
+        with open(params_path, "rb") as f:
+            params = fastjson.loads(f.read())
+        os.chdir(params["bundle"])
+        code = _serve(params, report)
+    except BaseException:  # noqa: BLE001 - kept in monitor.err, next to its socket
+        code = 1
+        _keep_traceback()
+    os._exit(code)
+
+
+def _keep_traceback() -> None:
+    import traceback
+
+    try:
+        with open("monitor.err", "a") as f:
+            traceback.print_exc(file=f)
+    except OSError:
+        pass
+
+
+def _serve(params: dict, report: socket.socket | None) -> int:
+    mon = Monitor(params, report)
+    mon.setup_signals()
+    mon.listen()
+    try:
+        mon.mount_rootfs()
+        pid = mon.create()
+    except BaseException as exc:  # noqa: BLE001 - reported to the daemon
+        _report(report, "error", message=str(exc), category=_category(exc))
+        mon.state.update(Error=str(exc), ExitCode=127 if "not found" in str(exc) else 126)
+        mon.save_state()
+        mon.unmount_rootfs()
+        return 1
+    if params.get("wait_go"):
+        _report(report, "created", pid=pid, monitor=os.getpid())
+        if not _wait_go_serving(mon, report):
+            mon._end_starter()
+            mon.manual_stop = True
+            mon.signal(_signal.SIGKILL, all_processes=True)
+            mon.run()
+            return 1
+    try:
+        mon.start()
+    except BaseException as exc:  # noqa: BLE001
+        _report(report, "error", message=str(exc), category=_category(exc))
+        mon.manual_stop = True
+        mon.signal(_signal.SIGKILL, all_processes=True)
+        mon.run()
+        return 1
+    _report(report, "started", pid=pid, monitor=os.getpid())
+    if report is not None:
+        report.close()
+    mon.run()
+    return 0
+
+
+def _wait_go_serving(mon: Monitor, report: socket.socket) -> bool:
+    """Serve monitor.sock (attaches) until the daemon says go on the report channel."""
+    answer = []
+
+    def on_report(fd: int) -> None:
+        answer.append(_wait_go(report))
+        mon.unwatch(fd)
+
+    mon.watch(report.fileno(), on_report)
+    while not answer:
+        for fd, _events in mon.poll.poll(None):
+            handler = mon.handlers.get(fd)
+            if handler is not None:
+                handler(fd)
+        if mon.init_pid == 0:
+            return False
+    return answer[0]

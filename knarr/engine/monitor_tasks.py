@@ -1,0 +1,149 @@
+"""Work a monitor hands to short-lived children of its own.
+
+Creating, starting, exec'ing into and tearing down a container parse configs,
+load libseccomp, read cgroups: the pages all that touches would stay dirty, and
+private, in a long-lived monitor. A child does it and exits, and the monitor
+stays a near-pristine fork of the helper (its pages shared). The monitor is a
+child subreaper, so the container's processes, whose parents exit, are
+reparented to it all the same. A child reports one JSON line per step.
+"""
+
+import os
+
+from knarr.engine import users
+from knarr.oci import fastjson
+from knarr.runtime import container as containers
+from knarr.runtime import container_create, container_delete, container_exec, container_start
+
+__all__ = ["TaskError", "fork_task", "read_message", "starter", "exec_child", "teardown",
+           "signal_all", "reap_child"]
+
+
+class TaskError(Exception):
+    """A step a child ran failed; `category` names the knarr error class."""
+
+    def __init__(self, message: str, category: str = "") -> None:
+        super().__init__(message)
+        self.category = category
+
+
+def _send(fd: int, **message: object) -> None:
+    os.write(fd, fastjson.dumps(message).encode() + b"\n")
+
+
+def read_message(fd: int) -> dict:
+    """One JSON line from a child; a TaskError if it failed or died."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        try:
+            data = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        if not data:
+            raise TaskError("the monitor's helper process exited without a word")
+        buf += data
+    message = fastjson.loads(buf)
+    if "error" in message:
+        raise TaskError(message["error"], message.get("category", ""))
+    return message
+
+
+def reap_child(pid: int) -> None:
+    """Reap a task child (the monitor's SIGCHLD loop may have done so already)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def fork_task(work, *args) -> tuple[int, int]:
+    """Fork a child running `work(report_fd, *args)`; return (pid, fd to read reports from)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            work(w, *args)
+        except BaseException as exc:  # noqa: BLE001 - reported to the monitor
+            try:
+                _send(w, error=str(exc), category=type(exc).__name__)
+            except OSError:
+                pass
+            code = 1
+        os._exit(code)
+    os.close(w)
+    return pid, r
+
+
+def _use_stdio(fds: list[int]) -> None:
+    for target, source in enumerate(fds):
+        os.dup2(source, target)
+
+
+def _load_config(bundle: str) -> dict:
+    with open(os.path.join(bundle, "config.json"), "rb") as f:
+        return fastjson.loads(f.read())
+
+
+def _resolve_user(p: dict) -> None:
+    spec = p.get("user") or ""
+    if not spec and not p.get("group_add"):
+        return
+    path = os.path.join(p["bundle"], "config.json")
+    config = _load_config(p["bundle"])
+    rootfs = os.path.join(p["bundle"], "rootfs")
+    config["process"]["user"], home = users.resolve(rootfs, spec, p.get("group_add"))
+    env = config["process"]["env"]
+    if home and not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={home}")
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(fastjson.dumps(config).encode())
+    os.rename(tmp, path)
+
+
+def starter(report: int, p: dict, stdio: list[int], console: str | None, go: int) -> None:
+    """Create the container; on "g" from the monitor, start it."""
+    _use_stdio(stdio)
+    _resolve_user(p)
+    record = container_create.create(p["runtime_root"], p["id"], p["bundle"],
+                                      console_socket=console)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    _use_stdio([devnull] * 3)  # the container holds its stdio now; we must not
+    _send(report, pid=record["pid"])
+    if os.read(go, 1) != b"g":
+        return  # the monitor gave up on this start; it kills init itself
+    container_start.start(p["runtime_root"], p["id"])
+    _send(report, started=True)
+
+
+def exec_child(report: int, p: dict, process: dict | None, args: list[str] | None,
+               user: str, stdio: list[int], console: str | None) -> None:
+    """Start one more process in the container; report its pid."""
+    _use_stdio(stdio)
+    if process is None:  # a health probe: the container's own process, another argv
+        process = dict(_load_config(p["bundle"])["process"], args=args, terminal=False)
+        process.pop("rlimits", None)
+    if user:
+        process["user"], _home = users.resolve(os.path.join(p["bundle"], "rootfs"), user)
+    pid = container_exec.exec_process(p["runtime_root"], p["id"], process, detach=True,
+                                      console_socket=console)
+    _send(report, pid=pid)
+
+
+def teardown(report: int, p: dict) -> None:
+    """After init's exit: was it an OOM kill; then remove the runtime's container."""
+    oom = False
+    try:
+        oom = containers.load(p["runtime_root"], p["id"]).cgroup.oom_killed()
+    except Exception:  # noqa: BLE001 - no cgroup, no OOM kill to report
+        pass
+    container_delete.delete(p["runtime_root"], p["id"], force=True)
+    _send(report, oom=oom)
+
+
+def signal_all(report: int, p: dict, signum: int) -> None:
+    """Signal every process in the container's cgroup."""
+    containers.load(p["runtime_root"], p["id"]).signal(signum, all_processes=True)
+    _send(report, done=True)
