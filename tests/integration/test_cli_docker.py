@@ -471,3 +471,88 @@ def test_no_daemon_at_an_explicit_host_is_an_error_not_a_start(tmp_path):
     assert out.returncode == 1
     assert out.stderr == (f"Cannot connect to the knarr daemon at unix://{tmp_path}/none.sock."
                           " Is the knarr daemon running?\n").encode()
+
+
+# -- streams and signals ------------------------------------------------------------------------
+
+
+def _popen(d, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([KNARR, "-H", d.host, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env())
+
+
+def _read_for(proc: subprocess.Popen, seconds: float) -> bytes:
+    """What `proc` prints in `seconds`; then it gets SIGINT, as from ctrl-c."""
+    import signal
+
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    return out
+
+
+def test_stats_live_table_is_redrawn(d, sleeper):
+    out = _read_for(_popen(d, "stats", sleeper), 3.5).decode()
+    frames = [f for f in out.split("\033[2J\033[H") if f]
+    assert len(frames) >= 2
+    for frame in frames:
+        header, row = frame.splitlines()[:2]
+        assert header.startswith("CONTAINER ID   NAME") and f" {sleeper} " in row
+
+
+def test_logs_follow(d):
+    name = f"f{time.monotonic_ns()}"
+    d.ok("run", "-d", "--name", name, "busybox", "sh", "-c",
+         "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done")
+    try:
+        out = _read_for(_popen(d, "logs", "-f", name), 2.0).decode().splitlines()
+        assert len(out) >= 5 and out[:3] == ["tick 0", "tick 1", "tick 2"]
+        since = d.ok("logs", "--since", "1s", name).splitlines()
+        assert 0 < len(since) < len(d.ok("logs", name).splitlines())
+    finally:
+        d.knarr("rm", "-f", name)
+
+
+def test_run_forwards_signals_to_the_container(d):
+    import signal
+
+    proc = _popen(d, "run", "--rm", "busybox", "sh", "-c",
+                  'trap "echo got INT; exit 9" INT; echo ready; while true; do sleep 0.1; done')
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (9, b"got INT\n")
+
+
+def test_attach_without_a_tty_follows_output_and_exit_status(d):
+    name = f"a{time.monotonic_ns()}"
+    d.ok("run", "-d", "--name", name, "busybox", "sh", "-c",
+         "sleep 1; echo from main; echo to err >&2; exit 6")
+    out = d.knarr("attach", name, timeout=30)
+    assert (out.returncode, out.stdout, out.stderr) == (6, b"from main\n", b"to err\n")
+    d.ok("rm", name)
+
+
+def test_ps_filters_last_and_latest(d):
+    first, second = f"p1{time.monotonic_ns()}", f"p2{time.monotonic_ns()}"
+    d.ok("run", "--name", first, "--label", "knarr.test=1", "busybox", "true")
+    d.ok("run", "--name", second, "--label", "knarr.test=1", "busybox", "true")
+    try:
+        assert d.ok("ps", "-l", "--format", "{{.Names}}") == f"{second}\n"
+        assert d.ok("ps", "-n", "2", "--format", "{{.Names}}").split() == [second, first]
+        labelled = d.ok("ps", "-a", "--filter", "label=knarr.test=1", "--filter",
+                        "status=exited", "--format", "{{.Names}} {{.State}}").splitlines()
+        assert sorted(labelled) == sorted([f"{first} exited", f"{second} exited"])
+        assert d.ok("ps", "--filter", f"name={first}").count("\n") == 1  # header only
+    finally:
+        d.knarr("rm", first, second)
+
+
+def test_rm_force_removes_a_running_container(d):
+    name = f"rf{time.monotonic_ns()}"
+    d.ok("run", "-d", "--name", name, "busybox", "sleep", "1000")
+    refused = d.knarr("rm", name)
+    assert refused.returncode == 1 and refused.stderr.startswith(
+        b"Error response from daemon: You cannot remove a running container")
+    assert d.ok("rm", "-f", name) == f"{name}\n"
+    assert name not in _names(d)
