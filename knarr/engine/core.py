@@ -163,13 +163,14 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
                      ExitCode=code, Error=error, FinishedAt=jsonlog.timestamp())
         monitor_io.write_state(self.state_path(cid), state, durable=True)
 
-    def write_json(self, path: str, doc: dict) -> None:
-        """Write a JSON document whole (temp file, fsync, rename)."""
+    def write_json(self, path: str, doc: dict, durable: bool = True) -> None:
+        """Write a JSON document whole (temp file, fsync unless run-time state, rename)."""
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             json.dump(doc, f)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.rename(tmp, path)
 
     def oci_config(self, record: dict) -> dict:

@@ -94,6 +94,7 @@ class LifecycleMixin:
             "restart_count": state.get("RestartCount", 0) if state.get("Running") else 0,
             "healthcheck": config.get("Healthcheck"), "user": config["User"],
             "group_add": host.get("GroupAdd") or [], "wait_go": wait_go,
+            "auto_remove": bool(host.get("AutoRemove")),
         }
 
     async def start(self, ref: str) -> None:
@@ -119,7 +120,7 @@ class LifecycleMixin:
         os.makedirs(mdir, mode=0o700, exist_ok=True)
         pending = self.pending_attach.pop(cid, [])
         params = self._monitor_params(record, wait_go=bool(pending))
-        self.write_json(os.path.join(mdir, "config.json"), self.oci_config(record))
+        self.write_json(os.path.join(mdir, "config.json"), self.oci_config(record), durable=False)
         params_path = os.path.join(mdir, "monitor.json")
         with open(params_path, "w") as f:
             json.dump(params, f)

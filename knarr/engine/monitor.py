@@ -338,7 +338,7 @@ class Monitor(ClientsMixin, ExecMixin):
         self.unmount_rootfs()
         self.state.update(Status="exited", Restarting=False, Running=False, Pid=0)
         self.state.pop("MonitorPid", None)
-        self.save_state(durable=True)
+        self.save_state(durable=not self.p.get("auto_remove"))  # --rm: gone in a moment
         self.notify({"event": "die", "exit_code": self.state.get("ExitCode", 0),
                      "oom": self.state.get("OOMKilled", False), "restarting": False})
         self.done = True
