@@ -88,7 +88,8 @@ def declare(c: flags.Command) -> None:
     a("--platform", help="Set platform if server is multi-platform capable")
     a("--pull", default="missing",
       help='Pull image before running ("always"|"missing"|"never")')
-    a("-a", "--attach", action="append", help="Attach to STDIN, STDOUT or STDERR")
+    a("-a", "--attach", action="append", type=opts.stream_name,
+      help="Attach to STDIN, STDOUT or STDERR")
 
 
 def image_ref(image: str) -> str:
@@ -226,14 +227,7 @@ def run(cli, args) -> int:
         body = create_body(args, (False, True, True))
     except ValueError as exc:
         raise cli.fail(f"knarr: {exc}.\nSee 'knarr {cli.command} --help'.", 125) from None
-    try:
-        cid = create_container(cli, args, body)
-    except Exception as exc:
-        from knarr.errors import KnarrError
-
-        if isinstance(exc, KnarrError):
-            raise cli.fail(run_error(cli, exc), 125) from None
-        raise
+    cid = create_container(cli, args, body)  # errors: Docker's plain daemon error, status 1
     sys.stdout.write(cid + "\n")
     return 0
 

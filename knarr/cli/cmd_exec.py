@@ -58,11 +58,13 @@ def run(cli, args) -> int:
         keys = opts.detach_keys(args.detach_keys or "ctrl-p,ctrl-q")
     except ValueError as exc:
         raise cli.fail(f"Error: {exc}", 125) from None
-    if args.tty and args.interactive and not args.detach and not os.isatty(0):
-        raise cli.fail("the input device is not a TTY", 1)
     name = args.args[0]
     client = cli.client
-    exec_id = client.post(f"/containers/{quote_path(name)}/exec", None, body)["Id"]
+    if args.tty and args.interactive and not args.detach and not os.isatty(0):
+        client.get(f"/containers/{quote_path(name)}/json", what=("container", name))
+        raise cli.fail("the input device is not a TTY", 1)
+    exec_id = client.post(f"/containers/{quote_path(name)}/exec", None, body,
+                          what=("container", name))["Id"]
     if args.detach:
         client.post(f"/exec/{exec_id}/start", None, {"Detach": True, "Tty": args.tty})
         return 0

@@ -25,8 +25,7 @@ def run(cli, args) -> int:
         raise cli.fail("cowardly refusing to save to a terminal. Use the -o flag or redirect",
                        1)
     name = args.args[0]
-    resp = cli.client.request("GET", f"/containers/{quote_path(name)}/export",
-                              what=("container", name))
+    resp = cli.client.request("GET", f"/containers/{quote_path(name)}/export")
     try:
         if args.output:
             _to_file(resp, args.output)

@@ -70,7 +70,7 @@ class Row:
 def run(cli, args) -> int:
     """GET /images/{name}/history as a table."""
     name = args.args[0]
-    entries = cli.client.get(f"/images/{quote_path(name)}/history", what=("image", name)) or []
+    entries = cli.client.get(f"/images/{quote_path(name)}/history") or []
     now = time.time()
     rows = [Row(e, not args.no_trunc, args.human, now) for e in entries]
     fmt = "{{.ID}}" if args.quiet else args.format or DEFAULT_FORMAT

@@ -129,6 +129,7 @@ def run(cli, args) -> int:
                 seen.append(row.ID)
         sys.stdout.write("".join(i + "\n" for i in seen))
         return 0
-    fmt = args.format or (DIGEST_FORMAT if args.digests else DEFAULT_FORMAT)
+    fmt = args.format if args.format and args.format.strip() != "table" else \
+        (DIGEST_FORMAT if args.digests else DEFAULT_FORMAT)
     sys.stdout.write(Formatter(fmt, HEADERS).render(rows_of(images, not args.no_trunc)))
     return 0

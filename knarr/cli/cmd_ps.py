@@ -145,7 +145,7 @@ class Row:
 def _format(args) -> str:
     if args.quiet:
         return "{{.ID}}"
-    if args.format:
+    if args.format and args.format.strip() != "table":
         return args.format
     return DEFAULT_FORMAT + ("\t{{.Size}}" if args.size else "")
 

@@ -17,5 +17,11 @@ def run(cli, args) -> int:
     old, new = args.args
     if not new.strip():
         raise cli.fail("Error: Neither old nor new names may be empty", 1)
-    cli.client.post(f"/containers/{quote_path(old)}/rename", {"name": new})
+    from knarr.errors import KnarrError
+
+    try:
+        cli.client.post(f"/containers/{quote_path(old)}/rename", {"name": new})
+    except KnarrError as exc:
+        raise cli.fail(f"{cli.describe(exc)}\nError: failed to rename container named {old}",
+                       1) from None
     return 0

@@ -62,7 +62,8 @@ def _names(cli, args) -> list[str]:
 
 def run(cli, args) -> int:
     """Print the table once (--no-stream) or redraw it every second."""
-    formatter = Formatter(args.format or DEFAULT_FORMAT, HEADERS)
+    fmt = args.format if args.format and args.format.strip() != "table" else DEFAULT_FORMAT
+    formatter = Formatter(fmt, HEADERS)
     sampler = _Sampler(cli)
     names = _names(cli, args)
     for name in names:
@@ -92,7 +93,7 @@ def _print(cli, formatter, sampler, names, args, clear: bool) -> int:
             failed = 1
         elif sample is not None:
             rows.append(StatsRow(sample, name if args.args else "", trunc=not args.no_trunc))
-    text = formatter.render(rows) if (rows or formatter.table) else ""
+    text = formatter.render(rows) if (rows or (formatter.table and not failed)) else ""
     if clear:
         text = "\033[2J\033[H" + text
     sys.stdout.write(text)

@@ -25,6 +25,5 @@ def run(cli, args) -> int:
     """POST /images/{source}/tag?repo=&tag=."""
     source, target = args.args
     repo, tag = split_ref(target)
-    cli.client.post(f"/images/{quote_path(source)}/tag", {"repo": repo, "tag": tag},
-                    what=("image", source))
+    cli.client.post(f"/images/{quote_path(source)}/tag", {"repo": repo, "tag": tag})
     return 0

@@ -49,6 +49,14 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
+def go_int(text: str) -> int:
+    """An integer flag value, with Go's strconv error text."""
+    try:
+        return int(text, 0) if text[1:2] in ("x", "o", "b") else int(text)
+    except ValueError:
+        raise ValueError(f'strconv.ParseInt: parsing "{text}": invalid syntax') from None
+
+
 class _Flag:
     __slots__ = ("short", "long", "dest", "action", "type", "default", "help", "metavar",
                  "hidden")
@@ -169,6 +177,8 @@ class Command:
         try:
             if flag.action == "store_true":
                 value: object = parse_bool(text)
+            elif flag.type is int:
+                value = go_int(text)
             else:
                 value = flag.type(text) if flag.type else text
         except ValueError as exc:

@@ -102,7 +102,7 @@ def restart(text: str) -> dict:
         try:
             policy["MaximumRetryCount"] = int(count)
         except ValueError:
-            raise ValueError(f"maximum retry count must be an integer: {count}") from None
+            raise ValueError("maximum retry count must be an integer") from None
     return policy
 
 
@@ -123,6 +123,13 @@ def detach_keys(text: str) -> bytes:
         else:
             raise ValueError(f"Unknown character: '{key}'")
     return bytes(out)
+
+
+def stream_name(text: str) -> str:
+    """-a/--attach: stdin, stdout or stderr (any case)."""
+    if text.lower() not in ("stdin", "stdout", "stderr"):
+        raise ValueError("valid streams are STDIN, STDOUT and STDERR")
+    return text.lower()
 
 
 def filters(values: list[str]) -> dict[str, list[str]] | None:

@@ -111,8 +111,12 @@ def parse_duration(text: str) -> int:
         while j < len(s) and not (s[j].isdigit() or s[j] == "."):
             j += 1
         unit, s = s[:j], s[j:]
-        if not number or number == "." or unit not in _DURATION_UNITS:
+        if not number or number == ".":
             raise error
+        if not unit:
+            raise ValueError(f'time: missing unit in duration "{text}"')
+        if unit not in _DURATION_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
         try:
             total += float(number) * _DURATION_UNITS[unit]
         except ValueError:

@@ -40,6 +40,12 @@ def test_defaults():
     (["-e"], "flag needs an argument: 'e' in -e"),
     (["-m", "foo", "busybox"], "invalid argument \"foo\" for \"-m, --memory\" flag: "
                                "invalid size: 'foo'"),
+    (["--stop-timeout", "x", "busybox"], 'invalid argument "x" for "--stop-timeout" flag: '
+                                         'strconv.ParseInt: parsing "x": invalid syntax'),
+    (["-a", "bogus", "busybox"], 'invalid argument "bogus" for "-a, --attach" flag: valid '
+                                 "streams are STDIN, STDOUT and STDERR"),
+    (["--health-interval", "5", "busybox"], 'invalid argument "5" for "--health-interval" '
+                                            'flag: time: missing unit in duration "5"'),
     (["--cpus", "abc", "busybox"], 'invalid argument "abc" for "--cpus" flag: failed to parse '
                                    "abc as a rational number"),
 ])

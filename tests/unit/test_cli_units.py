@@ -53,10 +53,14 @@ def test_go_durations(text, ns):
     assert units.parse_duration(text) == ns
 
 
-@pytest.mark.parametrize("text", ["", "1", "abc", "1x", "s"])
-def test_go_duration_errors(text):
-    with pytest.raises(ValueError, match="time: invalid duration"):
+@pytest.mark.parametrize("text,message", [
+    ("", 'time: invalid duration ""'), ("abc", 'time: invalid duration "abc"'),
+    ("s", 'time: invalid duration "s"'), ("1", 'time: missing unit in duration "1"'),
+    ("1x", 'time: unknown unit "x" in duration "1x"')])
+def test_go_duration_errors(text, message):
+    with pytest.raises(ValueError) as info:
         units.parse_duration(text)
+    assert str(info.value) == message
 
 
 def test_timestamps_for_since_and_until():
