@@ -1,0 +1,82 @@
+"""image_load: load the `docker save` tarball of the ~350 MB test image.
+
+The tarball is image_data.py's image after a `docker load` / `docker save`
+round trip through a private dockerd, so it is what Docker writes: one
+uncompressed `layer.tar` per layer. Subjects, same run:
+
+- docker load: `docker load -i image.tar` into a private dockerd (its own
+  socket, data root and exec root, started for the benchmark and stopped at
+  the end); the image is removed, untimed, before each run;
+- knarr: `python -m knarr.images --root R load < image.tar` into a fresh
+  root per run (blobs verified, layers unpacked, image registered).
+
+Earlier runs are removed, and dirty pages flushed, while the next command
+line is built, before its clock starts. Use few iterations:
+`bench/run.py image_load -n 3 -w 1 --timeout 300`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from benchkit.benchmarks import image_data
+from benchkit.host import VENV_BIN
+from benchkit.registry import Goal, register
+from benchkit.subjects import KNARR, PEER, Subject
+
+
+def docker_subject(docker: image_data.Dockerd, image: Path) -> Subject:
+    """`docker load` into the private dockerd, from an empty image store each run."""
+    def argv(run_id: str) -> list[str]:
+        docker.run("rmi", "-f", image_data.TAG, check=False)
+        os.sync()  # an earlier run's dirty pages are written back before the clock starts
+        return docker.argv("load", "-i", str(image))
+
+    def leftovers() -> list[str]:
+        # the sweep at the end of the benchmark: where the private dockerd stops
+        docker.stop()
+        return []
+
+    return Subject(name="docker load", role=PEER, argv=argv, leftovers=leftovers,
+                   version=docker.version(), notes={"socket": docker.sock})
+
+
+def knarr_subject(image: Path, base: Path) -> Subject:
+    """`python -m knarr.images load` into a fresh root each run."""
+    def argv(run_id: str) -> list[str]:
+        root = image_data.fresh_dir(base, run_id)
+        command = [str(VENV_BIN / "python"), "-m", "knarr.images", "--root", str(root), "load"]
+        return ["sh", "-c", f"exec {shlex.join(command)} < {shlex.quote(str(image))} >/dev/null"]
+
+    return Subject(name="knarr", role=KNARR, argv=argv,
+                   version=f"python {sys.version.split()[0]}")
+
+
+def unavailable(name: str, role: str, reason: str) -> Subject:
+    """A subject that cannot run here, and why."""
+    return Subject(name=name, role=role, argv=lambda run_id: [], unavailable=reason)
+
+
+@register(
+    "image_load",
+    summary="load a `docker save` tarball of a ~350 MB, ~8,000-entry image into a fresh store",
+    goals=(Goal(knarr="knarr", peer="docker load", max_ratio=0.5),),
+)
+def image_load(workdir: Path) -> list[Subject]:
+    """docker load as the peer, knarr's load as knarr, on the same tarball."""
+    reason = image_data.missing_docker()
+    if reason is not None:
+        cache, _ = image_data.ensure_image()
+        image = cache / "image.tar"
+        if not image.exists():
+            return [unavailable("docker load", PEER, reason),
+                    unavailable("knarr", KNARR, f"no cached image.tar to load ({reason})")]
+        return [unavailable("docker load", PEER, reason), knarr_subject(image, workdir / "knarr")]
+    docker = image_data.Dockerd(workdir / "dockerd")
+    docker.start()
+    cache, _ = image_data.ensure_image(docker)
+    image = cache / "image.tar"
+    return [docker_subject(docker, image), knarr_subject(image, workdir / "knarr")]
