@@ -136,7 +136,9 @@ def _try_mount(app, req, name: str, digest: str) -> bool:
 
 def _locked(app, name: str, uuid: str):
     session = app.uploads.get(name, uuid)
-    if not session.lock.acquire(blocking=False):
+    # A client sends its next request as soon as it reads our answer, which can be
+    # before this thread has let go of the session: wait a little rather than refuse.
+    if not session.lock.acquire(timeout=30):
         raise RegistryError("BLOB_UPLOAD_INVALID", "upload busy with another request",
                             {"uuid": uuid})
     return session
@@ -167,9 +169,9 @@ def patch_upload(app, req, name: str, uuid: str) -> None:
     try:
         _check_range(req, name, session)
         session.append(req.body_chunks())
-        _progress(req, name, session, 202)
     finally:
         session.lock.release()
+    _progress(req, name, session, 202)
 
 
 def put_upload(app, req, name: str, uuid: str) -> None:
