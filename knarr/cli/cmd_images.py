@@ -60,7 +60,7 @@ class Row:
 
     @property
     def VirtualSize(self) -> str:
-        return units.human_size(self.image.get("VirtualSize", self.image.get("Size", 0)))
+        return units.human_size(self.image.get("VirtualSize", self.image.get("Size", 0)), 4)
 
     @property
     def SharedSize(self) -> str:

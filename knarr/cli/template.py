@@ -270,7 +270,8 @@ def _json(value: object) -> str:
     from knarr.client import jsonc
 
     if hasattr(value, "as_dict"):
-        value = value.as_dict()
+        # a table row marshals itself with Go's json.Marshal, which escapes <, >, &
+        return jsonc.go_escape(jsonc.dumps(value.as_dict(), ascii=False))
     return jsonc.dumps(None if value is NO_VALUE else value, ascii=False)
 
 

@@ -8,7 +8,7 @@ json.loads and json.dumps; errors are ValueError.
 
 import _json
 
-__all__ = ["loads", "dumps", "dumps_indent"]
+__all__ = ["loads", "dumps", "dumps_indent", "go_escape"]
 
 _SPACE = " \t\n\r"
 
@@ -65,6 +65,13 @@ _encode_plain = _json.make_encoder(None, _unserialisable, _json.encode_basestrin
 def dumps(value: object, ascii: bool = True) -> str:
     """Serialise `value` compactly (no spaces), as json.dumps(separators=(",", ":"))."""
     return "".join((_encode if ascii else _encode_plain)(value, 0))
+
+
+def go_escape(text: str) -> str:
+    """Escape <, > and & as Go's encoding/json does (they occur only inside strings)."""
+    if "<" in text or ">" in text or "&" in text:
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text
 
 
 def dumps_indent(value: object, indent: str = "    ") -> str:
