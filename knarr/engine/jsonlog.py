@@ -61,12 +61,16 @@ class Writer:
         if not lines:
             return
         now = timestamp()
-        out = []
+        batch = b""
         for i, line in enumerate(lines):
             end = b"" if last_partial and i == len(lines) - 1 else b"\n"
-            text = (line + end).decode("utf-8", "replace")
-            out.append(_entry(text, stream, now))
-        self._append("".join(out).encode())
+            entry = _entry((line + end).decode("utf-8", "replace"), stream, now).encode()
+            if self.max_size and batch and \
+                    self._size + len(batch) + len(entry) > self.max_size:
+                self._append(batch)  # rotation is decided entry by entry
+                batch = b""
+            batch += entry
+        self._append(batch)
 
     def flush(self) -> None:
         """Write out partial lines (at exit)."""

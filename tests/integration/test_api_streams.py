@@ -75,7 +75,7 @@ def test_events_stream_container_lifecycle(knarrd):
         conn.request("GET", client.url("/events", {"filters": {"type": ["container"]}}))
         resp = conn.getresponse()
         while True:
-            line = resp.fp.readline()
+            line = resp.readline()
             if not line:
                 return
             if line.strip().startswith(b"{"):
