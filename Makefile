@@ -9,7 +9,7 @@ APT_PACKAGES := busybox-static libseccomp2 iproute2 runc crun podman containerd 
                 python3-venv docker.io skopeo umoci tmux zstd
 BENCH_APT_PACKAGES := hyperfine
 
-.PHONY: demo test lint unit integration bench deps clean
+.PHONY: demo demo-runtime test lint unit integration bench deps clean
 
 deps: $(VENV)/.installed
 
@@ -24,7 +24,11 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.apt-installed
 	@scripts/install-launchers $(VENV)
 	@touch $@
 
+# The CLI starts knarrd in the background when nothing listens on its socket.
 demo: deps
+	@$(VENV)/bin/knarr run --rm hello-world
+
+demo-runtime: deps
 	@scripts/busybox-bundle .state/demo-bundle echo "hello from a knarr container: pid 1 in its own namespaces"
 	@$(VENV)/bin/knarr-runtime --root .state/runtime run --bundle .state/demo-bundle demo-$$$$
 
