@@ -5,6 +5,9 @@ pidfile; no bridge, no iptables) and stops it at the end. Images come from
 knarr's built-in busybox and hello-world, loaded through `knarr load`.
 Skipped, with the reason, when dockerd (Debian package docker.io) or
 busybox-static is missing or we are not root.
+
+KNARR_CLI_SERVER=knarrd runs the same tests against knarr's own daemon instead
+(private --root, --exec-root and socket; no TLS listener).
 """
 
 import json
@@ -17,8 +20,10 @@ import time
 
 import pytest
 
-DOCKERD = shutil.which("dockerd")
 KNARR = os.path.join(os.path.dirname(sys.executable), "knarr")
+SERVER = os.environ.get("KNARR_CLI_SERVER", "dockerd")
+DOCKERD = os.path.join(os.path.dirname(sys.executable), "knarrd") if SERVER == "knarrd" \
+    else shutil.which("dockerd")
 
 pytestmark = [
     pytest.mark.privileged,
@@ -53,17 +58,22 @@ class Dockerd:
         self.state = state
         self.host = f"unix://{state}/docker.sock"
         self.log = open(state / "dockerd.log", "wb")
-        self.certs = make_certs(state / "certs") if shutil.which("openssl") else None
+        self.certs = make_certs(state / "certs") if shutil.which("openssl") and \
+            SERVER == "dockerd" else None
         tls = []
         if self.certs is not None:
             self.tcp = f"tcp://127.0.0.1:{_free_port()}"
             tls = ["--host", self.tcp, "--tlsverify", "--tlscacert", f"{self.certs}/ca.pem",
                    "--tlscert", f"{self.certs}/server-cert.pem", "--tlskey",
                    f"{self.certs}/server-key.pem"]
-        self.proc = subprocess.Popen(
-            [DOCKERD, "--host", self.host, *tls, "--data-root", str(state / "data"),
-             "--exec-root", str(state / "exec"), "--pidfile", str(state / "dockerd.pid"),
-             "--bridge=none", "--iptables=false"], stdout=self.log, stderr=subprocess.STDOUT)
+        if SERVER == "knarrd":
+            argv = [DOCKERD, "--host", self.host, "--root", str(state / "data"),
+                    "--exec-root", str(state / "exec")]
+        else:
+            argv = [DOCKERD, "--host", self.host, *tls, "--data-root", str(state / "data"),
+                    "--exec-root", str(state / "exec"), "--pidfile", str(state / "dockerd.pid"),
+                    "--bridge=none", "--iptables=false"]
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while self.knarr("version").returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -385,7 +395,7 @@ def test_history(d):
 def test_version_and_info(d):
     out = d.ok("version")
     assert out.startswith("Client:\n Version:") and "\nServer:\n Engine:\n  Version:" in out
-    assert d.ok("version", "--format", "{{.Server.ApiVersion}}").strip() == "1.41"
+    assert re.fullmatch(r"1\.\d+\n", d.ok("version", "--format", "{{.Server.ApiVersion}}"))
     info = d.ok("info")
     assert "Server Version: " in info and "Containers: " in info
     assert d.ok("info", "--format", "{{.OSType}}") == "linux\n"
@@ -410,8 +420,8 @@ def test_tcp_with_mutual_tls(d):
     out = d.knarr(*flags, "run", "--rm", "busybox", "echo", "over tls", host=False)
     assert (out.returncode, out.stdout) == (0, b"over tls\n"), out.stderr
     env = dict(_env(), DOCKER_HOST=d.tcp, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=d.certs)
-    assert d.knarr("version", "--format", "{{.Server.ApiVersion}}", env=env, host=False) \
-        .stdout == b"1.41\n"
+    assert d.knarr("version", "--format", "{{.Server.Os}}", env=env, host=False) \
+        .stdout == b"linux\n"
     # without a client certificate the daemon refuses us
     bare = d.knarr("-H", d.tcp, "--tlsverify", "--tlscacert", f"{d.certs}/ca.pem", "ps",
                    host=False, env=dict(_env(), DOCKER_CERT_PATH=str(d.state)))
