@@ -263,6 +263,15 @@ def test_logs(d, sleeper):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z one\n", stamped)
 
 
+def test_logs_of_a_container_with_a_tty_are_raw(d):
+    name = f"t{time.monotonic_ns()}"
+    d.ok("run", "-t", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2")
+    try:
+        assert d.knarr("logs", name).stdout == b"out\r\nerr\r\n"
+    finally:
+        d.knarr("rm", name)
+
+
 def test_exec(d, sleeper):
     assert d.ok("exec", sleeper, "sh", "-c", "echo $((6*7))") == "42\n"
     assert d.knarr("exec", sleeper, "sh", "-c", "exit 5").returncode == 5

@@ -129,3 +129,35 @@ def test_run_it_exit_status_and_rm(d, tmux):
     tmux("send-keys", "-t", win, "exit 3", "Enter")
     assert tmux.status("rm") == 3
     assert name not in d.ok("ps", "-a", "--format", "{{.Names}}").split()
+
+
+def test_exec_it_gets_a_terminal_that_follows_resizes(d, tmux):
+    name = f"ex{os.getpid()}"
+    d.ok("run", "-d", "--name", name, "busybox", "sleep", "1000")
+    try:
+        win = tmux.start("exec", f"exec -it {name} sh", width=90, height=25)
+        tmux.wait_for(win, lambda s: s.rstrip().endswith("/ #"))
+        tmux("send-keys", "-t", win, "tty; stty size", "Enter")
+        screen = tmux.wait_for(win, lambda s: "25 90" in s)
+        assert "/dev/pts/" in screen
+        tmux("resize-window", "-t", win, "-x", "70", "-y", "15")
+        tmux("send-keys", "-t", win, "clear; stty size", "Enter")
+        tmux.wait_for(win, lambda s: "15 70" in s)
+        tmux("send-keys", "-t", win, "exit 5", "Enter")
+        assert tmux.status("exec") == 5
+    finally:
+        d.knarr("rm", "-f", name)
+
+
+def test_custom_detach_keys(d, tmux):
+    name = f"dk{os.getpid()}"
+    win = tmux.start("dk", f"run -it --detach-keys ctrl-x,x --name {name} busybox sh")
+    try:
+        tmux.wait_for(win, lambda s: s.rstrip().endswith("/ #"))
+        tmux("send-keys", "-t", win, "C-p", "C-q", "echo still-$((1+1))", "Enter")
+        tmux.wait_for(win, lambda s: "still-2" in s.replace("still-$((1+1))", ""))
+        tmux("send-keys", "-t", win, "C-x", "x")
+        assert tmux.status("dk") == 0
+        assert d.ok("inspect", "-f", "{{.State.Running}}", name) == "true\n"
+    finally:
+        d.knarr("rm", "-f", name)

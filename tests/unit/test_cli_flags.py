@@ -94,3 +94,29 @@ def test_global_flags_and_management_commands():
 def test_unknown_flag_end_to_end_exit_status(capsys):
     assert main.main(["run", "--bogus", "busybox"]) == 125
     assert capsys.readouterr().err == "unknown flag: --bogus\nSee 'knarr run --help'.\n"
+
+
+def test_usage_version_and_unknown_commands(capsys):
+    assert main.main([]) == 0
+    assert "Usage:  knarr [OPTIONS] COMMAND" in capsys.readouterr().out
+    assert main.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("knarr version ")
+    assert main.main(["bogus"]) == 1
+    assert capsys.readouterr().err == "knarr: 'bogus' is not a knarr command.\nSee 'knarr --help'\n"
+    assert main.main(["--bogus"]) == 125
+    assert main.main(["ps", "--help"]) == 0
+    assert "List containers" in capsys.readouterr().out
+
+
+def test_every_command_declares_and_documents_itself():
+    names = set(main.COMMANDS.values()) | {m for g in main.GROUPS.values() for m in g.values()}
+    for name in sorted(names):
+        module = __import__(f"knarr.cli.cmd_{name}", fromlist=["command"])
+        command = module.command(name)
+        assert command.usage.startswith(f"knarr {name}") and command.summary
+        assert "Usage:" in command.help_text()
+
+
+def test_tls_global_flags():
+    g, rest = main._globals(["--tlsverify", "--tlscacert", "/ca", "--tlscert=/c", "ps"])
+    assert g.tlsverify and g.tlscacert == "/ca" and g.tlscert == "/c" and rest == ["ps"]
