@@ -160,7 +160,7 @@ def run(cli, args) -> int:
         raise cli.fail(f"{exc}", 125) from None
     query: dict = {"all": args.all or args.latest or args.last > 0 or None,
                    "limit": 1 if args.latest else (args.last if args.last > 0 else None),
-                   "size": args.size or None}
+                   "size": args.size or ".Size" in (args.format or "") or None}
     if filters:
         from knarr.client import jsonc
 

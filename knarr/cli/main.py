@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         if not words:
             sys.stdout.write(_usage())
             return 0 if g.help else 0
+        if len(g.host) > 1:
+            raise flags.UsageError("Please specify only one -H", code=1)
         module_name, typed, rest = _resolve(words)
     except flags.UsageError as exc:
         _say(exc.message, exc.code)
