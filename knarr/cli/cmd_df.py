@@ -58,7 +58,51 @@ def summary_rows(df: dict) -> list[dict]:
 
 
 def run(cli, args) -> int:
-    """GET /system/df and print the summary table."""
+    """GET /system/df and print the summary table (or, with -v, one table per kind)."""
     df = cli.client.get("/system/df") or {}
+    if args.verbose and not args.format:
+        sys.stdout.write(verbose(df))
+        return 0
     sys.stdout.write(Formatter(args.format or DEFAULT_FORMAT, HEADERS).render(summary_rows(df)))
     return 0
+
+
+_IMAGES = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t" \
+          "{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}"
+_CONTAINERS = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t" \
+              "{{.RunningFor}}\t{{.Status}}\t{{.Names}}"
+_VOLUMES = "table {{.Name}}\t{{.Links}}\t{{.Size}}"
+_CACHE = "table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t" \
+         "{{.UsageCount}}\t{{.Shared}}"
+
+
+def verbose(df: dict) -> str:
+    """`system df -v`: images, containers, volumes and build cache, each in its own table."""
+    from knarr.cli import cmd_images, cmd_ps
+
+    images = cmd_images.rows_of(df.get("Images") or [])
+    for row in images:
+        row.size_digits = 4
+    containers = [cmd_ps.Row(c) for c in df.get("Containers") or []]
+    for row in containers:
+        row.size_digits = 4
+    volumes = [{"Name": v.get("Name", ""),
+                "Links": str((v.get("UsageData") or {}).get("RefCount", 0)),
+                "Size": units.human_size(max((v.get("UsageData") or {}).get("Size", 0), 0), 4)}
+               for v in df.get("Volumes") or []]
+    cache = [{"ID": b.get("ID", "")[:12], "CacheType": b.get("Type", ""),
+              "Size": units.human_size(b.get("Size", 0), 4),
+              "CreatedSince": b.get("CreatedAt", ""), "LastUsedSince": b.get("LastUsedAt", ""),
+              "UsageCount": str(b.get("UsageCount", 0)), "Shared": str(b.get("Shared", False))
+              .lower()} for b in df.get("BuildCache") or []]
+    cache_size = sum(b.get("Size", 0) for b in df.get("BuildCache") or [])
+    return "".join([
+        "Images space usage:\n\n", Formatter(_IMAGES, cmd_images.HEADERS).render(images),
+        "\nContainers space usage:\n\n", Formatter(_CONTAINERS, cmd_ps.HEADERS).render(containers),
+        "\nLocal Volumes space usage:\n\n",
+        Formatter(_VOLUMES, {"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"})
+        .render(volumes),
+        f"\nBuild cache usage: {units.human_size(cache_size, 4)}\n\n",
+        Formatter(_CACHE, {"ID": "CACHE ID", "CacheType": "CACHE TYPE", "Size": "SIZE",
+                           "CreatedSince": "CREATED", "LastUsedSince": "LAST USED",
+                           "UsageCount": "USAGE", "Shared": "SHARED"}).render(cache)])

@@ -34,6 +34,8 @@ def command(name: str) -> flags.Command:
 class Row:
     """One (image, repository, tag) as Docker's formatter shows it."""
 
+    size_digits = 3  # `system df -v` shows four
+
     def __init__(self, image: dict, repo: str, tag: str, digest: str, trunc: bool,
                  now: float) -> None:
         self.image, self.Repository, self.Tag, self.Digest = image, repo, tag, digest
@@ -56,7 +58,7 @@ class Row:
 
     @property
     def Size(self) -> str:
-        return units.human_size(self.image.get("Size", 0))
+        return units.human_size(self.image.get("Size", 0), self.size_digits)
 
     @property
     def VirtualSize(self) -> str:
@@ -65,12 +67,13 @@ class Row:
     @property
     def SharedSize(self) -> str:
         shared = self.image.get("SharedSize", -1)
-        return "N/A" if shared < 0 else units.human_size(shared)
+        return "N/A" if shared < 0 else units.human_size(shared, self.size_digits)
 
     @property
     def UniqueSize(self) -> str:
         shared = self.image.get("SharedSize", -1)
-        return "N/A" if shared < 0 else units.human_size(self.image.get("Size", 0) - shared)
+        return "N/A" if shared < 0 else units.human_size(self.image.get("Size", 0) - shared,
+                                                         self.size_digits)
 
     @property
     def Containers(self) -> str:

@@ -49,6 +49,8 @@ def go_quote(text: str) -> str:
 class Row:
     """One container as Docker's formatter shows it; attributes are template fields."""
 
+    size_digits = 0  # `system df -v` shows the writable layer alone, four digits
+
     def __init__(self, c: dict, trunc: bool = True, now: float | None = None) -> None:
         self.c, self.trunc = c, trunc
         self.now = time.time() if now is None else now
@@ -108,6 +110,8 @@ class Row:
     @property
     def Size(self) -> str:
         rw, root = self.c.get("SizeRw") or 0, self.c.get("SizeRootFs") or 0
+        if self.size_digits:
+            return units.human_size(rw, self.size_digits)
         text = units.human_size(rw)
         return f"{text} (virtual {units.human_size(root)})" if root else text
 
