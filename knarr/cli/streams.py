@@ -115,7 +115,7 @@ def relay(sock, leftover: bytes, tty: bool, stdin: bool, detach_keys: bytes = b"
                 and on_resize:
             on_resize()
         if sock_fd in ready:
-            data = sock.recv(_BUF)
+            data = _recv(sock)
             if not data:
                 return ENDED
             _output(data, demux, out_fd, err_fd)
@@ -132,13 +132,43 @@ def relay(sock, leftover: bytes, tty: bool, stdin: bool, detach_keys: bytes = b"
                 return DETACHED
 
 
+def _recv(sock) -> bytes:
+    """What the socket has; over TLS also what is already decrypted (select cannot see it)."""
+    try:
+        data = sock.recv(_BUF)
+    except OSError as exc:
+        if type(exc).__name__ in ("SSLEOFError", "SSLZeroReturnError"):
+            return b""
+        raise
+    while data and getattr(sock, "pending", None) and sock.pending():
+        data += sock.recv(_BUF)
+    return data
+
+
 def _shutdown_write(sock) -> None:
+    """End our direction only, so the daemon closes the program's stdin."""
     import _socket
 
+    if hasattr(sock, "pending"):  # TLS: a close_notify alert, reading stays open
+        _tls_close_write(sock)
+        return
     try:
         sock.shutdown(_socket.SHUT_WR)
     except OSError:
         pass
+
+
+def _tls_close_write(sock) -> None:
+    """Send TLS close_notify without waiting for the peer's (SSLSocket.shutdown would drop
+    the TLS layer and unwrap() would block reading)."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        sock._sslobj.shutdown()
+    except OSError:
+        pass  # SSLWantReadError: ours is sent, the peer's is not here yet
+    finally:
+        sock.settimeout(timeout)
 
 
 def _output(data: bytes, demux, out_fd: int, err_fd: int) -> None:

@@ -428,6 +428,10 @@ def test_tcp_with_mutual_tls(d):
              f"{d.certs}/client-cert.pem", "--tlskey", f"{d.certs}/client-key.pem"]
     out = d.knarr(*flags, "run", "--rm", "busybox", "echo", "over tls", host=False)
     assert (out.returncode, out.stdout) == (0, b"over tls\n"), out.stderr
+    data = b"".join(b"tls line %d\n" % i for i in range(3000))
+    piped = d.knarr(*flags, "run", "-i", "--rm", "busybox", "cat", input=data, host=False,
+                    timeout=30)
+    assert (piped.returncode, piped.stdout) == (0, data), piped.stderr
     env = dict(_env(), DOCKER_HOST=d.tcp, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=d.certs)
     assert d.knarr("version", "--format", "{{.Server.Os}}", env=env, host=False) \
         .stdout == b"linux\n"
