@@ -8,7 +8,7 @@ __all__ = ["command", "run"]
 
 _WARNINGS = {
     "system": "WARNING! This will remove:\n  - all stopped containers\n  - all networks not "
-              "used by at least one container\n  - all {images}\n  - all dangling build cache\n",
+              "used by at least one container\n  - all {images}\n  - all {cache}build cache\n",
     "container": "WARNING! This will remove all stopped containers.\n",
     "image": "WARNING! This will remove all {images}.\n",
 }
@@ -28,8 +28,8 @@ def command(name: str) -> flags.Command:
 def _confirm(scope: str, all_images: bool) -> bool:
     images = "images without at least one container associated to them" if all_images \
         else "dangling images"
-    sys.stdout.write(_WARNINGS[scope].format(images=images if scope == "system" else
-                                             images.removesuffix(" to them")))
+    sys.stdout.write(_WARNINGS[scope].format(images=images,
+                                             cache="" if all_images else "dangling "))
     sys.stdout.write("\nAre you sure you want to continue? [y/N] " if scope == "system"
                      else "Are you sure you want to continue? [y/N] ")
     sys.stdout.flush()
@@ -44,6 +44,8 @@ def run(cli, args) -> int:
 
     scope = cli.command.split()[0] if " " in cli.command else "system"
     if not args.force and not _confirm(scope, args.all):
+        if scope != "system":
+            sys.stdout.write("Total reclaimed space: 0B\n")
         return 0
     filters = opts.filters(args.filter) or {}
     freed = 0

@@ -579,3 +579,14 @@ def test_rm_force_removes_a_running_container(d):
         b"Error response from daemon: You cannot remove a running container")
     assert d.ok("rm", "-f", name) == f"{name}\n"
     assert name not in _names(d)
+
+
+def test_container_prune_removes_only_stopped_matching_containers(d, sleeper):
+    name = f"pr{time.monotonic_ns()}"
+    cid = d.ok("create", "--name", name, "--label", "knarr.prune=1", "busybox", "true").strip()
+    declined = d.knarr("container", "prune", "--filter", "label=knarr.prune=1", input=b"n\n")
+    assert declined.stdout == (b"WARNING! This will remove all stopped containers.\nAre you sure "
+                               b"you want to continue? [y/N] Total reclaimed space: 0B\n")
+    out = d.ok("container", "prune", "-f", "--filter", "label=knarr.prune=1")
+    assert out == f"Deleted Containers:\n{cid}\n\nTotal reclaimed space: 0B\n"
+    assert sleeper in _names(d) and name not in _names(d)
