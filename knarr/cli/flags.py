@@ -215,7 +215,7 @@ class Command:
         """The usage page `--help` prints."""
         lines = [f"\nUsage:  {self.usage}\n", self.summary, ""]
         rows = []
-        for flag in self.flags:
+        for flag in sorted(self.flags, key=lambda f: f.long or f.short):
             if flag.hidden:
                 continue
             names = (f"-{flag.short}, " if flag.short else "    ") + \
@@ -223,8 +223,12 @@ class Command:
             if flag.action != "store_true":
                 names += " " + (flag.metavar or _kind(flag))
             text = flag.help
-            if flag.default not in (None, False, "", []) and flag.action != "append":
-                text += f" (default {flag.default})"
+            default = flag.default
+            if default not in (None, False, "", [], -1) and flag.action != "append" and \
+                    "(default" not in text:
+                shown = "true" if default is True else \
+                    f'"{default}"' if isinstance(default, str) else default
+                text += f" (default {shown})"
             rows.append((names, text))
         if rows:
             width = max(len(r[0]) for r in rows) + 3

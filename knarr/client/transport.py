@@ -14,6 +14,7 @@ __all__ = ["Address", "TLSConfig", "Connection", "Response", "parse_host", "conn
 
 _RECV = 65536
 DEFAULT_PORT = 2375
+USER_AGENT = "knarr-client/0.1.0 (linux)"
 
 
 class Address:
@@ -137,7 +138,7 @@ class Connection:
     def send_request(self, method: str, target: str, headers: dict[str, str],
                      body: bytes | None = None, stream=None, length: int | None = None) -> None:
         """Send a request; `stream` (a binary file) goes out with `length`, else chunked."""
-        lines = [f"{method} {target} HTTP/1.1", "Host: docker"]
+        lines = [f"{method} {target} HTTP/1.1", "Host: docker", f"User-Agent: {USER_AGENT}"]
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
         elif stream is not None and length is not None:
