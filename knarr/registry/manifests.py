@@ -158,13 +158,14 @@ def put_manifest(app, req, name: str, reference: str) -> None:
         raise RegistryError("DIGEST_INVALID", "manifest digest did not match",
                             {"digest": digest, "actual": actual})
     digest = actual
-    _check_references(app, name, doc, media_type)
     subject = doc.get("subject")
     subject_digest = _descriptor_digest(subject, "subject") if subject is not None else None
     record = {"blob": None, "mediaType": media_type, "size": len(body)}
     if subject_digest:
         record["subject"] = subject_digest
     with app.storage.gc_lock():
+        # checked under the lock: a gc cannot take a named blob between check and link
+        _check_references(app, name, doc, media_type)
         record["blob"] = app.storage.content.put(body, ref=f"registry-manifest-{uuidlib.uuid4().hex}")
         app.storage.put_manifest(name, digest, record)
         if subject_digest:

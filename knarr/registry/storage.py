@@ -194,6 +194,8 @@ class Storage:
             for sub in ("_layers", os.path.join("_manifests", "revisions")):
                 for top, _dirs, files in os.walk(os.path.join(repo, sub)):
                     for f in files:
+                        if f.startswith("."):
+                            continue
                         text = _read_text(os.path.join(top, f)) or ""
                         keep.add(json.loads(text)["blob"] if text.startswith("{") else text)
         return keep
