@@ -1,15 +1,21 @@
 """Image archives: `load` of docker-save and OCI-layout tarballs, `save` of either kind.
 
 Load reads the tar stream once. Every member goes to a content ingest (small
-ones stay in memory), its digest computed on the way. Only after the stream
-ends, when the archive's own index (manifest.json, or index.json) is known,
-are digests checked: a `blobs/sha256/<hex>` whose bytes do not hash to its
-name, a config whose name is not its digest, or an uncompressed layer whose
-digest is not its diff_id is refused, and then nothing of the archive has
-reached the store. Then the needed blobs are committed (under a lease),
-layers unpacked (checking the diff_id of compressed ones) and each image
-registered. A load killed part way leaves only ingests and temporary
-snapshots, which the next load removes.
+ones stay in memory), its digest computed on the way; a big member is also
+extracted as it streams past, as a layer, into a temporary snapshot of no
+parent (a tee: one read of the archive hashes the blob, writes it and
+unpacks it, in two threads). A member that is not a layer, or is refused
+as one, is simply not extracted; registering unpacks it from its blob
+and gives the reason. Only after the stream ends, when the archive's own
+index (manifest.json, or index.json) is known, are digests checked: a
+`blobs/sha256/<hex>` whose bytes do not hash to its name, a config whose
+name is not its digest, or a layer whose uncompressed digest is not its
+diff_id is refused, and then nothing of the archive has reached the store.
+Then everything written is made durable at once (one sync, not an fsync per
+file), the needed blobs are committed (under a lease), the extracted layers
+committed under their chain ids (other layers unpacked from their blobs)
+and each image registered. A load killed part way leaves only ingests and
+temporary snapshots, which the next load removes.
 
 Save writes what `docker load` reads (manifest.json, `<config hex>.json`,
 one `<id>/layer.tar` per layer, uncompressed, and `repositories`), or an OCI
@@ -23,7 +29,7 @@ import re
 import tarfile
 from typing import BinaryIO
 
-from knarr.errors import InvalidArgument
+from knarr.errors import InvalidArgument, KnarrError
 from knarr.images import unpack
 from knarr.images.store import ImageStore
 from knarr.oci import digest as digests
@@ -49,6 +55,7 @@ class _Staged:
         self.links: dict[str, str] = {}
         self.digests: dict[str, str] = {}
         self.new_blobs: list[str] = []
+        self.extracted: dict[str, tuple] = {}
         self.count = 0
 
     def add(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
@@ -69,11 +76,24 @@ class _Staged:
             self.count += 1
             writer = self.store.content.writer(f"load-{os.getpid()}-{self.count}")
             writer.truncate()
-            while chunk := source.read(_CHUNK):
-                writer.write(chunk)
             self.big[path] = writer
+            tee = _Tee(source, writer)
+            self._extract(path, tee)
+            while tee.read(_CHUNK):
+                pass  # what extraction left: a tar's end blocks, or all of a non-layer
             self.digests[path] = writer.digest()
         self._check_blob_name(path)
+
+    def _extract(self, path: str, tee: "_Tee") -> None:
+        try:
+            self.extracted[path] = unpack.extract_layer(self.store.snapshots, tee,
+                                                        label=f"load: {path}")
+        except (KnarrError, OSError):
+            pass  # not a layer, or a refused one: registering unpacks the blob and says why
+
+    def extracted_by_digest(self) -> dict[str, tuple]:
+        """(snapshot key, Applied) of each member extracted on the way, by blob digest."""
+        return {self.digests[path]: done for path, done in self.extracted.items()}
 
     def _check_blob_name(self, path: str) -> None:
         match = _BLOB_PATH.match(path)
@@ -142,9 +162,30 @@ class _Staged:
                 self.store.content.delete(digest)
 
     def abort(self) -> None:
+        """Drop the ingests not committed and the extracted layers not used."""
         for writer in self.big.values():
             writer.abort()  # type: ignore[attr-defined]
         self.big.clear()
+        for key, _ in self.extracted.values():
+            if self.store.snapshots.exists(key):
+                self.store.snapshots.remove(key)
+        self.extracted.clear()
+
+
+class _Tee:
+    """Reads an archive member, writing every byte read to its ingest as well."""
+
+    def __init__(self, source: BinaryIO, writer) -> None:
+        self.source = source
+        self.writer = writer
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.source.read(n)
+        self.writer.write(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
 
 
 def load(store: ImageStore, stream: BinaryIO, default_name: str | None = None) -> list[dict]:
@@ -157,11 +198,13 @@ def load(store: ImageStore, stream: BinaryIO, default_name: str | None = None) -
             with store.content.lease("load") as lease:
                 _read(staged, stream)
                 images = _plan(staged, default_name)
+                unpack.make_durable()  # the ingests and extracted layers, all at once
                 for image in images:
                     for path in image["paths"]:
                         staged.commit(path, lease)
+                extracted = staged.extracted_by_digest()
                 return [{"Id": store.register(i["manifest"], i["config"], i["names"],
-                                              label=f"load {i['label']}"),
+                                              label=f"load {i['label']}", extracted=extracted),
                          "Names": i["names"]} for i in images]
         except BaseException:
             staged.drop_new_blobs()

@@ -129,11 +129,14 @@ class ImageStore:
     # -- adding images ------------------------------------------------------
 
     def register(self, manifest_bytes: bytes, config_bytes: bytes, names: list[str],
-                 label: str = "image") -> str:
+                 label: str = "image", extracted: dict | None = None) -> str:
         """Store an image whose layer blobs are in the content store; return its id.
 
         Validates the manifest and config, unpacks every layer (checking each
         diff_id), then writes the index row and names in one transaction.
+        `extracted` maps a layer blob's digest to (key, Applied) of a snapshot
+        `unpack.extract_layer` already made of it, durable on disk: such a layer
+        is committed (diff_id checked) rather than unpacked again.
         """
         manifest = image_spec.validate_manifest(json.loads(manifest_bytes), f"{label}: manifest")
         config = image_spec.validate_config(json.loads(config_bytes), f"{label}: config")
@@ -153,7 +156,7 @@ class ImageStore:
             try:
                 manifest_digest = self.content.put(manifest_bytes)
                 self.content.put(config_bytes, expected=image_id)
-                layers = self._unpack(manifest["layers"], diff_ids, label)
+                layers = self._unpack(manifest["layers"], diff_ids, label, extracted or {})
                 self.records.put_image(image_id, manifest_digest,
                                        manifest.get("mediaType", image_spec.OCI_MANIFEST),
                                        layers, normalised)
@@ -168,16 +171,16 @@ class ImageStore:
             if digest not in keep and self.content.exists(digest):
                 self.content.delete(digest)
 
-    def _unpack(self, descs: list[dict], diff_ids: list[str], label: str) -> list[dict]:
+    def _unpack(self, descs: list[dict], diff_ids: list[str], label: str,
+                extracted: dict) -> list[dict]:
         unpack.remove_stale_extractions(self.snapshots)
         layers, parent, made = [], None, []
         try:
             for desc, diff_id in zip(descs, diff_ids, strict=True):
                 chain = digests.chain_id(parent, diff_id)
                 if not self.snapshots.exists(chain):
-                    with self.content.open(desc["digest"]) as blob:
-                        unpack.unpack_layer(self.snapshots, blob, parent, diff_id,
-                                            label=f"{label}: layer {diff_id}")
+                    self._unpack_one(desc, parent, diff_id, extracted.get(desc["digest"]),
+                                     f"{label}: layer {diff_id}")
                     made.append(chain)
                 size = self.snapshots.stat(chain)["labels"].get(unpack.DIFF_SIZE_LABEL, 0)
                 layers.append({"digest": desc["digest"], "mediaType": desc["mediaType"],
@@ -188,6 +191,15 @@ class ImageStore:
                 self.snapshots.remove(chain)
             raise
         return layers
+
+    def _unpack_one(self, desc: dict, parent: str | None, diff_id: str,
+                    ready: tuple | None, label: str) -> None:
+        if ready is not None and self.snapshots.exists(ready[0]):
+            unpack.commit_extracted(self.snapshots, ready[0], parent, ready[1], diff_id,
+                                    label=label)
+            return
+        with self.content.open(desc["digest"]) as blob:
+            unpack.unpack_layer(self.snapshots, blob, parent, diff_id, label=label)
 
     def tag(self, source: str, target: str) -> str:
         """Point the name `target` at the image `source` names; return the normalised name."""

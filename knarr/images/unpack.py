@@ -6,6 +6,16 @@ its diff_id checks out. On any failure the temporary snapshot is removed, so
 a refused layer leaves nothing behind; if the process is killed instead, the
 next unpack finds the leftover by its key (its pid no longer runs) and
 removes it. A chain id already committed is not unpacked again.
+
+A layer's files are made durable before its snapshot is committed: one
+`sync` per layer (or per load, for layers extracted while an archive is
+read) rather than an fsync per file, which on this kind of disk costs more
+than the extraction. (`os.sync` flushes every file system; knarr.sys has no
+syncfs yet, and the store and its layers share one file system anyway.)
+
+`extract_layer` applies a layer to a snapshot with no parent, for a caller
+that reads a layer before it knows where in a chain it goes (load reads an
+archive's layers before its manifest); `commit_extracted` then stacks it.
 """
 
 import os
@@ -19,8 +29,8 @@ from knarr.errors import AlreadyExists, InvalidArgument
 from knarr.oci import digest as digests
 from knarr.snapshots import Applied, HashingReader, Snapshotter, decompressed, detect
 
-__all__ = ["unpack_layer", "unpack_image", "remove_stale_extractions", "DIFF_ID_LABEL",
-           "DIFF_SIZE_LABEL"]
+__all__ = ["unpack_layer", "unpack_image", "extract_layer", "commit_extracted", "make_durable",
+           "remove_stale_extractions", "DIFF_ID_LABEL", "DIFF_SIZE_LABEL"]
 
 _EXTRACT = "extract-"
 _CHUNK = 1 << 20
@@ -36,31 +46,76 @@ def unpack_layer(snaps: Snapshotter, stream: BinaryIO, parent: str | None,
 
     With `diff_id` given, a layer whose uncompressed digest differs is refused.
     """
-    key = f"{_EXTRACT}{os.getpid()}-{secrets.token_hex(4)} {label}"
+    key = _temporary_key(label)
     snaps.prepare(key, parent)
     try:
         applied = _apply(snaps, key, stream, label, max_bytes)
-        if diff_id is not None and applied.diff_id != diff_id:
-            raise InvalidArgument(f"{label}: diff_id mismatch: expected {diff_id}, "
-                                  f"got {applied.diff_id}", digest=diff_id,
-                                  actual=applied.diff_id)
-        chain = digests.chain_id(parent, applied.diff_id)
-        snaps.commit(chain, key, {DIFF_ID_LABEL: applied.diff_id,
-                                  DIFF_SIZE_LABEL: applied.size})
-    except AlreadyExists:
-        snaps.remove(key)  # another unpack committed the same chain meanwhile: use that one
+        make_durable()
+        chain = _commit(snaps, key, parent, applied, diff_id, label)
     except BaseException:
         snaps.remove(key)
         raise
     return chain, applied
 
 
+def _temporary_key(label: str) -> str:
+    return f"{_EXTRACT}{os.getpid()}-{secrets.token_hex(4)} {label}"
+
+
+def _commit(snaps: Snapshotter, key: str, parent: str | None, applied: Applied,
+            diff_id: str | None, label: str, restack: bool = False) -> str:
+    """Check the diff_id and commit `key` under its chain id; drop it if that exists."""
+    if diff_id is not None and applied.diff_id != diff_id:
+        raise InvalidArgument(f"{label}: diff_id mismatch: expected {diff_id}, "
+                              f"got {applied.diff_id}", digest=diff_id, actual=applied.diff_id)
+    chain = digests.chain_id(parent, applied.diff_id)
+    try:
+        snaps.commit(chain, key, {DIFF_ID_LABEL: applied.diff_id, DIFF_SIZE_LABEL: applied.size},
+                     parent=parent if restack else None)
+    except AlreadyExists:
+        snaps.remove(key)  # another unpack committed the same chain meanwhile: use that one
+    return chain
+
+
+def make_durable() -> None:
+    """Write every file made so far to disk (before a commit makes a layer visible)."""
+    os.sync()
+
+
+def extract_layer(snaps: Snapshotter, stream: BinaryIO, *, label: str = "layer",
+                  max_bytes: int | None = None) -> tuple[str, Applied]:
+    """Apply a layer to a new snapshot with no parent; return (its temporary key, what was
+    applied). The stream is read in a thread, overlapping reading with extraction.
+
+    The caller makes it durable (`make_durable`) and then commits it with
+    `commit_extracted`, or removes it; a killed process leaves it to
+    `remove_stale_extractions`.
+    """
+    key = _temporary_key(label)
+    snaps.prepare(key, None)
+    try:
+        return key, _apply(snaps, key, stream, label, max_bytes, read_ahead=True)
+    except BaseException:
+        snaps.remove(key)
+        raise
+
+
+def commit_extracted(snaps: Snapshotter, key: str, parent: str | None, applied: Applied,
+                     diff_id: str, label: str = "layer") -> str:
+    """Commit a layer made by `extract_layer` on `parent`; return its chain id.
+
+    A diff_id other than `diff_id` is refused (and the snapshot left to the
+    caller to remove); if the chain exists already, the snapshot is dropped.
+    """
+    return _commit(snaps, key, parent, applied, diff_id, label, restack=True)
+
+
 def _apply(snaps: Snapshotter, key: str, stream: BinaryIO, label: str,
-           max_bytes: int | None) -> Applied:
+           max_bytes: int | None, read_ahead: bool = False) -> Applied:
     peek = _Peekable(stream)
     compression = detect(peek.peek(4))
     with decompressed(peek, compression) as plain:  # type: ignore[arg-type]
-        source = _ReadAhead(plain) if compression else plain
+        source = _ReadAhead(plain) if compression or read_ahead else plain
         try:
             applied = snaps.apply(key, source, max_bytes=max_bytes, label=label)
             while source.read(_CHUNK):

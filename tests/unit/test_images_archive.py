@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from knarr.errors import InvalidArgument
-from knarr.images import ImageStore, build_image, hello_world, layer_tar, load, save
+from knarr.images import ImageStore, build_image, hello_world, layer_tar, load, save, unpack
 from knarr.oci import image_spec
 
 
@@ -331,3 +332,70 @@ def test_kill_9_during_load_then_load_again(tmp_path, when, big_archive):
     assert sorted(n for n in os.listdir(store.snapshots.root) if n.isdigit()) == \
         sorted(str(store.snapshots.stat(c)["id"]) for c in store.chain_ids(image_id))
     store.close()
+
+
+def _docker_archive(layers: list[bytes], diff_ids: list[str] | None = None) -> tuple[bytes, str]:
+    """A docker-save tarball of uncompressed or gzip layers; return it and the image id."""
+    if diff_ids is None:
+        diff_ids = [_sha(gzip.decompress(x) if x[:2] == b"\x1f\x8b" else x) for x in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    files = {f"{_sha(config)[7:]}.json": config}
+    for i, layer in enumerate(layers):
+        files[f"l{i}/layer.tar"] = layer
+    files["manifest.json"] = json.dumps([{"Config": f"{_sha(config)[7:]}.json",
+                                          "RepoTags": ["big:1"],
+                                          "Layers": list(files)[1:]}]).encode()
+    return _tar_of(files), _sha(config)
+
+
+_BIG = os.urandom(5 << 20)  # above the size that load keeps in memory
+
+
+def test_big_layers_are_extracted_while_the_archive_is_read(store, monkeypatch):
+    """One pass: a big layer is unpacked as it streams in, not again from its blob."""
+    base = layer_tar([("etc", "dir", 0o755, b""), ("etc/big", "file", 0o644, _BIG),
+                      ("etc/a", "file", 0o600, b"a")])
+    top = gzip.compress(layer_tar([("etc/big2", "file", 0o644, _BIG[::-1]),
+                                   ("etc/.wh.a", "file", 0o644, b"")]), 1)
+    archive, image_id = _docker_archive([base, top])
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("a layer was unpacked from its blob after the archive was read")
+
+    monkeypatch.setattr(unpack, "unpack_layer", no_second_pass)
+    assert load(store, io.BytesIO(archive)) == [{"Id": image_id, "Names": ["docker.io/library/big:1"]}]
+    chains = store.chain_ids(image_id)
+    assert [r["key"] for r in store.snapshots.walk()] == chains
+    assert [p["key"] for p in store.snapshots.parents(chains[1])] == chains[:1]
+    with open(os.path.join(store.snapshots.path(chains[0]), "etc", "big"), "rb") as f:
+        assert f.read() == _BIG
+    with open(os.path.join(store.snapshots.path(chains[1]), "etc", "big2"), "rb") as f:
+        assert f.read() == _BIG[::-1]
+    assert stat.S_ISCHR(os.lstat(os.path.join(store.snapshots.path(chains[1]), "etc", "a")).st_mode)
+    assert store.check() == [] and store.content.ingests() == []
+    # loading it again extracts again (as docker does) but keeps one copy
+    assert load(store, io.BytesIO(archive))[0]["Id"] == image_id
+    assert [r["key"] for r in store.snapshots.walk()] == chains
+    assert sorted(n for n in os.listdir(store.snapshots.root) if n.isdigit()) == \
+        sorted(str(store.snapshots.stat(c)["id"]) for c in chains)
+
+
+def test_big_hostile_layer_is_refused_and_leaves_nothing(store, tmp_path):
+    evil = layer_tar([("big", "file", 0o644, _BIG), ("../escaped", "file", 0o644, b"x")])
+    archive, _ = _docker_archive([evil])
+    with pytest.raises(InvalidArgument, match="entry '../escaped': '..' in path"):
+        load(store, io.BytesIO(archive))
+    assert _empty(store)
+    assert not os.path.exists(tmp_path / "escaped")
+    assert not os.path.exists(os.path.join(store.snapshots.root, "escaped"))
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_big_layer_with_wrong_diff_id_leaves_nothing(store, compressed):
+    good = layer_tar([("big", "file", 0o644, _BIG)])
+    archive, _ = _docker_archive([gzip.compress(good, 1) if compressed else good],
+                                 diff_ids=[_sha(b"something else")])
+    with pytest.raises(InvalidArgument, match="mismatch: expected sha256:"):
+        load(store, io.BytesIO(archive))
+    assert _empty(store)

@@ -101,6 +101,47 @@ def test_refusals(snaps):
     assert [n for n in os.listdir(snaps.root) if n.isdigit()] == []
 
 
+def test_commit_stacks_a_snapshot_made_without_a_parent(snaps):
+    """A layer extracted before its place in a chain was known is stacked when committed."""
+    snaps.prepare("a")
+    snaps.commit("A", "a")
+    snaps.prepare("b")
+    with pytest.raises(NotFound, match="commit b: parent nope: not found"):
+        snaps.commit("B", "b", parent="nope")
+    snaps.commit("B", "b", {"x": "1"}, parent="A")
+    assert snaps.stat("B")["parent"] == "A" and snaps.stat("B")["labels"] == {"x": "1"}
+    assert [p["key"] for p in snaps.parents("B")] == ["A"]
+    snaps.prepare("c", "B")
+    with pytest.raises(FailedPrecondition, match="commit c: already stacked on B"):
+        snaps.commit("C", "c", parent="A")
+    assert snaps.stat("c")["kind"] == "active"
+
+
+def test_snapshots_dir_is_a_top_directory(snaps):
+    """Where the file system knows FS_TOPDIR_FL (ext4), the snapshots dir carries it."""
+    import fcntl
+
+    if not _is_ext(snaps.root):
+        pytest.skip("not on an ext2/3/4 file system")
+    fd = os.open(snaps.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = struct.unpack("i", fcntl.ioctl(fd, 0x80086601, b"\0" * 4))[0]
+    finally:
+        os.close(fd)
+    assert flags & 0x00020000
+
+
+def _is_ext(path: str) -> bool:
+    best, kind = "", ""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            _, point, fstype = line.split()[:3]
+            inside = os.path.realpath(path).startswith(point.rstrip("/") + "/")
+            if inside and len(point) > len(best):
+                best, kind = point, fstype
+    return kind in ("ext2", "ext3", "ext4")
+
+
 def test_cleanup_removes_unnamed_dirs(snaps):
     snaps.prepare("a")
     os.makedirs(os.path.join(snaps.root, "99", "fs"))
