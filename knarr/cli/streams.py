@@ -91,7 +91,7 @@ class _Escape:
 
 def relay(sock, leftover: bytes, tty: bool, stdin: bool, detach_keys: bytes = b"",
           terminal: Terminal | None = None, on_resize=None, out_fd: int = 1,
-          err_fd: int = 2) -> str:
+          err_fd: int = 2, in_fd: int = 0) -> str:
     """Copy stdin to the socket and the socket to stdout/stderr until the stream ends.
 
     Returns DETACHED when the detach keys were typed, else ENDED.
@@ -104,7 +104,7 @@ def relay(sock, leftover: bytes, tty: bool, stdin: bool, detach_keys: bytes = b"
     while True:
         fds = [sock_fd]
         if reading_stdin:
-            fds.append(0)
+            fds.append(in_fd)
         if terminal is not None:
             fds.append(terminal._wake_r)
         try:
@@ -119,8 +119,8 @@ def relay(sock, leftover: bytes, tty: bool, stdin: bool, detach_keys: bytes = b"
             if not data:
                 return ENDED
             _output(data, demux, out_fd, err_fd)
-        if reading_stdin and 0 in ready:
-            data = os.read(0, _BUF)
+        if reading_stdin and in_fd in ready:
+            data = os.read(in_fd, _BUF)
             if not data:
                 reading_stdin = False
                 _shutdown_write(sock)
