@@ -3,7 +3,7 @@
 import sys
 import time
 
-from knarr.cli import flags, units
+from knarr.cli import flags, opts, units
 
 __all__ = ["command", "run", "event_line"]
 
@@ -12,7 +12,7 @@ def command(name: str) -> flags.Command:
     """The declaration of `events`."""
     c = flags.Command(name, f"knarr {name} [OPTIONS]", "Get real time events from the server",
                       max_args=0)
-    c.add_argument("-f", "--filter", action="append", help="Filter output based on conditions")
+    c.add_argument("-f", "--filter", action="append", type=opts.filter_item, help="Filter output based on conditions")
     c.add_argument("--format", help="Format the output using the given Go template")
     c.add_argument("--since", help="Show all events created since timestamp")
     c.add_argument("--until", help="Stream events until this timestamp")
@@ -34,7 +34,6 @@ def event_line(event: dict) -> str:
 
 def run(cli, args) -> int:
     """GET /events, one line per event until interrupted (or --until)."""
-    from knarr.cli import opts
     from knarr.client import jsonc
 
     try:

@@ -3,7 +3,7 @@
 import sys
 import time
 
-from knarr.cli import flags, units
+from knarr.cli import flags, opts, units
 from knarr.cli.table import Formatter
 
 __all__ = ["command", "run", "Row", "rows_of"]
@@ -24,7 +24,7 @@ def command(name: str) -> flags.Command:
     c.add_argument("-a", "--all", action="store_true",
                    help="Show all images (default hides intermediate images)")
     c.add_argument("--digests", action="store_true", help="Show digests")
-    c.add_argument("-f", "--filter", action="append", help="Filter output based on conditions")
+    c.add_argument("-f", "--filter", action="append", type=opts.filter_item, help="Filter output based on conditions")
     c.add_argument("--format", help="Pretty-print images using a Go template")
     c.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     c.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
@@ -113,7 +113,6 @@ def rows_of(images: list[dict], trunc: bool = True, now: float | None = None) ->
 
 def run(cli, args) -> int:
     """GET /images/json and print it."""
-    from knarr.cli import opts
     from knarr.client import jsonc
 
     try:

@@ -2,7 +2,7 @@
 
 import sys
 
-from knarr.cli import flags, units
+from knarr.cli import flags, opts, units
 
 __all__ = ["command", "run"]
 
@@ -20,7 +20,7 @@ def command(name: str) -> flags.Command:
     c.add_argument("-a", "--all", action="store_true",
                    help="Remove all unused images not just dangling ones")
     c.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
-    c.add_argument("--filter", action="append", help="Provide filter values (e.g. 'until=<ts>')")
+    c.add_argument("--filter", action="append", type=opts.filter_item, help="Provide filter values (e.g. 'until=<ts>')")
     c.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
     return c
 
@@ -39,7 +39,6 @@ def _confirm(scope: str, all_images: bool) -> bool:
 
 def run(cli, args) -> int:
     """POST the prune endpoints the scope covers; print what went and the space freed."""
-    from knarr.cli import opts
     from knarr.client import jsonc
 
     scope = cli.command.split()[0] if " " in cli.command else "system"

@@ -3,7 +3,7 @@
 import sys
 import time
 
-from knarr.cli import flags, units
+from knarr.cli import flags, opts, units
 from knarr.cli.table import Formatter
 
 __all__ = ["command", "run", "Row", "HEADERS", "DEFAULT_FORMAT", "ellipsis", "go_quote"]
@@ -22,7 +22,7 @@ def command(name: str) -> flags.Command:
     c = flags.Command(name, f"knarr {name} [OPTIONS]", "List containers", max_args=0)
     c.add_argument("-a", "--all", action="store_true",
                    help="Show all containers (default shows just running)")
-    c.add_argument("-f", "--filter", action="append", help="Filter output based on conditions")
+    c.add_argument("-f", "--filter", action="append", type=opts.filter_item, help="Filter output based on conditions")
     c.add_argument("--format", help="Pretty-print containers using a Go template")
     c.add_argument("-n", "--last", type=int, default=-1,
                    help="Show n last created containers (includes all states)")
@@ -156,7 +156,6 @@ def _format(args) -> str:
 
 def run(cli, args) -> int:
     """GET /containers/json and print it."""
-    from knarr.cli import opts
 
     try:
         filters = opts.filters(args.filter)

@@ -132,6 +132,16 @@ def stream_name(text: str) -> str:
     return text.lower()
 
 
+def filter_item(text: str) -> str:
+    """One --filter value: name=value."""
+    if "=" not in text:
+        raise ValueError("bad format of filter (expected name=value)")
+    return text
+
+
+filter_item.kind = "filter"
+
+
 def filters(values: list[str]) -> dict[str, list[str]] | None:
     """`--filter k=v` items → the API's filters map (None when there are none)."""
     out: dict[str, list[str]] = {}
