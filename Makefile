@@ -6,7 +6,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := busybox-static libseccomp2 iproute2 runc crun podman containerd uidmap \
-                python3-venv docker.io skopeo umoci tmux zstd
+                python3-venv docker.io skopeo umoci tmux zstd debootstrap openssl
 BENCH_APT_PACKAGES := hyperfine
 
 .PHONY: demo demo-runtime test lint unit integration bench deps clean
