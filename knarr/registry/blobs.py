@@ -67,7 +67,7 @@ def _parse_range(value: str | None, size: int) -> tuple[int, int] | None:
         start = int(first)
         end = min(int(last), size - 1) if last else size - 1
     if start >= size or start > end or (last and first and int(last) < start):
-        raise RegistryError("BLOB_UNKNOWN", "requested range not satisfiable",
+        raise RegistryError("SIZE_INVALID", "requested range not satisfiable",
                             {"range": value, "size": size}, status=416,
                             headers={"Content-Range": f"bytes */{size}"})
     return start, end

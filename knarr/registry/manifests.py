@@ -176,6 +176,8 @@ def put_manifest(app, req, name: str, reference: str) -> None:
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
     if subject_digest:
         headers["OCI-Subject"] = subject_digest
+    if req.query.get("tag"):
+        headers["OCI-Tag"] = ", ".join(req.query["tag"])
     req.respond(201, headers)
 
 

@@ -408,7 +408,8 @@ def test_sha512_manifest_by_digest(c):
 
 def test_tag_parameters_on_a_digest_push(c):
     body = manifest_for(c, "r")
-    assert put_manifest(c, "r", f"{sha(body)}?tag=a&tag=b", body)[0] == 201
+    status, headers, _ = put_manifest(c, "r", f"{sha(body)}?tag=a&tag=b", body)
+    assert status == 201 and headers["OCI-Tag"] == "a, b"
     assert json.loads(c("GET", "/v2/r/tags/list")[2])["tags"] == ["a", "b"]
 
 
