@@ -196,3 +196,31 @@ def test_wrong_size_or_digest_is_refused(tmp_path):
                                {"Content-Type": OCI_MANIFEST})
         assert status == 400
         assert json.loads(body)["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN"
+
+
+def test_gc_running_during_pushes_takes_nothing_they_need(tmp_path):
+    gc_runs, stop = [], threading.Event()
+
+    def collect_in_a_loop():
+        while not stop.is_set():
+            done = subprocess.run([sys.executable, "-m", "knarr.registry", "gc", "--root",
+                                   str(tmp_path)], capture_output=True, text=True)
+            gc_runs.append(done.returncode)
+
+    with RegistryProcess(str(tmp_path)) as reg:
+        # garbage for the collector to find: a blob linked nowhere any more
+        orphan = push_blob(reg.port, "junk", os.urandom(100_000))
+        call(reg.port, "DELETE", f"/v2/junk/blobs/{orphan}")
+        collector = threading.Thread(target=collect_in_a_loop)
+        collector.start()
+        try:
+            shared = os.urandom(1 << 20)
+            pushed = {f"app{i}": push_image(reg.port, f"app{i}", [shared, os.urandom(50_000)])
+                      for i in range(8)}
+        finally:
+            stop.set()
+            collector.join(60)
+        assert gc_runs and set(gc_runs) == {0}
+        for repo, manifest in pushed.items():
+            check_image(reg.port, repo, manifest)
+        assert not ContentStore(str(tmp_path)).exists(orphan)
