@@ -9,8 +9,6 @@ import os
 
 from knarr.runtime.cgroups.base import Cgroup
 from knarr.runtime.cgroups.layout import current_layout, find_hierarchies, resolve_path
-from knarr.runtime.cgroups.v1 import V1Cgroup
-from knarr.runtime.cgroups.v2 import V2Cgroup
 
 __all__ = [
     "Cgroup",
@@ -30,7 +28,25 @@ def open_cgroup(cgroups_path: str | None, container_id: str,
     """
     path = resolve_path(cgroups_path, container_id)
     if os.path.exists(os.path.join(root, "cgroup.controllers")):
+        from knarr.runtime.cgroups.v2 import V2Cgroup
+
         return V2Cgroup(path, root, container_id)
+    from knarr.runtime.cgroups.v1 import V1Cgroup
+
     hierarchies = find_hierarchies(root)
     layout = "hybrid" if any(h.version == 2 for h in hierarchies) else "v1"
     return V1Cgroup(path, hierarchies, container_id, layout)
+
+
+def __getattr__(name: str):
+    # The drivers load on first use: a host needs one of them, and knarr-runtime's
+    # start-up pays for every module it imports.
+    if name == "V1Cgroup":
+        from knarr.runtime.cgroups.v1 import V1Cgroup
+
+        return V1Cgroup
+    if name == "V2Cgroup":
+        from knarr.runtime.cgroups.v2 import V2Cgroup
+
+        return V2Cgroup
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

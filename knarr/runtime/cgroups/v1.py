@@ -9,7 +9,7 @@ of /proc/self/cgroup reads "/".
 import os
 
 from knarr.errors import InvalidArgument, Unavailable
-from knarr.runtime.cgroups import fs, v1_resources, v1_stats
+from knarr.runtime.cgroups import fs, v1_resources
 from knarr.runtime.cgroups.base import Cgroup
 from knarr.runtime.cgroups.layout import Hierarchy
 
@@ -112,6 +112,8 @@ class V1Cgroup(Cgroup):
 
     def stats(self) -> dict:
         """CPU, memory, pids and block I/O statistics, shaped like runc's."""
+        from knarr.runtime.cgroups import v1_stats  # only stats need it
+
         return v1_stats.collect(self._dirs)
 
     def oom_killed(self) -> bool:

@@ -49,9 +49,10 @@ def _memory(dirs: dict[str, str], memory: dict) -> None:
     reservation = integer(memory, "reservation", field, unset_zero=True)
     swappiness = integer(memory, "swappiness", field)
     no_oom_kill = boolean(memory, "disableOOMKiller", field)
-    # kernel and kernelTCP are ignored: kmem limits are deprecated and the
-    # kernel stopped honouring them (5.16 and later refuse the write).
-    wanted = (limit, swap, reservation, swappiness, no_oom_kill)
+    # kernel is ignored: the kernel no longer honours kmem.limit_in_bytes (it
+    # accepts the write and keeps no limit). kernelTCP still works on v1.
+    kernel_tcp = integer(memory, "kernelTCP", field, unset_zero=True)
+    wanted = (limit, swap, reservation, swappiness, no_oom_kill, kernel_tcp)
     if all(v is None for v in wanted):
         return
     cgdir = _need(dirs, "memory", "memory limits")
@@ -63,6 +64,8 @@ def _memory(dirs: dict[str, str], memory: dict) -> None:
         fs.write(cgdir, "memory.swappiness", swappiness)
     if no_oom_kill is not None:
         fs.write(cgdir, "memory.oom_control", int(no_oom_kill))
+    if kernel_tcp is not None and fs.has(cgdir, "memory.kmem.tcp.limit_in_bytes"):
+        fs.write(cgdir, "memory.kmem.tcp.limit_in_bytes", kernel_tcp)
 
 
 def _memory_and_swap(cgdir: str, limit: int | None, swap: int | None) -> None:
@@ -181,8 +184,13 @@ def _hugepages(cgdir: str | None, limits: list[dict]) -> None:
         size = text(entry, "pageSize", f"hugepageLimits[{i}]")
         limit = integer(entry, "limit", f"hugepageLimits[{i}]")
         name = f"hugetlb.{size}.limit_in_bytes"
-        if cgdir and size and limit is not None and fs.has(cgdir, name):
-            fs.write(cgdir, name, limit)
+        if not (cgdir and size and limit is not None):
+            continue
+        if not fs.has(cgdir, name):
+            raise InvalidArgument(f"config.json: linux.resources.hugepageLimits[{i}]: "
+                                  f"page size {size} is not one this host has",
+                                  field=f"linux.resources.hugepageLimits[{i}]")
+        fs.write(cgdir, name, limit)
 
 
 def _network(dirs: dict[str, str], network: dict) -> None:

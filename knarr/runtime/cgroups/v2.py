@@ -7,7 +7,7 @@ against a fake tree of plain files in a temporary directory.
 import os
 
 from knarr.errors import InvalidArgument, KnarrError, Unavailable
-from knarr.runtime.cgroups import fs, v2_resources, v2_stats
+from knarr.runtime.cgroups import fs, v2_resources
 from knarr.runtime.cgroups.base import Cgroup
 
 __all__ = ["V2Cgroup"]
@@ -89,6 +89,8 @@ class V2Cgroup(Cgroup):
 
     def stats(self) -> dict:
         """CPU, memory, pids and I/O statistics, shaped like runc's."""
+        from knarr.runtime.cgroups import v2_stats  # only stats need it
+
         return v2_stats.collect(self._cgdir)
 
     def oom_killed(self) -> bool:
