@@ -39,14 +39,16 @@ class Waiter:
         self.resp.conn.close()
 
 
-def resize(cli, path: str, terminal: streams.Terminal) -> None:
-    """POST {path}/resize with the terminal's size."""
+def resize(cli, path: str, terminal: streams.Terminal) -> bool:
+    """POST {path}/resize with the terminal's size; whether the daemon took it."""
     size = terminal.size()
-    if size:
-        try:
-            cli.client.post(f"{path}/resize", {"h": size[0], "w": size[1]})
-        except KnarrError:
-            pass
+    if not size:
+        return True
+    try:
+        cli.client.post(f"{path}/resize", {"h": size[0], "w": size[1]})
+    except KnarrError:
+        return False
+    return True
 
 
 def relay_container(cli, cid: str, sock, leftover: bytes, tty: bool, stdin: bool,
@@ -57,9 +59,9 @@ def relay_container(cli, cid: str, sock, leftover: bytes, tty: bool, stdin: bool
     try:
         if tty_in:
             with streams.Terminal(0) as term:
-                resize(cli, path, term)
+                sized = resize(cli, path, term)
                 return streams.relay(sock, leftover, tty, stdin, keys, term,
-                                     lambda: resize(cli, path, term))
+                                     lambda: resize(cli, path, term), resize_pending=not sized)
         if tty and os.isatty(1):
             term = streams.Terminal(0)
             resize(cli, path, term)

@@ -44,6 +44,6 @@ def run(cli, args) -> int:
                                         keys=keys, tty_in=tty and stdin and os.isatty(0),
                                         sig_proxy=args.sig_proxy and not tty)
     if outcome == "detached":
-        return 0
+        raise cli.fail("read escape sequence", 1)  # Docker's attach ends so, status 1
     result = cli.client.post(f"/containers/{cid}/wait") or {}
     return int(result.get("StatusCode", 0))

@@ -91,9 +91,12 @@ class _Escape:
 
 def relay(sock, leftover: bytes, tty: bool, stdin: bool, detach_keys: bytes = b"",
           terminal: Terminal | None = None, on_resize=None, out_fd: int = 1,
-          err_fd: int = 2, in_fd: int = 0) -> str:
+          err_fd: int = 2, in_fd: int = 0, resize_pending: bool = False) -> str:
     """Copy stdin to the socket and the socket to stdout/stderr until the stream ends.
 
+    on_resize() sends the window size and says whether the daemon took it; with
+    resize_pending (the first attempt failed: the program was not running yet)
+    it is tried again, 10 ms, 20 ms, ... apart, ten times at most, as Docker does.
     Returns DETACHED when the detach keys were typed, else ENDED.
     """
     demux = None if tty else frames.Demuxer()
@@ -101,6 +104,7 @@ def relay(sock, leftover: bytes, tty: bool, stdin: bool, detach_keys: bytes = b"
     sock_fd = sock.fileno()
     _output(leftover, demux, out_fd, err_fd)
     reading_stdin = stdin
+    retry = 1 if resize_pending and on_resize else 0
     while True:
         fds = [sock_fd]
         if reading_stdin:
@@ -108,9 +112,11 @@ def relay(sock, leftover: bytes, tty: bool, stdin: bool, detach_keys: bytes = b"
         if terminal is not None:
             fds.append(terminal._wake_r)
         try:
-            ready, _, _ = select.select(fds, [], [])
+            ready, _, _ = select.select(fds, [], [], retry * 0.01 if retry else None)
         except InterruptedError:
             continue
+        if retry and not ready:
+            retry = 0 if on_resize() or retry >= 10 else retry + 1
         if terminal is not None and terminal._wake_r in ready and terminal.resized() \
                 and on_resize:
             on_resize()

@@ -116,8 +116,14 @@ def test_run_it_prompt_hostname_resize_detach_attach_exit(d, tmux):
     time.sleep(0.5)
     tmux("send-keys", "-t", back, "echo back-$((40+2))", "Enter")
     tmux.wait_for(back, lambda s: "back-42" in s.replace("back-$((40+2))", ""))
-    tmux("send-keys", "-t", back, "exit 3", "Enter")
-    assert tmux.status("attach") == 3
+    tmux("send-keys", "-t", back, "C-p", "C-q")  # attach detaches as Docker's: status 1
+    assert tmux.status("attach") == 1
+    assert "read escape sequence" in tmux.screen(back)
+
+    again = tmux.start("again", f"attach {name}")
+    time.sleep(0.5)
+    tmux("send-keys", "-t", again, "exit 3", "Enter")
+    assert tmux.status("again") == 3
     assert d.ok("inspect", "-f", "{{.State.ExitCode}}", name) == "3\n"
     d.ok("rm", name)
 
