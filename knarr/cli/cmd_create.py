@@ -70,6 +70,13 @@ def declare(c: flags.Command) -> None:
     a("--oom-score-adj", type=int, help="Tune host's OOM preferences (-1000 to 1000)")
     a("--network", "--net", default="default", help="Connect a container to a network")
     a("-v", "--volume", action="append", help="Bind mount a volume")
+    a("--mount", action="append", type=opts.mount,
+      help="Attach a filesystem mount to the container")
+    a("-p", "--publish", action="append", type=opts.publish,
+      help="Publish a container's port(s) to the host")
+    a("-P", "--publish-all", action="store_true",
+      help="Publish all exposed ports to random ports")
+    a("--expose", action="append", help="Expose a port or a range of ports")
     a("--tmpfs", action="append", help="Mount a tmpfs directory")
     a("--sysctl", action="append", help="Sysctl options")
     a("--device", action="append", type=opts.device, help="Add a host device to the container")
@@ -148,6 +155,15 @@ def _host_config(args) -> dict:
         "LogConfig": {"Type": args.log_driver or "", "Config": opts.key_values(args.log_opt)},
         "Ulimits": args.ulimit or None, "Dns": args.dns or [], "ExtraHosts": args.add_host or None,
     }
+    if args.mount:
+        hc["Mounts"] = args.mount
+    if args.publish:
+        bindings: dict[str, list] = {}
+        for port, binding in args.publish:
+            bindings.setdefault(port, []).append(binding)
+        hc["PortBindings"] = bindings
+    if args.publish_all:
+        hc["PublishAllPorts"] = True
     if args.init:
         hc["Init"] = True
     if args.oom_kill_disable:
@@ -179,6 +195,10 @@ def create_body(args, attach: tuple[bool, bool, bool]) -> dict:
         "Labels": opts.key_values(args.label),
         "HostConfig": _host_config(args), "NetworkingConfig": {"EndpointsConfig": {}},
     }
+    exposed = [p for p, _ in args.publish] + \
+        [e if "/" in e else e + "/tcp" for e in args.expose]
+    if exposed:
+        body["ExposedPorts"] = {p: {} for p in exposed}
     if args.entrypoint is not None:
         body["Entrypoint"] = [args.entrypoint] if args.entrypoint else [""]
     if args.stop_signal:

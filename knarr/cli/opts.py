@@ -132,6 +132,64 @@ def stream_name(text: str) -> str:
     return text.lower()
 
 
+def publish(text: str) -> tuple[str, dict]:
+    """`[ip:][host_port:]container_port[/proto]` → ("80/tcp", {"HostIp": .., "HostPort": ..})."""
+    spec, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    parts = spec.rsplit(":", 2)
+    if spec.startswith("[") and "]" in spec:  # [::1]:8080:80
+        host_ip, _, rest = spec[1:].partition("]")
+        parts = [host_ip, *rest.lstrip(":").split(":")]
+    port = parts[-1]
+    host_port = parts[-2] if len(parts) >= 2 else ""
+    host_ip = parts[-3] if len(parts) == 3 else ""
+    if not port.isdigit() or (host_port and not host_port.replace("-", "").isdigit()) or \
+            proto not in ("tcp", "udp", "sctp"):
+        raise ValueError(f"Invalid containerPort: {port}" if not port.isdigit() else
+                         f"invalid proto: {proto}" if proto not in ("tcp", "udp", "sctp")
+                         else f"Invalid hostPort: {host_port}")
+    return f"{port}/{proto}", {"HostIp": host_ip, "HostPort": host_port}
+
+
+publish.kind = "list"
+
+
+def mount(text: str) -> dict:
+    """--mount type=bind,source=/a,target=/b,readonly → a HostConfig.Mounts entry."""
+    out: dict = {"Type": "volume"}
+    for field in text.split(","):
+        key, eq, value = field.partition("=")
+        key = key.strip().lower()
+        if key in ("type",):
+            out["Type"] = value
+        elif key in ("source", "src"):
+            out["Source"] = value
+        elif key in ("target", "destination", "dst"):
+            out["Target"] = value
+        elif key in ("readonly", "ro"):
+            out["ReadOnly"] = not eq or value.lower() in ("1", "true")
+        elif key == "bind-propagation":
+            out.setdefault("BindOptions", {})["Propagation"] = value
+        elif key == "tmpfs-size":
+            from knarr.cli.units import ram_in_bytes
+
+            out.setdefault("TmpfsOptions", {})["SizeBytes"] = ram_in_bytes(value)
+        elif key == "tmpfs-mode":
+            out.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
+        elif key == "volume-nocopy":
+            out.setdefault("VolumeOptions", {})["NoCopy"] = not eq or value == "true"
+        elif key in ("consistency",):
+            out["Consistency"] = value
+        else:
+            raise ValueError(f"unexpected key '{key}' in '{field}'")
+    if "Target" not in out:
+        raise ValueError("target is required")
+    return out
+
+
+mount.kind = "mount"
+
+
 def filter_item(text: str) -> str:
     """One --filter value: name=value."""
     if "=" not in text:

@@ -74,3 +74,24 @@ def test_detach_sequence_is_held_back_until_it_does_not_match():
     assert esc.feed(b"x") == (b"\x10x", False)
     assert esc.feed(b"\x10") == (b"", False)
     assert esc.feed(b"\x11rest") == (b"", True)
+
+
+def test_publish_and_mount():
+    assert opts.publish("80") == ("80/tcp", {"HostIp": "", "HostPort": ""})
+    assert opts.publish("8080:80/udp") == ("80/udp", {"HostIp": "", "HostPort": "8080"})
+    assert opts.publish("127.0.0.1:8080:80") == ("80/tcp", {"HostIp": "127.0.0.1",
+                                                            "HostPort": "8080"})
+    assert opts.publish("127.0.0.1::80")[1] == {"HostIp": "127.0.0.1", "HostPort": ""}
+    with pytest.raises(ValueError):
+        opts.publish("x:80:y")
+    assert opts.mount("type=bind,source=/a,target=/b,readonly") == \
+        {"Type": "bind", "Source": "/a", "Target": "/b", "ReadOnly": True}
+    assert opts.mount("type=tmpfs,dst=/t,tmpfs-size=1m")["TmpfsOptions"] == {"SizeBytes": 1 << 20}
+    with pytest.raises(ValueError):
+        opts.mount("type=bind,source=/a")
+    args = cmd_run.command("run").parse(["-p", "8080:80", "--expose", "53/udp",
+                                         "--mount", "type=bind,src=/a,dst=/b", "busybox"])
+    body = cmd_create.create_body(args, (False, True, True))
+    assert body["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+    assert body["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
+    assert body["HostConfig"]["Mounts"] == [{"Type": "bind", "Source": "/a", "Target": "/b"}]
