@@ -7,6 +7,9 @@ blob stays while any repository links it (as a layer, a config or a
 manifest), whether or not a manifest names it.
 """
 
+import os
+
+from knarr.errors import FailedPrecondition
 from knarr.registry.storage import Storage
 from knarr.registry.uploads import Uploads
 
@@ -15,6 +18,10 @@ __all__ = ["collect"]
 
 def collect(root: str, upload_age: float = 7 * 86400.0, dry_run: bool = False) -> dict:
     """Run one collection; return what was (or, dry, would be) removed."""
+    if os.path.exists(os.path.join(root, "metadata.db")):
+        # an engine root: its images' blobs are linked by no repository and would all go
+        raise FailedPrecondition(f"gc {root}: an engine's image store lives here, not a "
+                                 "registry's own root", path=root)
     storage = Storage(root)
     with storage.gc_lock(exclusive=True):
         keep = storage.referenced()

@@ -83,9 +83,14 @@ def serve(args: argparse.Namespace) -> int:
 
 def collect(args: argparse.Namespace) -> int:
     """One garbage collection; prints what it removed."""
+    from knarr.errors import KnarrError
     from knarr.registry.gc import collect as run
 
-    result = run(args.root, args.upload_age, args.dry_run)
+    try:
+        result = run(args.root, args.upload_age, args.dry_run)
+    except KnarrError as exc:
+        print(f"knarr-registry: {exc}", file=sys.stderr)
+        return 1
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(result['blobs'])} blobs ({result['bytes']} bytes), "
           f"{len(result['uploads'])} stale uploads")

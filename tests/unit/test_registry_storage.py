@@ -146,3 +146,23 @@ def test_gc_drops_stale_upload_sessions(tmp_path):
     assert collect(str(tmp_path), upload_age=3600)["uploads"] == []
     assert len(collect(str(tmp_path), upload_age=0)["uploads"]) == 1
     assert Storage(str(tmp_path)).content.ingests() == []
+
+
+def test_gc_refuses_an_engine_root(tmp_path, capsys):
+    from knarr.registry.main import main
+
+    (tmp_path / "metadata.db").write_bytes(b"")
+    assert main(["gc", "--root", str(tmp_path)]) == 1
+    assert "engine's image store" in capsys.readouterr().err
+
+
+def test_gc_command_line_reports(tmp_path, capsys):
+    from knarr.registry.main import main
+
+    storage = Storage(str(tmp_path))
+    storage.content.put(b"orphan")
+    assert main(["gc", "--root", str(tmp_path), "--dry-run"]) == 0
+    assert "would remove 1 blobs (6 bytes)" in capsys.readouterr().out
+    assert main(["gc", "--root", str(tmp_path)]) == 0
+    assert "removed 1 blobs" in capsys.readouterr().out
+    assert list(storage.content.walk()) == []
