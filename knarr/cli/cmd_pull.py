@@ -32,9 +32,19 @@ def run(cli, args) -> int:
         sys.stdout.write("Using default tag: latest\n")
     messages = cli.client.stream_json("POST", "/images/create", {
         "fromImage": name, "tag": tag, "platform": args.platform or None})
-    progress.show(messages, open("/dev/null", "w") if args.quiet else sys.stdout)
-    if not args.quiet:
-        sys.stdout.write(f"{ref if '/' in ref.split(':')[0] else 'docker.io/library/' + ref}\n")
-    else:
+    if args.quiet:
+        for _ in progress.errors_only(messages):
+            pass
         sys.stdout.write(ref + "\n")
+        return 0
+    progress.show(messages, sys.stdout)
+    sys.stdout.write(_canonical(ref) + "\n")
     return 0
+
+
+def _canonical(ref: str) -> str:
+    """`busybox:latest` → `docker.io/library/busybox:latest`, as Docker's pull ends."""
+    first = ref.split("/", 1)[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return ref
+    return f"docker.io/{ref}" if "/" in ref else f"docker.io/library/{ref}"

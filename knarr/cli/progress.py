@@ -2,16 +2,22 @@
 
 from knarr.errors import KnarrError
 
-__all__ = ["show"]
+__all__ = ["show", "errors_only"]
+
+
+def errors_only(messages):
+    """The messages, raising the first error among them."""
+    for msg in messages:
+        if msg.get("errorDetail") or msg.get("error"):
+            detail = msg.get("errorDetail") or {}
+            raise KnarrError(detail.get("message") or msg.get("error"), status=500)
+        yield msg
 
 
 def show(messages, out) -> None:
     """Print each message's status (progress bars as one line per layer change)."""
     last: dict[str, str] = {}
-    for msg in messages:
-        if msg.get("errorDetail") or msg.get("error"):
-            detail = msg.get("errorDetail") or {}
-            raise KnarrError(detail.get("message") or msg.get("error"), status=500)
+    for msg in errors_only(messages):
         if "stream" in msg:
             out.write(msg["stream"])
             continue
