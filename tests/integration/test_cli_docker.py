@@ -590,3 +590,19 @@ def test_container_prune_removes_only_stopped_matching_containers(d, sleeper):
     out = d.ok("container", "prune", "-f", "--filter", "label=knarr.prune=1")
     assert out == f"Deleted Containers:\n{cid}\n\nTotal reclaimed space: 0B\n"
     assert sleeper in _names(d) and name not in _names(d)
+
+
+def test_cp_both_ways(d, sleeper, tmp_path):
+    (tmp_path / "dir" / "sub").mkdir(parents=True)
+    (tmp_path / "dir" / "sub" / "f").write_text("hello\n")
+    (tmp_path / "file").write_text("one\n")
+    d.ok("cp", str(tmp_path / "file"), f"{sleeper}:/tmp/")
+    d.ok("cp", str(tmp_path / "file"), f"{sleeper}:/tmp/renamed")
+    d.ok("cp", str(tmp_path / "dir"), f"{sleeper}:/tmp/dir2")
+    assert d.ok("exec", sleeper, "cat", "/tmp/file", "/tmp/renamed", "/tmp/dir2/sub/f") == \
+        "one\none\nhello\n"
+    d.ok("cp", f"{sleeper}:/tmp/dir2", str(tmp_path / "back"))
+    assert (tmp_path / "back" / "sub" / "f").read_text() == "hello\n"
+    missing = d.knarr("cp", f"{sleeper}:/nope", str(tmp_path / "x"))
+    assert (missing.returncode, missing.stderr) == \
+        (1, f"Error: No such container:path: {sleeper}:/nope\n".encode())
