@@ -48,6 +48,8 @@ def validate_config(config: object) -> dict:
     if "ociVersion" not in config:
         raise _fail("ociVersion", "missing")
     _expect(config["ociVersion"], str, "ociVersion")
+    if not _is_semver(config["ociVersion"]):
+        raise _fail("ociVersion", f"{config['ociVersion']!r} is not a SemVer 2.0.0 version")
     _validate_root(config.get("root"))
     _validate_process(config.get("process"))
     _validate_mounts(config.get("mounts", []))
@@ -56,6 +58,19 @@ def validate_config(config: object) -> dict:
     if "linux" in config:
         _validate_linux(config["linux"])
     return config
+
+
+def _is_semver(version: str) -> bool:
+    # MAJOR.MINOR.PATCH, then an optional -pre-release and +build (config.md)
+    core, plus, build = version.partition("+")
+    core, dash, pre = core.partition("-")
+    if (plus and not build) or (dash and not pre):
+        return False
+    numbers = core.split(".")
+    tags = [t for part in (pre, build) if part for t in part.split(".")]
+    return (len(numbers) == 3 and all(n.isascii() and n.isdigit() for n in numbers)
+            and all(t and all(c.isascii() and (c.isalnum() or c == "-") for c in t)
+                    for t in tags))
 
 
 def _validate_root(root: object) -> None:

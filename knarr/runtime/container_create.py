@@ -84,7 +84,9 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
         os.chmod(fifo, 0o622)  # whatever the umask: init may write it as a mapped host uid
         cgroup = cgroups.open_cgroup(record["cgroups_path"], container_id)
         cgroup.create()
-        cgroup.apply(devices.with_default_rules(config.get("linux", {}).get("resources", {})))
+        linux = config.get("linux", {})
+        cgroup.apply(devices.with_default_rules(linux.get("resources", {}),
+                                                linux.get("devices", [])))
         ctx = {"config": config, "rootfs": rootfs, "bundle": bundle, "fifo": fifo, "no_pivot": no_pivot,
                "namespaces": runtime_spec.namespaces_of(config), "preserve_fds": preserve_fds,
                "console_socket": console_socket}

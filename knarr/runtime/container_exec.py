@@ -21,7 +21,8 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
     status = c.status()
     if status not in (state.Status.RUNNING, state.Status.CREATED):
         raise c.refuse("exec in", status)
-    runtime_spec.validate_config({"ociVersion": "x", "root": {"path": "/"}, "process": proc})
+    runtime_spec.validate_config({"ociVersion": runtime_spec.SPEC_VERSION, "root": {"path": "/"},
+                                  "process": proc})
     if proc.get("terminal") and not console_socket and detach:
         raise InvalidArgument("exec --detach with a terminal needs --console-socket")
     ctx = {"process": proc, "console_socket": console_socket, "preserve_fds": preserve_fds,

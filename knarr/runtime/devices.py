@@ -172,9 +172,15 @@ _ALWAYS_ALLOWED = [{"allow": True, "type": d["type"], "major": d["major"], "mino
 ]
 
 
-def with_default_rules(resources: dict) -> dict:
-    """`resources` with allow rules for the default devices after the config's own rules."""
+def with_default_rules(resources: dict, devices: list[dict] = ()) -> dict:
+    """`resources` with allow rules for the default devices after the config's own rules,
+    and leave to mknod (only) each node of `devices`, the config's linux.devices."""
     rules = list(resources.get("devices", []))
     if not rules:
         return resources
-    return {**resources, "devices": rules + [dict(r) for r in _ALWAYS_ALLOWED]}
+    # The limits are set before init makes the nodes (runc sets them after), so a
+    # node the rules do not allow needs "m" to be made; using it stays as the rules say.
+    mknod = [{"allow": True, "type": "c" if d.get("type") == "u" else d["type"],
+              "major": d.get("major"), "minor": d.get("minor"), "access": "m"}
+             for d in devices if d.get("type") in ("b", "c", "u")]
+    return {**resources, "devices": rules + [dict(r) for r in _ALWAYS_ALLOWED] + mknod}

@@ -1,0 +1,373 @@
+"""knarr-runtime against what the OCI runtime-tools validation suite checks.
+
+runtime-tools (opencontainers/runtime-tools, validation/) drives a runtime as
+`RUNTIME create --bundle B [--pid-file F] ID`, `state`, `start`, `kill ID SIG`,
+`delete ID`, with configs made by its generator, and checks either from inside
+(a helper, runtimetest, compares the process's view with config.json) or from
+outside (it reads the container's cgroup files on the host). These tests build
+the same kind of configs and make the same comparisons, with a shell script in
+place of runtimetest: each check prints "ok" or "not ok", as TAP does.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+from conftest import RUNTIME, make_busybox_rootfs
+
+pytestmark = pytest.mark.privileged
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+# The generator's defaults (runtime-tools generate.New for linux).
+GENERATOR_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+
+
+def generator_config(*args: str) -> dict:
+    """A config as runtime-tools' generator writes it, running `args`."""
+    def mount(dest, kind, source, *options):
+        return {"destination": dest, "type": kind, "source": source, "options": list(options)}
+    return {
+        "ociVersion": "1.0.2",
+        "hostname": "mrsdalloway",
+        "root": {"path": "rootfs", "readonly": False},
+        "process": {
+            "terminal": False, "user": {"uid": 0, "gid": 0}, "args": list(args), "cwd": "/",
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "TERM=xterm"],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "capabilities": {s: list(GENERATOR_CAPS) for s in
+                             ("bounding", "effective", "inheritable", "permitted", "ambient")},
+        },
+        "mounts": [
+            mount("/proc", "proc", "proc", "nosuid", "noexec", "nodev"),
+            mount("/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
+            mount("/dev/pts", "devpts", "devpts", "nosuid", "noexec", "newinstance",
+                  "ptmxmode=0666", "mode=0620", "gid=5"),
+            mount("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777",
+                  "size=65536k"),
+            mount("/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev"),
+            mount("/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+        },
+    }
+
+
+# --- the checker: runtimetest's comparisons as shell, generated from the config ---
+
+CAP_NUMBERS = {name: n for n, name in enumerate([
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"])}
+
+STATUS_FIELDS = {"bounding": "CapBnd", "effective": "CapEff", "inheritable": "CapInh",
+                 "permitted": "CapPrm", "ambient": "CapAmb"}
+
+DEFAULT_SYMLINKS = {"/dev/fd": "/proc/self/fd", "/dev/ptmx": "pts/ptmx",
+                    "/dev/stdin": "/proc/self/fd/0", "/dev/stdout": "/proc/self/fd/1",
+                    "/dev/stderr": "/proc/self/fd/2"}
+DEFAULT_FS = {"/proc": "proc", "/sys": "sysfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs"}
+DEFAULT_DEVICES = [("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
+                   ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
+                   ("/dev/ptmx", 5, 2)]
+RLIMIT_ROWS = {"RLIMIT_CPU": "Max cpu time", "RLIMIT_FSIZE": "Max file size",
+               "RLIMIT_DATA": "Max data size", "RLIMIT_STACK": "Max stack size",
+               "RLIMIT_CORE": "Max core file size", "RLIMIT_NOFILE": "Max open files",
+               "RLIMIT_AS": "Max address space", "RLIMIT_NPROC": "Max processes"}
+
+CHECKER_PRELUDE = r"""
+n=0
+check() { n=$((n+1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
+writable() { if [ -d "$1" ]; then f="$1/.w$$"; touch "$f" 2>/dev/null && rm -f "$f";
+  elif [ -f "$1" ] || [ -c "$1" ]; then (echo a > "$1") 2>/dev/null; else return 1; fi; }
+readable() { if [ -d "$1" ]; then [ -n "$(ls -A "$1" 2>/dev/null)" ];
+  elif [ -f "$1" ] || [ -c "$1" ]; then [ -n "$(head -c 1 "$1" 2>/dev/null)" ];
+  else return 1; fi; }
+mnt() { awk -v d="$1" '$5 == d {for (i = 7; $i != "-"; i++); print $(i+1), $(i+2)}' \
+  /proc/self/mountinfo; }
+"""
+
+
+def _q(text: str) -> str:
+    return "'" + str(text).replace("'", "'\\''") + "'"
+
+
+def _cap_mask(names: list[str]) -> int:
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    return sum(1 << CAP_NUMBERS[c] for c in set(names) if CAP_NUMBERS.get(c, 99) <= last)
+
+
+def checker(config: dict) -> str:
+    """A busybox sh script making runtimetest's comparisons for `config`."""
+    process, linux = config["process"], config.get("linux", {})
+    lines = [CHECKER_PRELUDE]
+    add = lambda what, test: lines.append(f"check {_q(what)} {_q(test)}")  # noqa: E731
+    if config["root"].get("readonly"):
+        add("root filesystem is readonly", "! writable /")
+    if config.get("hostname"):
+        add("has expected hostname", f'[ "$(hostname)" = {_q(config["hostname"])} ]')
+    add("has expected working directory", f'[ "$(pwd)" = {_q(process["cwd"])} ]')
+    for env in process.get("env", []):
+        key, _, value = env.partition("=")
+        add(f"has expected environment variable {key}", f'[ "${key}" = {_q(value)} ]')
+    user = process["user"]
+    add("has expected user ID", f'[ "$(id -u)" = {user["uid"]} ]')
+    add("has expected group ID", f'[ "$(id -g)" = {user["gid"]} ]')
+    for gid in user.get("additionalGids", []):
+        add(f"has expected additional group ID {gid}", f'id -G | tr " " "\\n" | grep -qx {gid}')
+    for rl in process.get("rlimits", []):
+        row = RLIMIT_ROWS[rl["type"]]
+        limits = f"$(sed -n \"s/^{row}  *\\([^ ]*\\)  *\\([^ ]*\\).*/\\1 \\2/p\" /proc/self/limits)"
+        add(f"has expected soft and hard {rl['type']}", f'[ "{limits}" = "{rl["soft"]} {rl["hard"]}" ]')
+    for kind, names in process.get("capabilities", {}).items():
+        mask = f"{_cap_mask(names):016x}"
+        add(f"has expected {kind} capabilities",
+            f'[ "$(awk \'/^{STATUS_FIELDS[kind]}:/ {{print $2}}\' /proc/self/status)" = {mask} ]')
+    for link, target in DEFAULT_SYMLINKS.items():
+        add(f"symlink {link} has the expected target", f'[ "$(readlink {link})" = {_q(target)} ]')
+    for path, fstype in DEFAULT_FS.items():
+        add(f"mount {path} has expected type", f'mnt {path} | grep -q "^{fstype} "')
+    for path, major, minor in DEFAULT_DEVICES:
+        add(f"{path} (default device) is c {major}:{minor}",
+            f'[ "$(stat -L -c "%F %t %T" {path})" = "character special file {major:x} {minor:x}" ]')
+    for device in linux.get("devices", []):
+        kind = {"c": "character special file", "u": "character special file",
+                "b": "block special file", "p": "fifo"}[device["type"]]
+        want = kind if device["type"] == "p" else \
+            f"{kind} {device['major']:x} {device['minor']:x}"
+        got = "%F" if device["type"] == "p" else "%F %t %T"
+        add(f"{device['path']} has the expected type and number",
+            f'[ "$(stat -c "{got}" {device["path"]})" = "{want}" ]')
+        if "fileMode" in device:
+            add(f"{device['path']} has the expected permissions",
+                f'[ "$(stat -c %a {device["path"]})" = {device["fileMode"] & 0o777:o} ]')
+        for key, fmt in (("uid", "%u"), ("gid", "%g")):
+            if key in device:
+                add(f"{device['path']} has the expected {key}",
+                    f'[ "$(stat -c {fmt} {device["path"]})" = {device[key]} ]')
+    nnp = 1 if process.get("noNewPrivileges") else 0
+    add("has expected noNewPrivileges", f'grep -q "^NoNewPrivs:.{nnp}$" /proc/self/status')
+    for path in linux.get("maskedPaths", []):
+        add(f"cannot read masked path {path}", f"! readable {path}")
+    if "oomScoreAdj" in process:
+        add("has expected OOM score adjustment",
+            f'[ "$(cat /proc/self/oom_score_adj)" = {process["oomScoreAdj"]} ]')
+    for path in linux.get("readonlyPaths", []):
+        add(f"{path} (readonlyPaths) is not writable", f"! writable {path}")
+    for key, value in linux.get("sysctl", {}).items():
+        add(f"has expected sysctl {key}",
+            f'[ "$(cat /proc/sys/{key.replace(".", "/")})" = {_q(value)} ]')
+    for kind in ("uid", "gid"):
+        for m in linux.get(f"{kind}Mappings", []):
+            add(f"/proc/self/{kind}_map has expected mapping",
+                f"awk '$1 == {m['containerID']} && $2 == {m['hostID']} && $3 == {m['size']}' "
+                f"/proc/self/{kind}_map | grep -q .")
+    lines.append(_mounts_in_order(config["mounts"]))
+    return "\n".join(lines) + "\n"
+
+
+def _mounts_in_order(mounts: list[dict]) -> str:
+    # Each non-bind mount is found in /proc/self/mountinfo (destination, type and
+    # source), after the one before it.
+    wanted = [m for m in mounts if m.get("type") not in ("bind", "rbind")
+              and not {"bind", "rbind"} & set(m.get("options", []))]
+    spec = " ".join(f"{os.path.normpath(m['destination'])}|{m['type']}|{m['source']}"
+                    for m in wanted)
+    return MOUNTS_IN_ORDER.replace("WANT", _q(spec))
+
+
+MOUNTS_IN_ORDER = r"""awk -v want=WANT '
+BEGIN { n = split(want, w, " ") }
+{ for (i = 7; $i != "-"; i++); seen[++rows] = $5 "|" $(i+1) "|" $(i+2) }
+END { at = 0
+  for (k = 1; k <= n; k++) { found = 0
+    for (r = at + 1; r <= rows; r++) if (seen[r] == w[k]) { found = r; break }
+    if (found) { at = found; print "ok - mounts[" k - 1 "] found in order" }
+    else print "not ok - mounts[" k - 1 "] (" w[k] ") found in order" } }' \
+/proc/self/mountinfo
+"""
+
+
+# --- driving the runtime as runtime-tools does ---
+
+class Suite:
+    """knarr-runtime with its own --root, bundles over one private busybox rootfs."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.root = os.path.join(workdir, "state")
+        self.rootfs = os.path.join(workdir, "rootfs")
+        os.chmod(workdir, 0o755)  # a user namespace's root (a host uid) walks to its rootfs
+        make_busybox_rootfs(self.rootfs)
+        self.ids: list[str] = []
+
+    def __call__(self, *argv: str) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            result = subprocess.run([RUNTIME, "--root", self.root, *argv], stdout=out,
+                                    stderr=err, timeout=30)
+            out.seek(0)
+            err.seek(0)
+            result.stdout, result.stderr = out.read().decode(), err.read().decode()
+        return result
+
+    def bundle(self, config: dict) -> str:
+        path = tempfile.mkdtemp(prefix="ocitest", dir=self.workdir)
+        os.symlink(self.rootfs, os.path.join(path, "rootfs"))
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(config, f)
+        return path
+
+    def create(self, config: dict, *flags: str) -> tuple[str, str, subprocess.CompletedProcess]:
+        """`create --bundle B [flags] ID` with stdio to files in the bundle, as the suite does."""
+        bundle, cid = self.bundle(config), str(uuid.uuid4())
+        self.ids.append(cid)
+        with open(os.path.join(bundle, "stdout"), "wb") as out, \
+                open(os.path.join(bundle, "stderr"), "wb+") as err:
+            result = subprocess.run([RUNTIME, "--root", self.root, "create", "--bundle", bundle,
+                                     *flags, cid], stdout=out, stderr=err, timeout=30)
+            err.seek(0)
+            result.stderr = err.read().decode()
+        return cid, bundle, result
+
+    def state(self, cid: str) -> dict:
+        result = self("state", cid)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def wait_stopped(self, cid: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while self.state(cid)["status"] != "stopped":
+            assert time.monotonic() < deadline, f"{cid} did not stop"
+            time.sleep(0.02)
+
+    def inside(self, config: dict) -> list[str]:
+        """Run the checker for `config` in a container; return its TAP lines."""
+        script = os.path.join(self.rootfs, "runtimetest-" + uuid.uuid4().hex[:8])
+        with open(script, "w") as f:
+            f.write(checker(config))
+        config["process"]["args"] = ["/bin/sh", "/" + os.path.basename(script)]
+        cid, bundle, created = self.create(config)
+        assert created.returncode == 0, created.stderr
+        started = self("start", cid)
+        assert started.returncode == 0, started.stderr
+        self.wait_stopped(cid)
+        assert self("delete", cid).returncode == 0
+        with open(os.path.join(bundle, "stdout")) as out, \
+                open(os.path.join(bundle, "stderr")) as err:
+            lines = out.read().splitlines()
+            assert err.read() == ""
+        return [line for line in lines if line.startswith(("ok", "not ok"))]
+
+    def cleanup(self) -> None:
+        for cid in self.ids:
+            self("delete", "-f", cid)
+
+
+@pytest.fixture(scope="module")
+def suite():
+    workdir = tempfile.mkdtemp(prefix="knarr-validation-")
+    s = Suite(workdir)
+    yield s
+    s.cleanup()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def all_ok(lines: list[str]) -> None:
+    assert lines, "the checker printed nothing"
+    failed = [line for line in lines if line.startswith("not ok")]
+    assert failed == [], failed
+
+
+# --- inside: runtimetest's comparisons ---
+
+def test_generator_defaults(suite):
+    """The generator's config as it is: default devices, links, file systems, mounts."""
+    lines = suite.inside(generator_config())
+    all_ok(lines)
+    assert len(lines) > 30
+
+
+def test_process_rlimits(suite):
+    config = generator_config()
+    gib = 1024 ** 3
+    config["process"]["rlimits"] += [
+        {"type": "RLIMIT_AS", "hard": 2 * gib, "soft": gib},
+        {"type": "RLIMIT_CORE", "hard": 4 * gib, "soft": 3 * gib},
+        {"type": "RLIMIT_DATA", "hard": 6 * gib, "soft": 5 * gib},
+        {"type": "RLIMIT_FSIZE", "hard": 8 * gib, "soft": 7 * gib},
+        {"type": "RLIMIT_STACK", "hard": 10 * gib, "soft": 9 * gib},
+        {"type": "RLIMIT_CPU", "hard": 120, "soft": 60},
+    ]
+    config["process"]["rlimits"][0] = {"type": "RLIMIT_NOFILE", "hard": 4000, "soft": 3000}
+    all_ok(suite.inside(config))
+
+
+def test_linux_fields(suite):
+    """sysctl, devices of each type, oomScoreAdj, a user, a tmpfs with options, ro root."""
+    config = generator_config()
+    config["root"]["readonly"] = True
+    config["hostname"] = "validation"
+    config["process"]["user"] = {"uid": 1, "gid": 1, "additionalGids": [2, 8]}
+    config["process"]["cwd"] = "/tmp"
+    config["process"]["oomScoreAdj"] = 500
+    config["process"]["noNewPrivileges"] = True
+    config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                             "options": ["nosuid", "strictatime", "mode=755", "size=1k"]})
+    config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    config["linux"]["devices"] = [
+        {"path": "/dev/test1", "type": "c", "major": 10, "minor": 666, "fileMode": 0o660,
+         "uid": 0, "gid": 0},
+        {"path": "/dev/test2", "type": "b", "major": 8, "minor": 666, "fileMode": 0o660,
+         "uid": 0, "gid": 0},
+        {"path": "/dev/test3", "type": "p", "major": 8, "minor": 666, "fileMode": 0o660},
+    ]
+    all_ok(suite.inside(config))
+
+
+def test_masked_and_readonly_paths_of_every_kind(suite):
+    """Directories, files, nested ones and device nodes (b, c, p), as the suite makes them."""
+    rootfs = suite.rootfs
+    for top in ("masked", "readonly"):
+        os.makedirs(os.path.join(rootfs, f"{top}-dir", f"{top}-subdir"), exist_ok=True)
+        for rel in (f"{top}-file", f"{top}-dir/{top}-file", f"{top}-dir/{top}-subdir/{top}-file",
+                    f"{top}-dir/{top}-subdir/tmp"):
+            with open(os.path.join(rootfs, rel), "w") as f:
+                f.write("secrets")
+        for kind, mode in (("b", 0o060000), ("c", 0o020000), ("p", 0o010000)):
+            node = os.path.join(rootfs, f"{top}-device-{kind}")
+            if not os.path.lexists(node):
+                os.mknod(node, mode | 0o666, 0)
+    config = generator_config()
+    for top, key in (("masked", "maskedPaths"), ("readonly", "readonlyPaths")):
+        config["linux"][key] = [f"/{top}-dir", f"/{top}-file", f"/{top}-dir/{top}-subdir",
+                                f"/{top}-dir/{top}-file",
+                                f"/{top}-dir/{top}-subdir/{top}-file"] + \
+            [f"/{top}-device-{kind}" for kind in "bcp"]
+    all_ok(suite.inside(config))
+
+
+def test_user_namespace_mappings(suite):
+    config = generator_config()
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 3200}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 3200}]
+    all_ok(suite.inside(config))
