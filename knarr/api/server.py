@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import re
+import time
 
 from knarr.api import errors, http, routes_containers, routes_exec, routes_images, routes_system
 from knarr.engine import API_VERSION, VERSION
@@ -109,12 +110,17 @@ class Server:
             await responder.json(status, {"message": message})
             return
         request.params = params
+        started = time.monotonic()
         try:
             await handler(self.engine, request, responder)
         except (ConnectionError, asyncio.IncompleteReadError):
             responder.keep_alive = False
         except Exception as exc:  # noqa: BLE001 - every failure becomes a response
             await self._fail(request, responder, exc)
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s %.1f ms", request.method, request.path,
+                          (time.monotonic() - started) * 1000)
 
     async def _fail(self, request: http.Request, responder: http.Responder,
                     exc: Exception) -> None:

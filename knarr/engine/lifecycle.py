@@ -109,8 +109,24 @@ class LifecycleMixin:
         self.starting.add(cid)
         try:
             await self._start(record)
-        finally:
+        except BaseException:
             self.starting.discard(cid)
+            await self._start_failed(record)
+            raise
+        self.starting.discard(cid)
+
+    async def _start_failed(self, record: dict) -> None:
+        """A failed start leaves the container stopped (or, with --rm, gone)."""
+        cid = record["Id"]
+        if cid in self.links:
+            return
+        state = self.read_state(cid)
+        self.wake(cid, "die", state.get("ExitCode", 0))
+        if record["HostConfig"].get("AutoRemove"):
+            try:
+                await self.delete(cid, force=True)
+            except NotFound:
+                pass
 
     async def _start(self, record: dict) -> None:
         cid = record["Id"]

@@ -1,7 +1,7 @@
 """Bad input gets Docker's status and message, and changes nothing."""
 
 import pytest
-from test_api_support import knarrd_fixture  # noqa: F401
+from test_api_support import knarrd_fixture, read_all, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.privileged
 
@@ -78,3 +78,21 @@ def test_conflicts_of_state(knarrd):
     resp = client.post(f"/containers/{cid}/kill", signal="NOPE")
     assert resp.status == 400 and resp.message == "Invalid signal: NOPE"
     assert client.get("/nothing/here").status == 404
+
+
+def test_missing_program_fails_start_with_dockers_text(knarrd):
+    client = knarrd.client
+    cid = client.create("busybox", ["nosuchcmd"], HostConfig={"AutoRemove": True},
+                        AttachStdout=True)
+    sock, head, rest = client.hijack(f"/containers/{cid}/attach",
+                                     query={"stream": 1, "stdout": 1})
+    resp = client.post(f"/containers/{cid}/start")
+    assert resp.status == 400
+    assert 'exec: "nosuchcmd": executable file not found in $PATH' in resp.message
+    read_all(sock, rest, timeout=5)  # the attach ends
+    assert wait_for(lambda: client.get(f"/containers/{cid}/json").status == 404)
+    kept = client.create("busybox", ["nosuchcmd"])
+    assert client.post(f"/containers/{kept}/start").status == 400
+    state = client.inspect(kept)["State"]
+    assert state["ExitCode"] == 127 and "executable file not found" in state["Error"]
+    assert client.post(f"/containers/{kept}/wait").json()["StatusCode"] == 127
