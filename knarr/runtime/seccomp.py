@@ -235,10 +235,21 @@ def _add_rule(ctx: int, rule: _Rule, default_action: int) -> None:
                 raise _fail(rule.field, f"add rule for {name}: {exc.strerror}") from exc
 
 
+# Profiles this process (or the one it was forked from) has built already: building
+# Docker's profile takes libseccomp milliseconds, and create and init both validate.
+_VALIDATED: set[str] = set()
+
+
 def validate(seccomp: dict) -> None:
     """Check an OCI linux.seccomp object and build its filter without loading it."""
+    from knarr.oci import fastjson
+
+    key = fastjson.dumps(seccomp)
+    if key in _VALIDATED:
+        return
     plan = _parse(seccomp)
     scmp.release(_build(plan))
+    _VALIDATED.add(key)
 
 
 def compile_and_load(seccomp: dict) -> None:
