@@ -76,11 +76,13 @@ def _proxy_signals(cli, cid: str) -> None:
     """Forward SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 to the container."""
     import _signal
 
+    client = cli.client.clone()  # its own connection: the handler may run mid-request
+
     def forward(signum, _frame) -> None:
         try:
-            cli.client.post(f"/containers/{cid}/kill", {"signal": str(signum)})
-        except KnarrError:
-            pass
+            client.post(f"/containers/{cid}/kill", {"signal": str(signum)})
+        except (KnarrError, OSError):
+            pass  # a signal handler must not raise into the relay
 
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
                 _signal.SIGUSR1, _signal.SIGUSR2):
