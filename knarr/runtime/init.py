@@ -75,9 +75,13 @@ def _setup(ch: Channel, ctx: dict) -> None:
         rootfs.prepare_rootfs(config, ctx["rootfs"], in_cgroupns="cgroup" in ns,
                               in_userns="user" in ns, bundle=ctx["bundle"])
     hooks.run(config, "createContainer", hook_state)
+    fd_dir = None
     if new_mount:
         rootfs.pivot_into(ctx["rootfs"], no_pivot=ctx["no_pivot"])
     else:
+        # No mount namespace of its own: the root gets no /proc mounted, so the
+        # fifo is reopened later through this process's fds in the host's /proc.
+        fd_dir = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         os.chroot(ctx["rootfs"])
         os.chdir("/")
     _set_names(config, ns)
@@ -86,11 +90,11 @@ def _setup(ch: Channel, ctx: dict) -> None:
     _write_sysctls(config.get("linux", {}).get("sysctl", {}))
     if new_mount:
         rootfs.finalize_rootfs(config)
-    _close_fds(ch, fifo, ctx["preserve_fds"])
+    _close_fds(ch, {fifo, fd_dir}, ctx["preserve_fds"])
     process.find_executable(config["process"])
     ch.send("ready")
     ctx["ready"] = True
-    _wait_for_start(fifo)
+    _wait_for_start(fifo, fd_dir)
     hooks.run(config, "startContainer", {**hook_state, "status": "created"})
     signals.reset_for_exec()
     process.finalize(config["process"], seccomp=config.get("linux", {}).get("seccomp"))
@@ -114,8 +118,10 @@ def _set_names(config: dict, ns: dict) -> None:
     for key, setter in (("hostname", ksys.sethostname), ("domainname", ksys.setdomainname)):
         if key not in config:
             continue
-        if "uts" not in ns or ns["uts"]:
-            raise InvalidArgument(f"set {key} {config[key]!r}: the config has no new uts "
+        # A joined uts namespace (a path) is named too, as runc does; with none
+        # in the config the name would be the host's.
+        if "uts" not in ns:
+            raise InvalidArgument(f"set {key} {config[key]!r}: the config has no uts "
                                   f"namespace")
         setter(config[key])
 
@@ -144,9 +150,9 @@ def _write_sysctls(sysctls: dict) -> None:
             raise InvalidArgument(f"set sysctl {key}={value}: {exc.strerror}") from exc
 
 
-def _close_fds(ch: Channel, fifo: int, preserve: int) -> None:
+def _close_fds(ch: Channel, needed: set, preserve: int) -> None:
     """Close every inherited fd but stdio, preserved ones and those init still needs."""
-    keep = set(range(3 + preserve)) | {ch.fileno(), fifo}
+    keep = set(range(3 + preserve)) | {ch.fileno()} | needed
     try:
         names = os.listdir("/proc/self/fd")
     except FileNotFoundError:
@@ -165,12 +171,17 @@ def _close_fds(ch: Channel, fifo: int, preserve: int) -> None:
             pass
 
 
-def _wait_for_start(fifo: int) -> None:
-    """Block until `start` opens the fifo for reading, then tell it we are going."""
+def _wait_for_start(fifo: int, fd_dir: int | None = None) -> None:
+    """Block until `start` opens the fifo for reading, then tell it we are going.
+
+    The fifo is reopened through /proc/self/fd, or `fd_dir` when that is given."""
+    path = f"/proc/self/fd/{fifo}" if fd_dir is None else str(fifo)
     try:
-        fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=fd_dir)
     except OSError as exc:
         raise FailedPrecondition(f"open exec fifo: {exc.strerror}") from exc
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo)
+    if fd_dir is not None:
+        os.close(fd_dir)

@@ -371,3 +371,201 @@ def test_user_namespace_mappings(suite):
     config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 3200}]
     config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 3200}]
     all_ok(suite.inside(config))
+
+
+# --- outside: what the host sees of a created container ---
+
+PROC_NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
+
+
+def _ns(pid: int | str, name: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{name}")
+
+
+def created(suite, config: dict, *flags: str) -> tuple[str, dict]:
+    cid, _, result = suite.create(config, *flags)
+    assert result.returncode == 0, result.stderr
+    return cid, suite.state(cid)
+
+
+def remove(suite, cid: str) -> None:
+    suite("kill", cid, "KILL")
+    suite.wait_stopped(cid)
+    assert suite("delete", cid).returncode == 0
+
+
+def test_without_namespaces_every_one_is_inherited(suite):
+    config = generator_config("true")
+    config["linux"]["namespaces"] = []
+    del config["hostname"]
+    cid, state = created(suite, config)
+    assert [n for n in PROC_NAMESPACES if _ns(state["pid"], n) != _ns("self", n)] == []
+    started = suite("start", cid)  # init reaches the fifo without a /proc of its own
+    assert started.returncode == 0, started.stderr
+    suite.wait_stopped(cid)
+    assert suite("delete", cid).returncode == 0
+
+
+def test_every_namespace_without_a_path_is_new(suite):
+    config = generator_config("true")
+    config["linux"]["namespaces"] = [{"type": t} for t in (
+        "cgroup", "ipc", "mount", "network", "pid", "user", "uts")]
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1000}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1000}]
+    cid, state = created(suite, config)
+    assert [n for n in PROC_NAMESPACES if _ns(state["pid"], n) == _ns("self", n)] == []
+    remove(suite, cid)
+
+
+@pytest.mark.parametrize("name,kind,option", [
+    ("ipc", "ipc", "--ipc"), ("mnt", "mount", "--mount"), ("net", "network", "--net"),
+    ("pid", "pid", "--pid"), ("uts", "uts", "--uts")])
+def test_a_namespace_path_is_joined(suite, name, kind, option):
+    """As the suite does: the namespace of an `unshare` process (its pid_for_children
+    for pid), with the generator's hostname still set."""
+    holder = subprocess.Popen(["unshare", option, "--fork", "sleep", "1000"],
+                              start_new_session=True)
+    try:
+        suffix = "_for_children" if name == "pid" else ""
+        path = f"/proc/{holder.pid}/ns/{name}{suffix}"
+        deadline = time.monotonic() + 3
+        while os.readlink(path) == _ns("self", name):
+            assert time.monotonic() < deadline, "unshare made no namespace"
+            time.sleep(0.02)
+        config = generator_config("true")
+        config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"]
+                                         if ns["type"] != kind] + [{"type": kind, "path": path}]
+        cid, state = created(suite, config)
+        assert _ns(state["pid"], name) == os.readlink(path)
+        remove(suite, cid)
+    finally:
+        os.killpg(holder.pid, 9)
+        holder.wait()
+
+
+@pytest.mark.parametrize("kind,wrong", [
+    ("cgroup", "ipc"), ("ipc", "mnt"), ("mount", "net"), ("network", "pid"), ("pid", "user"),
+    ("user", "uts"), ("uts", "cgroup")])
+def test_a_namespace_path_of_another_type_fails_create(suite, kind, wrong):
+    config = generator_config("true")
+    config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"]
+                                     if ns["type"] != kind] + \
+        [{"type": kind, "path": f"/proc/self/ns/{wrong}"}]
+    cid, _, result = suite.create(config)
+    assert result.returncode != 0
+    assert suite("state", cid).returncode != 0
+
+
+# The suite reads a container's cgroup from the first v1 hierarchy's parent
+# directory: <mount>/<controller>/<cgroupsPath> for an absolute path, and the
+# path /proc/<pid>/cgroup names (which must contain cgroupsPath) for a relative one.
+CGROUP_PATHS = ["/cgrouptest-" + uuid.uuid4().hex[:6],
+                "testdir-" + uuid.uuid4().hex[:6] + "/cgrouptest/container"]
+
+
+def cgroup_file(pid: int, cgroups_path: str, controller: str, name: str) -> str:
+    if cgroups_path.startswith("/"):
+        return os.path.join(CGROUP_ROOT, controller, cgroups_path.lstrip("/"), name)
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(","):
+                assert cgroups_path in path, (cgroups_path, path)
+                return os.path.join(CGROUP_ROOT, controller, path.lstrip("/"), name)
+    raise AssertionError(f"no {controller} hierarchy")
+
+
+def read_cgroup(pid: int, cgroups_path: str, controller: str, name: str) -> str:
+    with open(cgroup_file(pid, cgroups_path, controller, name)) as f:
+        return f.read().strip()
+
+
+def with_resources(cgroups_path: str, **resources) -> dict:
+    config = generator_config("true")
+    config["linux"]["cgroupsPath"] = cgroups_path
+    config["linux"]["resources"].update(resources)
+    return config
+
+
+def v1_hierarchy(controller: str) -> bool:
+    return os.path.isfile(os.path.join(CGROUP_ROOT, controller, "cgroup.procs"))
+
+
+@pytest.fixture
+def cgroup_parents():
+    yield
+    for path in CGROUP_PATHS[1:]:  # the runtime removes the leaf; the suite's parents stay
+        parts = path.split("/")
+        for depth in range(len(parts) - 1, 0, -1):
+            for controller in os.listdir(CGROUP_ROOT):
+                try:
+                    os.rmdir(os.path.join(CGROUP_ROOT, controller, *parts[:depth]))
+                except OSError:
+                    pass
+
+
+@pytest.mark.skipif(not v1_hierarchy("memory"), reason="needs the v1 memory controller")
+@pytest.mark.parametrize("cgroups_path", CGROUP_PATHS)
+def test_cgroups_memory(suite, cgroups_path, cgroup_parents):
+    limit = 50593792
+    config = with_resources(cgroups_path, memory={
+        "limit": limit, "reservation": limit, "swap": limit, "kernelTCP": limit,
+        "swappiness": 50, "disableOOMKiller": True})
+    cid, state = created(suite, config)
+    read = lambda name: read_cgroup(state["pid"], cgroups_path, "memory", name)  # noqa: E731
+    assert read("memory.limit_in_bytes") == str(limit)
+    assert read("memory.soft_limit_in_bytes") == str(limit)
+    if os.path.exists(cgroup_file(state["pid"], cgroups_path, "memory",
+                                  "memory.memsw.limit_in_bytes")):
+        assert read("memory.memsw.limit_in_bytes") == str(limit)
+    assert read("memory.kmem.tcp.limit_in_bytes") == str(limit)
+    assert read("memory.swappiness") == "50"
+    assert "oom_kill_disable 1" in read("memory.oom_control")
+    remove(suite, cid)
+
+
+@pytest.mark.parametrize("cgroups_path", CGROUP_PATHS)
+def test_cgroups_cpu_pids_and_device_rules_in_order(suite, cgroups_path, cgroup_parents):
+    cpus = f"0-{os.cpu_count() - 1}" if os.cpu_count() > 1 else "0"
+    config = with_resources(
+        cgroups_path, cpu={"shares": 2048, "period": 500000, "quota": 200000, "cpus": cpus,
+                           "mems": "0"},
+        pids={"limit": 1000},
+        devices=[{"allow": False, "access": "rwm"},
+                 {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+                 {"allow": True, "type": "b", "major": 8, "minor": 20, "access": "rw"},
+                 {"allow": True, "type": "b", "major": 10, "minor": 200, "access": "r"}])
+    cid, state = created(suite, config)
+    read = lambda c, name: read_cgroup(state["pid"], cgroups_path, c, name)  # noqa: E731
+    assert read("cpu", "cpu.shares") == "2048"
+    assert read("cpu", "cpu.cfs_period_us") == "500000"
+    assert read("cpu", "cpu.cfs_quota_us") == "200000"
+    assert read("cpuset", "cpuset.cpus") == cpus
+    assert read("cpuset", "cpuset.mems") == "0"
+    assert read("pids", "pids.max") == "1000"
+    # the config's allow rules first, in their order (the suite compares by index)
+    assert read("devices", "devices.list").splitlines()[:3] == [
+        "c 10:229 rwm", "b 8:20 rw", "b 10:200 r"]
+    remove(suite, cid)
+    if cgroups_path.startswith("/"):  # delete removes what create made
+        assert not os.path.exists(os.path.join(CGROUP_ROOT, "pids", cgroups_path.lstrip("/")))
+
+
+@pytest.mark.skipif(not v1_hierarchy("hugetlb"), reason="needs the v1 hugetlb controller")
+def test_cgroups_hugetlb_limits_and_an_unknown_page_size(suite):
+    sizes = {"hugepages-2048kB": "2MB", "hugepages-1048576kB": "1GB"}
+    for entry in os.listdir("/sys/kernel/mm/hugepages"):
+        if entry not in sizes:
+            continue
+        config = with_resources(CGROUP_PATHS[0], hugepageLimits=[
+            {"pageSize": sizes[entry], "limit": 2 << 30}])
+        cid, state = created(suite, config)
+        name = f"hugetlb.{sizes[entry]}.limit_in_bytes"
+        assert read_cgroup(state["pid"], CGROUP_PATHS[0], "hugetlb", name) == str(2 << 30)
+        remove(suite, cid)
+    config = with_resources(CGROUP_PATHS[0], hugepageLimits=[
+        {"pageSize": "3MB", "limit": 100 * 3 * 1024 * 1024}])
+    cid, _, result = suite.create(config)
+    assert result.returncode != 0 and "3MB" in result.stderr
+    assert suite("state", cid).returncode != 0
+    assert not os.path.exists(os.path.join(CGROUP_ROOT, "hugetlb", CGROUP_PATHS[0].lstrip("/")))
