@@ -66,13 +66,30 @@ def _text(client: dict, server: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ansic(stamp: str) -> str:
+    """An RFC 3339 build time as Go's time.ANSIC (`Thu May  7 21:09:36 2026`), in its zone."""
+    import time
+
+    from knarr.cli import units
+
+    try:
+        epoch = units.rfc3339_to_epoch(stamp)
+    except (ValueError, IndexError):
+        return stamp
+    zone = stamp[-6:] if len(stamp) > 6 and stamp[-6] in "+-" and stamp[-3] == ":" else ""
+    if zone:
+        sign = -1 if zone[0] == "-" else 1
+        epoch += sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return time.strftime("%a %b %e %H:%M:%S %Y", time.gmtime(epoch))
+
+
 def _server_lines(server: dict) -> list[str]:
     lines = [" Engine:", f"  Version:          {server.get('Version', '')}",
              f"  API version:      {server.get('ApiVersion', '')} (minimum version "
              f"{server.get('MinAPIVersion', '')})",
              f"  Go version:       {server.get('GoVersion', '')}",
              f"  Git commit:       {server.get('GitCommit', '')}",
-             f"  Built:            {server.get('BuildTime', '')}",
+             f"  Built:            {_ansic(server.get('BuildTime', ''))}",
              f"  OS/Arch:          {server.get('Os', '')}/{server.get('Arch', '')}",
              f"  Experimental:     {str(server.get('Experimental', False)).lower()}"]
     for comp in server.get("Components") or []:
