@@ -10,6 +10,7 @@ monitor's socket) and `runtime/` (the OCI runtime's own state).
 import asyncio
 import concurrent.futures
 import json
+import logging
 import os
 import shutil
 import socket
@@ -20,13 +21,14 @@ from knarr.engine.execs import ExecMixin
 from knarr.engine.imageverbs import ImagesMixin
 from knarr.engine.lifecycle import LifecycleMixin
 from knarr.engine.observe import ObserveMixin
-from knarr.errors import NotFound
+from knarr.errors import KnarrError, NotFound
 from knarr.images import ImageStore, builtin
 
 __all__ = ["Engine", "API_VERSION", "VERSION"]
 
 VERSION = "0.1.0"
 API_VERSION = "1.43"
+log = logging.getLogger("knarr.engine")
 _BUILTIN = {"docker.io/library/hello-world:latest": builtin.hello_world,
             "docker.io/library/busybox:latest": builtin.busybox}
 
@@ -137,6 +139,11 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
             if cid not in running and record["HostConfig"].get("AutoRemove") and \
                     state.get("Status") == "exited":
                 await self.delete(cid, force=True)
+            elif cid not in running and _starts_with_daemon(record, state):
+                try:
+                    await self.start(cid)
+                except KnarrError as exc:
+                    log.warning("start %s with the daemon: %s", cid, exc)
 
     def cleanup_orphan(self, cid: str) -> None:
         """Tear down what a dead monitor left: the runtime container, the rootfs mount."""
@@ -194,6 +201,14 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
 
     def new_id(self) -> str:
         return names.new_id()
+
+
+def _starts_with_daemon(record: dict, state: dict) -> bool:
+    """Docker's rule: `always` starts with the daemon, `unless-stopped` unless stopped by hand."""
+    policy = record["HostConfig"]["RestartPolicy"]["Name"]
+    if not state.get("StartedAt") or state["StartedAt"].startswith("0001-"):
+        return False
+    return policy == "always" or (policy == "unless-stopped" and not state.get("ManualStop"))
 
 
 def _normalise(ref: str) -> str:

@@ -336,7 +336,8 @@ class Monitor(ClientsMixin, ExecMixin):
     def finish(self) -> None:
         """The container is down for good: unmount, record, tell the watchers, exit."""
         self.unmount_rootfs()
-        self.state.update(Status="exited", Restarting=False, Running=False, Pid=0)
+        self.state.update(Status="exited", Restarting=False, Running=False, Pid=0,
+                          ManualStop=self.manual_stop)
         self.state.pop("MonitorPid", None)
         self.save_state(durable=not self.p.get("auto_remove"))  # --rm: gone in a moment
         self.notify({"event": "die", "exit_code": self.state.get("ExitCode", 0),

@@ -52,3 +52,15 @@ def test_unless_stopped_stays_stopped_after_stop(knarrd):
     info = client.inspect(cid)
     assert not info["State"]["Running"] and info["State"]["Status"] == "exited"
     assert info["RestartCount"] == 0
+
+
+def test_daemon_start_starts_always_but_not_stopped_unless_stopped(knarrd):
+    client = knarrd.client
+    always = client.run("busybox", ["sleep", "1000"], **_policy("always"))
+    unless = client.run("busybox", ["sleep", "1000"], **_policy("unless-stopped"))
+    for cid in (always, unless):
+        assert client.post(f"/containers/{cid}/stop", t=0).status == 204
+    knarrd.stop()
+    knarrd.start()
+    assert client.inspect(always)["State"]["Running"]
+    assert not client.inspect(unless)["State"]["Running"]
