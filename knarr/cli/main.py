@@ -32,6 +32,7 @@ GROUPS = {
               "pull": "pull"},
     "system": {"info": "info", "df": "df", "prune": "prune", "events": "events"},
 }
+_ALIASES = {"list", "remove", "ps"}  # shown only under their usual names
 _GLOBAL_VALUES = {"-H": "host", "--host": "host", "-l": "log_level", "--log-level": "log_level",
                   "--config": "config", "-c": "context", "--context": "context",
                   "--tlscacert": "tlscacert", "--tlscert": "tlscert", "--tlskey": "tlskey"}
@@ -90,16 +91,30 @@ def _resolve(words: list[str]) -> tuple[str, str, list[str]]:
                                    f"See 'knarr {first} --help'", code=1)
         return sub, f"{first} {words[1]}", words[2:]
     if first in GROUPS:
-        raise flags.UsageError(_group_help(first), code=0 if len(words) > 1 else 1)
+        if len(words) > 1 and words[1] not in ("-h", "--help"):
+            raise flags.UsageError(f"unknown flag: {words[1]}\nSee 'knarr {first} --help'.")
+        raise flags.UsageError(_group_help(first), code=0)
     if first not in COMMANDS:
         raise flags.UsageError(f"knarr: '{first}' is not a knarr command.\n"
                                "See 'knarr --help'", code=1)
     return COMMANDS[first], first, words[1:]
 
 
+def _summaries(names: dict[str, str]) -> str:
+    """`  name  summary` lines; imports each command's module (help only)."""
+    width = max(len(n) for n in names) + 2
+    lines = []
+    for name, module_name in sorted(names.items()):
+        module = __import__(f"knarr.cli.cmd_{module_name}", fromlist=["command"])
+        lines.append(f"  {name.ljust(width)}{module.command(name).summary}")
+    return "\n".join(lines) + "\n"
+
+
 def _group_help(group: str) -> str:
     return (f"\nUsage:  knarr {group} COMMAND\n\nManage {group}s\n\nCommands:\n" +
-            "\n".join(f"  {name}" for name in sorted(GROUPS[group])) + "\n")
+            _summaries({k: v for k, v in GROUPS[group].items() if k not in _ALIASES}) +
+            f"\nRun 'knarr {group} COMMAND --help' for more "
+            "information on a command.\n")
 
 
 def _usage() -> str:
@@ -107,11 +122,14 @@ def _usage() -> str:
             "knarr, speaking the Docker Engine API\n\nOptions:\n"
             "  -H, --host list      Daemon socket to connect to (default "
             "unix:///run/knarr/knarr.sock; DOCKER_HOST)\n"
+            "      --tls            Use TLS; implied by --tlsverify\n"
+            "      --tlscacert, --tlscert, --tlskey string   TLS files (default "
+            "$DOCKER_CERT_PATH/{ca,cert,key}.pem)\n"
+            "      --tlsverify      Use TLS and verify the remote (DOCKER_TLS_VERIFY)\n"
             "  -v, --version        Print version information and quit\n\n"
             "Management Commands:\n  container   Manage containers\n  image       Manage "
-            "images\n  system      Manage knarr\n\nCommands:\n  " +
-            "\n  ".join(sorted(COMMANDS)) + "\n\nRun 'knarr COMMAND --help' for more "
-            "information on a command.\n")
+            "images\n  system      Manage knarr\n\nCommands:\n" + _summaries(COMMANDS) +
+            "\nRun 'knarr COMMAND --help' for more information on a command.\n")
 
 
 def main(argv: list[str] | None = None) -> int:
