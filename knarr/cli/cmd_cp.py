@@ -78,7 +78,10 @@ def _from_container(cli, container: str, path: str, dest: str) -> int:
             for member in archive:
                 if rename and (member.name == base or member.name.startswith(base + "/")):
                     member.name = rename + member.name[len(base):]
-                archive.extract(member, into, filter="tar")
+                if hasattr(tarfile, "tar_filter"):  # Python 3.11.4 and later
+                    archive.extract(member, into, filter="tar")
+                else:
+                    archive.extract(member, into)
     finally:
         resp.conn.close()
     return 0
