@@ -17,7 +17,7 @@ COMMANDS = {
     "images": "images", "rmi": "rmi", "tag": "tag", "save": "save", "load": "load",
     "history": "history", "version": "version", "info": "info", "diff": "diff",
     "commit": "commit", "export": "export", "import": "import", "port": "port", "pull": "pull",
-    "cp": "cp",
+    "cp": "cp", "update": "update",
 }
 # management commands: `knarr container ls` and friends
 GROUPS = {
@@ -25,7 +25,7 @@ GROUPS = {
                   **{c: c for c in ("run", "create", "start", "stop", "restart", "kill", "rm",
                                     "inspect", "wait", "rename", "pause", "unpause", "top",
                                     "logs", "attach", "exec", "stats", "diff", "commit", "export",
-                                    "port", "cp")}},
+                                    "port", "cp", "update")}},
     "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
               "inspect": "inspect", "tag": "tag", "save": "save", "load": "load",
               "history": "history", "prune": "prune", "import": "import",

@@ -606,3 +606,12 @@ def test_cp_both_ways(d, sleeper, tmp_path):
     missing = d.knarr("cp", f"{sleeper}:/nope", str(tmp_path / "x"))
     assert (missing.returncode, missing.stderr) == \
         (1, f"Error: No such container:path: {sleeper}:/nope\n".encode())
+
+
+def test_update_changes_limits_seen_by_stats(d, sleeper):
+    assert d.ok("update", "-m", "96m", "--memory-swap", "192m", "--restart", "on-failure:2",
+                sleeper) == f"{sleeper}\n"
+    assert d.ok("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+                sleeper) == f"{96 << 20} on-failure\n"
+    assert d.ok("stats", "--no-stream", "--format", "{{.MemUsage}}", sleeper).endswith(
+        " / 96MiB\n")
