@@ -196,9 +196,13 @@ class Template:
                 raise
             except Exception as exc:
                 raise TemplateError(f"error calling {head}: {exc}") from None
+        value = self._arg(head, dot, root)
+        if callable(value) and head.startswith("."):  # a method: {{.Label "name"}}
+            args = [self._arg(w, dot, root) for w in cmd[1:]]
+            return value(*args, *(() if piped is None else (piped,)))
         if len(cmd) > 1 or piped is not None:
             raise TemplateError(f"can't give argument to non-function {head}")
-        return self._arg(head, dot, root)
+        return value
 
     def _arg(self, word: str, dot: object, root: object) -> object:
         if word.startswith('"') or word.startswith("`"):

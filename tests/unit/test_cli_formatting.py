@@ -124,3 +124,8 @@ def test_system_df_rows():
     rows = cmd_df.summary_rows(df)
     assert rows[0]["Reclaimable"] == "0B (0%)" and rows[0]["Active"] == "1"
     assert rows[1]["Size"] == "400B" and rows[1]["Reclaimable"] == "100B (25%)"
+
+
+def test_template_method_calls_with_arguments():
+    row = cmd_ps.Row(CONTAINER, now=NOW)
+    assert Template('{{.Label "a"}}|{{.Label "missing"}}').render(row) == "b|"
