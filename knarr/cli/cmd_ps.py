@@ -46,6 +46,42 @@ def go_quote(text: str) -> str:
     return f'"{body}"'
 
 
+def _host_port(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _group(key: tuple[str, str], first: int, last: int) -> str:
+    ip, kind = key
+    ports = str(first) if first == last else f"{first}-{last}"
+    return f"{ip}:{ports}->{ports}/{kind}" if ip else f"{ports}/{kind}"
+
+
+def displayable_ports(ports: list[dict]) -> str:
+    """Docker's PORTS column: runs of consecutive ports grouped, mappings after them."""
+    def order(p: dict) -> tuple:
+        return (p.get("PrivatePort", 0), p.get("PublicPort", 0), p.get("Type", ""),
+                p.get("IP", ""))
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    result, mappings = [], []
+    for p in sorted(ports, key=order):
+        private, kind, ip = p.get("PrivatePort", 0), p.get("Type", "tcp"), p.get("IP", "")
+        if ip and p.get("PublicPort") != private:
+            mappings.append(f"{_host_port(ip, p.get('PublicPort', 0))}->{private}/{kind}")
+            continue
+        key = (ip, kind)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [private, private]
+        elif private == group[1] + 1:
+            group[1] = private
+        else:
+            result.append(_group(key, *group))
+            groups[key] = [private, private]
+    result += [_group(key, *group) for key, group in groups.items()]
+    return ", ".join(result + mappings)
+
+
 class Row:
     """One container as Docker's formatter shows it; attributes are template fields."""
 
@@ -90,14 +126,7 @@ class Row:
 
     @property
     def Ports(self) -> str:
-        out = []
-        for p in self.c.get("Ports") or []:
-            proto = f"{p.get('PrivatePort')}/{p.get('Type', 'tcp')}"
-            if p.get("PublicPort"):
-                out.append(f"{p.get('IP', '0.0.0.0')}:{p['PublicPort']}->{proto}")
-            else:
-                out.append(proto)
-        return ", ".join(out)
+        return displayable_ports(self.c.get("Ports") or [])
 
     @property
     def State(self) -> str:

@@ -129,3 +129,13 @@ def test_system_df_rows():
 def test_template_method_calls_with_arguments():
     row = cmd_ps.Row(CONTAINER, now=NOW)
     assert Template('{{.Label "a"}}|{{.Label "missing"}}').render(row) == "b|"
+
+
+def test_ports_column():
+    ports = [{"PrivatePort": 80, "PublicPort": 8080, "Type": "tcp", "IP": "0.0.0.0"},
+             {"PrivatePort": 53, "Type": "udp"}, {"PrivatePort": 443, "Type": "tcp"},
+             {"PrivatePort": 444, "Type": "tcp"},
+             {"PrivatePort": 80, "PublicPort": 8080, "Type": "tcp", "IP": "::"}]
+    assert cmd_ps.displayable_ports(ports) == \
+        "53/udp, 443-444/tcp, 0.0.0.0:8080->80/tcp, [::]:8080->80/tcp"
+    assert cmd_ps.displayable_ports([]) == ""
