@@ -44,6 +44,7 @@ class Monitor(ClientsMixin, ExecMixin):
         self.execs: dict = {}
         self.unclaimed: dict[int, int] = {}  # exit codes of pids not (yet) known
         self.starter: tuple[int, int, int] | None = None
+        self.blocked: list = []  # clients whose input waits for the process to read
         self.init_pid = 0
         self.outputs: dict[int, int] = {}
         self.stdin_w: int | None = None
@@ -84,14 +85,18 @@ class Monitor(ClientsMixin, ExecMixin):
             timeout = None
             if self.timers:
                 timeout = max(0, min(t for t, _ in self.timers) - time.monotonic()) * 1000
+            if self.blocked:  # input waiting for a full pipe: look again soon
+                timeout = 20 if timeout is None else min(timeout, 20)
             for fd, _events in self.poll.poll(timeout):
                 handler = self.handlers.get(fd)
                 if handler is not None:
-                    handler(fd)
+                    _guarded(handler, fd)
+            if self.blocked:
+                self.flush_blocked()
             now = time.monotonic()
             for entry in [t for t in self.timers if t[0] <= now]:
                 self.cancel(entry)
-                entry[1]()
+                _guarded(entry[1])
 
     # -- signals and children -----------------------------------------------
 
@@ -170,6 +175,7 @@ class Monitor(ClientsMixin, ExecMixin):
         if not tty:
             if self.p["open_stdin"]:
                 child[0], self.stdin_w = os.pipe()
+                os.set_blocking(self.stdin_w, False)
             out_r, child[1] = os.pipe()
             err_r, child[2] = os.pipe()
             mine = {out_r: 1, err_r: 2}
@@ -183,6 +189,7 @@ class Monitor(ClientsMixin, ExecMixin):
             self.init_pid = monitor_tasks.read_message(report)["pid"]
             if relay:
                 self.master = relay.receive()
+                os.set_blocking(self.master, False)
                 self.stdin_w = self.master if self.p["open_stdin"] else None
                 mine = {self.master: 1}
         except BaseException:
@@ -247,7 +254,10 @@ class Monitor(ClientsMixin, ExecMixin):
 
     def _deliver(self, stream: int, data: bytes) -> None:
         if self.log is not None:
-            self.log.write("stdout" if stream == 1 else "stderr", data)
+            try:
+                self.log.write("stdout" if stream == 1 else "stderr", data)
+            except OSError:
+                pass  # a full disk loses log lines, not the container's monitor
         packet = monitor_io.frame(stream, data)
         for conn in [c for c in self.conns.values() if c.kind == "attach"]:
             if conn.streams[stream - 1]:
@@ -375,6 +385,20 @@ class Monitor(ClientsMixin, ExecMixin):
         self.signal(signum)
         if timeout >= 0:
             self.at(timeout, lambda: self.signal(_signal.SIGKILL, all_processes=True))
+
+def _guarded(fn, *args) -> None:
+    """Run a handler; a failure is written to monitor.err and the loop goes on."""
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - one bad event must not orphan the container
+        import traceback
+
+        try:
+            with open("monitor.err", "a") as f:
+                traceback.print_exc(file=f)
+        except OSError:
+            pass
+
 
 def _remove_run_dir(bundle: str) -> None:
     """The bundle, the socket and the (unmounted, empty) rootfs dir: run-time state only."""

@@ -25,6 +25,8 @@ class Conn:
         self.streams = (True, True)  # stdout, stderr wanted
         self.stdin = False
         self.session = None  # the ExecSession of an exec connection
+        self.pending = b""  # input the process has not taken yet
+        self.target: int | None = None
 
 
 
@@ -80,10 +82,33 @@ class ClientsMixin:
             conn.session.stdin if conn.session else None)
         if target is None or not conn.stdin:
             return
-        try:
-            os.write(target, data)
-        except OSError:
-            pass
+        conn.pending, conn.target = data, target
+        if not self._write_pending(conn):
+            # The process is not reading: stop reading its client until it does.
+            self.unwatch(conn.sock.fileno())
+            self.blocked.append(conn)
+
+    def _write_pending(self, conn: Conn) -> bool:
+        """Write what the client sent; True once all of it is out (or cannot be)."""
+        while conn.pending:
+            try:
+                written = os.write(conn.target, conn.pending)
+            except BlockingIOError:
+                return False
+            except OSError:
+                conn.pending = b""
+                return True
+            conn.pending = conn.pending[written:]
+        return True
+
+    def flush_blocked(self) -> None:
+        """Retry blocked input; a client whose input is out is read again."""
+        for conn in list(self.blocked):
+            if conn.sock.fileno() < 0:
+                self.blocked.remove(conn)
+            elif self._write_pending(conn):
+                self.blocked.remove(conn)
+                self.watch(conn.sock.fileno(), self._on_conn)
 
     def _input_closed(self, conn: Conn) -> None:
         """The client closed its side: for stdin-once or exec, the process's stdin ends."""

@@ -37,6 +37,7 @@ def _pipes(tty: bool, stdin: bool) -> tuple[list[int], int | None, dict[int, int
     if not tty:
         if stdin:
             child[0], stdin_w = os.pipe()
+            os.set_blocking(stdin_w, False)
         out_r, child[1] = os.pipe()
         err_r, child[2] = os.pipe()
         outputs = {out_r: 1, err_r: 2}
@@ -67,6 +68,7 @@ class ExecMixin:
             master = None
             if relay:
                 master = relay.receive()
+                os.set_blocking(master, False)
                 outputs, stdin_w = {master: 1}, master
         except BaseException:
             for fd in to_close + list(outputs) + ([stdin_w] if stdin_w is not None else []):

@@ -98,3 +98,22 @@ def test_events_stream_container_lifecycle(knarrd):
     past = client.get("/events", since=str(since), until=str(time.time()))
     assert [json.loads(line)["Action"] for line in past.body.splitlines()
             if line.strip()][:2] == ["create", "start"]
+
+
+def test_big_input_to_a_process_not_reading_yet_blocks_nothing(knarrd):
+    client = knarrd.client
+    cid = client.create("busybox", ["sh", "-c", "sleep 2; wc -c"], OpenStdin=True,
+                        StdinOnce=True, AttachStdin=True, AttachStdout=True)
+    sock, _head, rest = client.hijack(f"/containers/{cid}/attach", query={
+        "stream": 1, "stdin": 1, "stdout": 1})
+    client.post(f"/containers/{cid}/start")
+    sender = threading.Thread(target=lambda: (sock.sendall(b"x" * (1 << 20)),
+                                              sock.shutdown(socket.SHUT_WR)), daemon=True)
+    sender.start()
+    time.sleep(0.5)
+    exec_id = client.post(f"/containers/{cid}/exec", {"Cmd": ["echo", "alive"],
+                                                      "AttachStdout": True}).json()["Id"]
+    esock, _h, erest = client.hijack(f"/exec/{exec_id}/start", {"Detach": False})
+    assert demux(read_all(esock, erest, timeout=5))[1] == b"alive\n"
+    sender.join(10)
+    assert demux(read_all(sock, rest))[1].strip() == b"1048576"
