@@ -132,7 +132,11 @@ class Request(http.server.BaseHTTPRequestHandler):
             line = self.rfile.readline(1024)
             if not line:
                 raise ClientGone("chunked body ended early")
-            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            try:
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            except ValueError:
+                self.close_connection = True
+                raise RegistryError("BLOB_UPLOAD_INVALID", "malformed chunked body") from None
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass

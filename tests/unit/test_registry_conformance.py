@@ -526,3 +526,17 @@ def test_referrers_of_an_unknown_subject_is_an_empty_index(c):
 def test_method_not_allowed_is_unsupported(c):
     status, _, data = c("PATCH", "/v2/r/tags/list", b"")
     assert (status, c.error_code(data)) == (405, "UNSUPPORTED")
+
+
+def test_malformed_chunked_body_is_refused(server):
+    import socket
+
+    port = server.server_address[1]
+    c = Client(port)
+    location = c("POST", "/v2/r/blobs/uploads/")[1]["Location"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall((f"PATCH {location} HTTP/1.1\r\nHost: x\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n").encode())
+        reply = sock.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 400") and "BLOB_UPLOAD_INVALID" in reply
+    assert c("GET", location)[0] == 204
