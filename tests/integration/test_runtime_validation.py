@@ -61,8 +61,22 @@ def generator_config(*args: str) -> dict:
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "seccomp": generator_seccomp(),
         },
     }
+
+
+def generator_seccomp() -> dict:
+    """A profile shaped like the generator's default: errno (EPERM) by default for
+    x86_64, x86 and x32, a long allow list with names of every architecture, and
+    arguments compared for personality and clone; clone3 falls to the default."""
+    from knarr.runtime import seccomp
+
+    profile = seccomp.default_profile(GENERATOR_CAPS)
+    del profile["defaultErrnoRet"]
+    profile["syscalls"] = [rule for rule in profile["syscalls"]
+                           if rule["action"] == "SCMP_ACT_ALLOW"]
+    return profile
 
 
 # --- the checker: runtimetest's comparisons as shell, generated from the config ---
@@ -125,7 +139,8 @@ def checker(config: dict) -> str:
         add("root filesystem is readonly", "! writable /")
     if config.get("hostname"):
         add("has expected hostname", f'[ "$(hostname)" = {_q(config["hostname"])} ]')
-    add("has expected working directory", f'[ "$(pwd)" = {_q(process["cwd"])} ]')
+    add("has expected working directory",
+        f'[ "$(readlink /proc/$$/cwd)" = {_q(process["cwd"])} ]')
     for env in process.get("env", []):
         key, _, value = env.partition("=")
         add(f"has expected environment variable {key}", f'[ "${key}" = {_q(value)} ]')
@@ -181,6 +196,9 @@ def checker(config: dict) -> str:
             add(f"/proc/self/{kind}_map has expected mapping",
                 f"awk '$1 == {m['containerID']} && $2 == {m['hostID']} && $3 == {m['size']}' "
                 f"/proc/self/{kind}_map | grep -q .")
+    for rule in (linux.get("seccomp") or {}).get("syscalls", []):
+        if rule["action"] == "SCMP_ACT_ERRNO" and "getcwd" in rule["names"]:
+            add("getcwd fails as the seccomp profile says", "! /bin/pwd -P >/dev/null 2>&1")
     lines.append(_mounts_in_order(config["mounts"]))
     return "\n".join(lines) + "\n"
 
@@ -279,7 +297,8 @@ class Suite:
 
     def cleanup(self) -> None:
         for cid in self.ids:
-            self("delete", "-f", cid)
+            if os.path.exists(os.path.join(self.root, cid)):
+                self("delete", "-f", cid)
 
 
 @pytest.fixture(scope="module")
@@ -569,3 +588,114 @@ def test_cgroups_hugetlb_limits_and_an_unknown_page_size(suite):
     assert result.returncode != 0 and "3MB" in result.stderr
     assert suite("state", cid).returncode != 0
     assert not os.path.exists(os.path.join(CGROUP_ROOT, "hugetlb", CGROUP_PATHS[0].lstrip("/")))
+
+
+def test_seccomp_errno_for_one_call_and_a_mount_label(suite):
+    """linux_seccomp: allow by default, getcwd fails; linux_mount_label: an SELinux
+    label on a host without SELinux changes nothing."""
+    config = generator_config()
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}
+    config["linux"]["mountLabel"] = "system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"
+    lines = suite.inside(config)
+    all_ok(lines)
+    assert any("getcwd" in line for line in lines)
+
+
+# --- lifecycle, as the suite's create/start/state/kill/delete/pidfile/hooks tests ---
+
+def test_operations_and_their_errors(suite):
+    config = generator_config("sh", "-c", "echo 'process called' >> /output-start")
+    output = os.path.join(suite.rootfs, "output-start")
+    assert suite("create", "--bundle", suite.bundle(config)).returncode != 0  # no id
+    for verb in ("start", "kill", "delete", "state"):
+        assert suite(verb).returncode != 0  # no id
+        assert suite(verb, str(uuid.uuid4())).returncode != 0  # no such container
+    cid, bundle, result = suite.create(config)
+    assert result.returncode == 0, result.stderr
+    again = subprocess.run([RUNTIME, "--root", suite.root, "create", "--bundle", bundle, cid],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+    assert again.returncode != 0  # the id is taken
+    state = suite.state(cid)
+    assert (state["id"], state["status"], state["bundle"]) == (cid, "created", bundle)
+    assert not os.path.exists(output)  # process.args wait for start
+    assert suite("start", cid).returncode == 0
+    suite.wait_stopped(cid)
+    assert suite("start", cid).returncode != 0  # not created any more: no effect
+    assert suite("kill", cid, "KILL").returncode != 0  # stopped: kill is an error
+    with open(output) as f:
+        assert f.read() == "process called\n"
+    assert suite("delete", cid).returncode == 0
+    assert suite("state", cid).returncode != 0
+
+
+def test_kill_sends_the_signal_asked_for(suite):
+    for signal in ("TERM", "USR1", "USR2"):
+        name = f"{signal}-{uuid.uuid4().hex[:6]}"
+        config = generator_config("sh", "-c", f"trap 'touch /{name}' {signal}; "
+                                  f"touch /{name}.ready; sleep 10 & wait $!")
+        cid, _ = created(suite, config)
+        assert suite("start", cid).returncode == 0
+        deadline = time.monotonic() + 5
+        while not os.path.exists(os.path.join(suite.rootfs, f"{name}.ready")):
+            assert time.monotonic() < deadline, "the trap was never set"
+            time.sleep(0.01)
+        assert suite("kill", cid, signal).returncode == 0
+        suite.wait_stopped(cid)
+        assert os.path.exists(os.path.join(suite.rootfs, name)), signal
+        assert suite("delete", cid).returncode == 0
+
+
+def test_pid_file_holds_the_pid_alone(suite, tmp_path):
+    pid_file = tmp_path / "pidfile"
+    cid, state = created(suite, generator_config("true"), "--pid-file", str(pid_file))
+    assert pid_file.read_text() == str(state["pid"])  # strconv.Atoi: no newline
+    remove(suite, cid)
+
+
+@pytest.mark.parametrize("edit,accepted", [
+    (lambda c: c.setdefault("annotations", {}).update({"org.unknown-key": ""}), True),
+    (lambda c: c.update({"unknown": "unknown"}), True),
+    (lambda c: c.update({"ociVersion": "invalid"}), False),
+])
+def test_unknown_properties_are_ignored_and_invalid_values_refused(suite, edit, accepted):
+    config = generator_config("true")
+    edit(config)
+    cid, _, result = suite.create(config)
+    assert (result.returncode == 0) == accepted, result.stderr
+    if accepted:
+        remove(suite, cid)
+    else:
+        assert suite("state", cid).returncode != 0
+
+
+def test_hooks_get_the_state_on_stdin_and_run_in_order(suite, tmp_path):
+    out = tmp_path / "hooks"
+    out.mkdir()
+
+    def hook(name):
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{name}; "
+                                            f"echo {name} >> {out}/order"], "timeout": 5}
+    config = generator_config("true")
+    config["annotations"] = {"org.opencontainers.runtime-tools": "hook stdin test"}
+    config["hooks"] = {"prestart": [hook("prestart1"), hook("prestart2")],
+                       "poststart": [hook("poststart1"), hook("poststart2")],
+                       "poststop": [{"path": "/bin/false", "args": ["false"]},
+                                    hook("poststop1")]}
+    cid, bundle, result = suite.create(config)
+    assert result.returncode == 0, result.stderr
+    pid = suite.state(cid)["pid"]
+    assert suite("start", cid).returncode == 0
+    suite.wait_stopped(cid)
+    deleted = suite("delete", cid)  # a failing poststop hook is a warning only
+    assert deleted.returncode == 0, deleted.stderr
+    assert (out / "order").read_text().split() == [
+        "prestart1", "prestart2", "poststart1", "poststart2", "poststop1"]
+    for name in ("prestart1", "poststart1", "poststop1"):
+        state = json.loads((out / name).read_text())
+        assert (state["id"], state["bundle"]) == (cid, bundle)
+        assert state["annotations"] == config["annotations"]
+        if name != "poststop1":
+            assert state["pid"] == pid
+    assert json.loads((out / "poststart1").read_text())["status"] == "running"
+    assert json.loads((out / "poststop1").read_text())["status"]
