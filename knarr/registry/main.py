@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--root", required=True, help="state directory")
     gc.add_argument("--upload-age", type=float, default=7 * 86400.0,
                     help="drop upload sessions idle this many seconds (default a week)")
+    gc.add_argument("--orphan-age", type=float, default=86400.0,
+                    help="unlink blobs no manifest of their repository names after this many "
+                         "seconds (default a day; negative keeps them)")
     gc.add_argument("--dry-run", action="store_true", help="report, delete nothing")
     return parser
 
@@ -87,12 +90,14 @@ def collect(args: argparse.Namespace) -> int:
     from knarr.registry.gc import collect as run
 
     try:
-        result = run(args.root, args.upload_age, args.dry_run)
+        result = run(args.root, args.upload_age, args.dry_run,
+                     None if args.orphan_age < 0 else args.orphan_age)
     except KnarrError as exc:
         print(f"knarr-registry: {exc}", file=sys.stderr)
         return 1
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(result['blobs'])} blobs ({result['bytes']} bytes), "
+          f"{len(result['orphans'])} unreferenced blob links, "
           f"{len(result['uploads'])} stale uploads")
     return 0
 

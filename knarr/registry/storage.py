@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import secrets
+import time
 
 from knarr.content import ContentStore
 
@@ -200,6 +201,33 @@ class Storage:
                         keep.add(json.loads(text)["blob"] if text.startswith("{") else text)
         return keep
 
+    def orphan_layers(self, name: str, older_than: float) -> list[str]:
+        """Blob links of the repository that no manifest in it names, untouched for a while.
+
+        A push links its blobs before its manifest, so a young link without a manifest
+        is a push in progress; only links older than `older_than` seconds count.
+        """
+        named: set[str] = set()
+        revisions = os.path.join(self._repo(name), "_manifests", "revisions")
+        for top, _dirs, files in os.walk(revisions):
+            for f in files:
+                text = None if f.startswith(".") else _read_text(os.path.join(top, f))
+                if text:
+                    named |= _named_by(self.content.read(json.loads(text)["blob"]))
+        found, now = [], time.time()
+        layers = os.path.join(self._repo(name), "_layers")
+        for top, _dirs, files in os.walk(layers):
+            for f in files:
+                digest = f"{os.path.basename(top)}:{f}"
+                if f.startswith(".") or digest in named:
+                    continue
+                try:
+                    if now - os.path.getmtime(os.path.join(top, f)) >= older_than:
+                        found.append(digest)
+                except FileNotFoundError:
+                    pass
+        return found
+
     def drop_dead_aliases(self) -> int:
         """Remove aliases whose blob is gone; return how many."""
         dropped = 0
@@ -210,6 +238,21 @@ class Storage:
                 if not stored or not self.content.exists(stored):
                     dropped += _unlink(path)
         return dropped
+
+
+def _named_by(manifest: bytes) -> set[str]:
+    """Digests a manifest or index names: config, layers, child manifests."""
+    try:
+        doc = json.loads(manifest)
+    except ValueError:
+        return set()
+    if not isinstance(doc, dict):
+        return set()
+    descs = [doc.get("config")]
+    for key in ("layers", "manifests", "blobs"):
+        if isinstance(doc.get(key), list):
+            descs += doc[key]
+    return {d["digest"] for d in descs if isinstance(d, dict) and isinstance(d.get("digest"), str)}
 
 
 def _read_text(path: str) -> str | None:

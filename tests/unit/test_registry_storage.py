@@ -166,3 +166,29 @@ def test_gc_command_line_reports(tmp_path, capsys):
     assert main(["gc", "--root", str(tmp_path)]) == 0
     assert "removed 1 blobs" in capsys.readouterr().out
     assert list(storage.content.walk()) == []
+
+
+def test_gc_unlinks_old_blobs_no_manifest_names(tmp_path):
+    reg = Running(tmp_path)
+    try:
+        for data in (b"config", b"named layer", b"abandoned layer"):
+            assert _push(reg, "r", data) == 201
+        manifest = json.dumps({"schemaVersion": 2,
+                               "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                          "digest": sha(b"config"), "size": 6},
+                               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                           "digest": sha(b"named layer"), "size": 11}]}).encode()
+        assert reg("PUT", "/v2/r/manifests/t", manifest)[0] == 201
+        assert _push(reg, "other", b"abandoned layer") == 201
+        young = collect(str(tmp_path))  # a day's grace: a push may still be under way
+        assert young["orphans"] == [] and young["blobs"] == []
+        result = collect(str(tmp_path), orphan_age=0)
+        assert sorted(result["orphans"]) == [f"other@{sha(b'abandoned layer')}",
+                                             f"r@{sha(b'abandoned layer')}"]
+        assert result["blobs"] == [sha(b"abandoned layer")]
+        assert reg("HEAD", f"/v2/r/blobs/{sha(b'abandoned layer')}")[0] == 404
+        assert reg("HEAD", f"/v2/r/blobs/{sha(b'named layer')}")[0] == 200
+        assert reg("GET", "/v2/r/manifests/t")[0] == 200
+    finally:
+        reg.stop()
