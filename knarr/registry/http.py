@@ -69,6 +69,7 @@ class Request(http.server.BaseHTTPRequestHandler):
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+        """Every method goes to the application's router."""
         self._dispatch()
 
     do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = do_GET
