@@ -76,6 +76,7 @@ class Request(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._body_read = False
+        self._body_started = False
         self._responded = False
         url = urlsplit(self.path)
         self.url_path = url.path
@@ -116,6 +117,7 @@ class Request(http.server.BaseHTTPRequestHandler):
 
     def body_chunks(self) -> Iterator[bytes]:
         """The body, piece by piece; ClientGone if it ends early."""
+        self._body_started = True
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             yield from self._chunked()
         else:
@@ -165,7 +167,8 @@ class Request(http.server.BaseHTTPRequestHandler):
         if self._body_read or not self.has_body():
             return
         length = self.content_length()
-        if length is None or length > _DRAIN_LIMIT:
+        if self._body_started or length is None or length > _DRAIN_LIMIT:
+            # part read already (where it stopped is lost) or too much to wade through
             self.close_connection = True
             return
         try:
@@ -203,7 +206,7 @@ class Request(http.server.BaseHTTPRequestHandler):
         if self._body_read or not self.has_body():
             return False
         length = self.content_length()
-        return length is None or length > _DRAIN_LIMIT
+        return self._body_started or length is None or length > _DRAIN_LIMIT
 
     def respond_json(self, status: int, doc: object, headers: dict | None = None,
                      content_type: str = "application/json") -> None:

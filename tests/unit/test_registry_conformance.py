@@ -540,3 +540,12 @@ def test_malformed_chunked_body_is_refused(server):
         reply = sock.recv(65536).decode()
     assert reply.startswith("HTTP/1.1 400") and "BLOB_UPLOAD_INVALID" in reply
     assert c("GET", location)[0] == 204
+
+
+def test_size_invalid_for_an_oversized_manifest_and_an_unsatisfiable_range(c):
+    status, _, data = put_manifest(c, "r", "huge", b" " * (8 << 20) + b"{}")
+    assert (status, c.error_code(data)) == (413, "SIZE_INVALID")
+    digest = push_blob(c, "r", b"short")
+    status, headers, data = c("GET", f"/v2/r/blobs/{digest}", headers={"Range": "bytes=10-20"})
+    assert (status, c.error_code(data)) == (416, "SIZE_INVALID")
+    assert headers["Content-Range"] == "bytes */5"
