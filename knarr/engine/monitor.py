@@ -45,6 +45,7 @@ class Monitor(ClientsMixin, ExecMixin):
         self.unclaimed: dict[int, int] = {}  # exit codes of pids not (yet) known
         self.starter: tuple[int, int, int] | None = None
         self.blocked: list = []  # clients whose input waits for the process to read
+        self.slow: list = []  # clients with output they have not taken yet
         self.init_pid = 0
         self.outputs: dict[int, int] = {}
         self.stdin_w: int | None = None
@@ -85,7 +86,7 @@ class Monitor(ClientsMixin, ExecMixin):
             timeout = None
             if self.timers:
                 timeout = max(0, min(t for t, _ in self.timers) - time.monotonic()) * 1000
-            if self.blocked:  # input waiting for a full pipe: look again soon
+            if self.blocked or self.slow:  # a full pipe or a slow client: look again soon
                 timeout = 20 if timeout is None else min(timeout, 20)
             for fd, _events in self.poll.poll(timeout):
                 handler = self.handlers.get(fd)
@@ -93,6 +94,8 @@ class Monitor(ClientsMixin, ExecMixin):
                     _guarded(handler, fd)
             if self.blocked:
                 self.flush_blocked()
+            if self.slow:
+                self.flush_slow()
             now = time.monotonic()
             for entry in [t for t in self.timers if t[0] <= now]:
                 self.cancel(entry)

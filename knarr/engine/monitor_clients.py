@@ -14,6 +14,8 @@ from knarr.runtime import console
 
 __all__ = ["Conn", "ClientsMixin"]
 
+_MAX_PENDING = 8 << 20
+
 
 class Conn:
     """A client of monitor.sock."""
@@ -26,6 +28,8 @@ class Conn:
         self.stdin = False
         self.session = None  # the ExecSession of an exec connection
         self.pending = b""  # input the process has not taken yet
+        self.out = b""  # output the client has not taken yet
+        self.closing = False
         self.target: int | None = None
 
 
@@ -48,7 +52,7 @@ class ClientsMixin:
 
     def _on_accept(self, _fd: int) -> None:
         sock, _ = self.server.accept()
-        sock.settimeout(10.0)
+        sock.setblocking(False)
         conn = Conn(sock)
         self.conns[sock.fileno()] = conn
         self.watch(sock.fileno(), self._on_conn)
@@ -57,6 +61,8 @@ class ClientsMixin:
         conn = self.conns[fd]
         try:
             data = conn.sock.recv(65536)
+        except BlockingIOError:
+            return
         except OSError:
             data = b""
         if conn.kind is None:
@@ -134,21 +140,70 @@ class ClientsMixin:
             self._close(conn, unwatched=True)
 
     def _send(self, conn: Conn, data: bytes) -> None:
+        """Send without blocking; what the client cannot take yet waits (up to a limit)."""
+        if conn.sock.fileno() < 0:
+            return
+        if conn.out:
+            conn.out += data
+            if len(conn.out) > _MAX_PENDING:
+                self._drop(conn)  # a client this far behind is gone in all but name
+            return
         try:
-            conn.sock.sendall(data)
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            sent = 0
         except OSError:
-            self._close(conn)
+            self._drop(conn)
+            return
+        if sent < len(data):
+            conn.out = data[sent:]
+            self.slow.append(conn)
+
+    def flush_slow(self) -> None:
+        """Send waiting output; close the clients that were waiting only for that."""
+        for conn in list(self.slow):
+            try:
+                sent = conn.sock.send(conn.out) if conn.sock.fileno() >= 0 else len(conn.out)
+            except BlockingIOError:
+                continue
+            except OSError:
+                sent = len(conn.out)
+            conn.out = conn.out[sent:]
+            if not conn.out:
+                self.slow.remove(conn)
+                if conn.closing:
+                    self._drop(conn)
+
+    def flush_all(self, timeout: float) -> None:
+        """Before the monitor exits: give slow clients a last moment to take their output."""
+        for conn in list(self.slow):
+            try:
+                conn.sock.settimeout(timeout)
+                conn.sock.sendall(conn.out)
+            except OSError:
+                pass
 
     def _reply(self, conn: Conn, message: dict) -> None:
         self._send(conn, fastjson.dumps(message).encode() + b"\n")
 
     def _close(self, conn: Conn, unwatched: bool = False) -> None:
+        """Close once the client has taken what was sent to it."""
+        if conn.out and conn.sock.fileno() >= 0:
+            conn.closing = True
+            if not unwatched:
+                self.unwatch(conn.sock.fileno())
+            return
+        self._drop(conn, unwatched)
+
+    def _drop(self, conn: Conn, unwatched: bool = False) -> None:
         fd = conn.sock.fileno()
         if fd < 0:
             return
         if not unwatched:
             self.unwatch(fd)
         self.conns.pop(fd, None)
+        if conn in self.slow:
+            self.slow.remove(conn)
         conn.sock.close()
 
     def _request(self, conn: Conn, req: dict) -> None:

@@ -101,6 +101,7 @@ def _serve(params: dict, report: socket.socket | None) -> int:
     if report is not None:
         report.close()
     mon.run()
+    mon.flush_all(1.0)
     return 0
 
 

@@ -6,7 +6,13 @@ import threading
 import time
 
 import pytest
-from test_api_support import _UnixConnection, demux, knarrd_fixture, read_all  # noqa: F401
+from test_api_support import (  # noqa: F401
+    _UnixConnection,
+    demux,
+    knarrd_fixture,
+    read_all,
+    wait_for,
+)
 
 pytestmark = pytest.mark.privileged
 
@@ -117,3 +123,19 @@ def test_big_input_to_a_process_not_reading_yet_blocks_nothing(knarrd):
     assert demux(read_all(esock, erest, timeout=5))[1] == b"alive\n"
     sender.join(10)
     assert demux(read_all(sock, rest))[1].strip() == b"1048576"
+
+
+def test_a_client_that_does_not_read_blocks_nothing(knarrd):
+    client = knarrd.client
+    cid = client.create("busybox", ["sh", "-c", "sleep 0.5; head -c 20000000 /dev/zero | "
+                                    "tr '\\0' a | fold -w 999; sleep 1000"], AttachStdout=True)
+    sock, _head, _rest = client.hijack(f"/containers/{cid}/attach", query={
+        "stream": 1, "stdout": 1})  # and never read
+    client.post(f"/containers/{cid}/start")
+    exec_id = client.post(f"/containers/{cid}/exec", {"Cmd": ["echo", "alive"],
+                                                      "AttachStdout": True}).json()["Id"]
+    esock, _h, erest = client.hijack(f"/exec/{exec_id}/start", {"Detach": False})
+    assert demux(read_all(esock, erest, timeout=10))[1] == b"alive\n"
+    path = client.inspect(cid)["LogPath"]
+    assert wait_for(lambda: sum(1 for _ in open(path)) >= 20000000 // 1000, timeout=30)
+    sock.close()
