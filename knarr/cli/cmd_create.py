@@ -237,8 +237,11 @@ def _pull(cli, image: str) -> None:
 
     ref = image_ref(image)
     name, _, tag = ref.rpartition(":") if "@" not in ref else (ref, "", "")
+    from knarr.cli import auth
+
     progress.show(cli.client.stream_json("POST", "/images/create",
-                                         {"fromImage": name, "tag": tag or None}), sys.stderr)
+                                         {"fromImage": name, "tag": tag or None},
+                                         headers=auth.header_for(name)), sys.stderr)
 
 
 def run(cli, args) -> int:

@@ -30,8 +30,11 @@ def run(cli, args) -> int:
         name, _, tag = ref.rpartition(":") if not args.all_tags else (ref, "", None)
     if not args.all_tags and not args.quiet and ref != args.args[0]:
         sys.stdout.write("Using default tag: latest\n")
+    from knarr.cli import auth
+
     messages = cli.client.stream_json("POST", "/images/create", {
-        "fromImage": name, "tag": tag, "platform": args.platform or None})
+        "fromImage": name, "tag": tag, "platform": args.platform or None},
+        headers=auth.header_for(name))
     if args.quiet:
         for _ in progress.errors_only(messages):
             pass

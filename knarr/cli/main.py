@@ -17,7 +17,7 @@ COMMANDS = {
     "images": "images", "rmi": "rmi", "tag": "tag", "save": "save", "load": "load",
     "history": "history", "version": "version", "info": "info", "diff": "diff",
     "commit": "commit", "export": "export", "import": "import", "port": "port", "pull": "pull",
-    "cp": "cp", "update": "update",
+    "cp": "cp", "update": "update", "login": "login", "logout": "logout", "push": "push",
 }
 # management commands: `knarr container ls` and friends
 GROUPS = {
@@ -29,7 +29,7 @@ GROUPS = {
     "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
               "inspect": "inspect", "tag": "tag", "save": "save", "load": "load",
               "history": "history", "prune": "prune", "import": "import",
-              "pull": "pull"},
+              "pull": "pull", "push": "push"},
     "system": {"info": "info", "df": "df", "prune": "prune", "events": "events"},
 }
 _ALIASES = {"list", "remove", "ps"}  # shown only under their usual names

@@ -630,3 +630,57 @@ def test_update_changes_limits_seen_by_stats(d, sleeper):
                 sleeper) == f"{96 << 20} on-failure\n"
     assert d.ok("stats", "--no-stream", "--format", "{{.MemUsage}}", sleeper).endswith(
         " / 96MiB\n")
+
+
+# -- registries ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """knarr's registry server with one htpasswd user (u / pw), on a free local port."""
+    import base64
+    import hashlib
+
+    pytest.importorskip("knarr.registry.main")
+    digest = base64.b64encode(hashlib.sha1(b"pw").digest()).decode()
+    (tmp_path / "htpasswd").write_text(f"u:{{SHA}}{digest}\n")
+    addr = f"127.0.0.1:{_free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "knarr.registry", "serve", "--addr", addr,
+                             "--root", str(tmp_path / "root"), "--htpasswd",
+                             str(tmp_path / "htpasswd")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    import socket
+
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(addr.split(":"), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "registry did not start"
+            time.sleep(0.1)
+    yield addr
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_login_push_pull_logout_through_dockerd(d, registry, tmp_path):
+    env = dict(_env(), DOCKER_CONFIG=str(tmp_path / "cfg"))
+    bad = d.knarr("login", "-u", "u", "--password-stdin", registry, input=b"wrong\n", env=env)
+    assert bad.returncode == 1 and bad.stderr.startswith(b"Error response from daemon: ")
+    good = d.knarr("login", "-u", "u", "--password-stdin", registry, input=b"pw\n", env=env)
+    assert (good.returncode, good.stdout) == (0, b"Login Succeeded\n")
+    config = json.loads((tmp_path / "cfg" / "config.json").read_text())
+    assert config["auths"][registry] == {"auth": "dTpwdw=="}  # u:pw
+
+    ref = f"{registry}/knarr-test/box:v1"
+    d.ok("tag", "busybox", ref, env=env)
+    pushed = d.ok("push", ref, env=env).splitlines()
+    assert pushed[0] == f"The push refers to repository [{registry}/knarr-test/box]"
+    assert re.fullmatch(r"v1: digest: sha256:[0-9a-f]{64} size: \d+", pushed[-1])
+    d.ok("rmi", ref, env=env)
+    assert d.ok("pull", ref, env=env).splitlines()[-1] == ref
+    assert d.ok("run", "--rm", ref, "echo", "pulled", env=env) == "pulled\n"
+    d.ok("rmi", ref, env=env)
+    assert d.ok("logout", registry, env=env) == f"Removing login credentials for {registry}\n"
+    assert json.loads((tmp_path / "cfg" / "config.json").read_text())["auths"] == {}
