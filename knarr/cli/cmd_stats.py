@@ -65,6 +65,7 @@ def run(cli, args) -> int:
     fmt = args.format if args.format and args.format.strip() != "table" else DEFAULT_FORMAT
     formatter = Formatter(fmt, HEADERS)
     sampler = _Sampler(cli)
+    cli.client.api_version()  # negotiate once, here, not in every sampler thread
     names = _names(cli, args)
     for name in names:
         sampler.follow(name, stream=not args.no_stream)
