@@ -357,8 +357,13 @@ class ImageStore:
         return sum(self.snapshots.usage(r["key"])[0] for r in self.snapshots.walk())
 
     def check(self) -> list[str]:
-        """Verify the whole store: every blob's digest, every image's blobs and snapshots."""
-        problems = self.content.verify_all()
+        """Verify the whole store: every blob's digest, every snapshot record against the
+        disk, every image's blobs and snapshots; one line per problem, [] when all is well.
+
+        What a killed load or unpack leaves (ingests, temporary snapshots) is
+        not a problem: nothing refers to it, and the next load removes it.
+        """
+        problems = self.content.verify_all() + self.snapshots.check()
         for image_id in self.records.ids():
             row = self.records.get(image_id)
             wanted = [image_id, row["manifest"]] + [layer["digest"] for layer in row["layers"]]

@@ -30,7 +30,7 @@ from knarr.oci import digest as digests
 from knarr.snapshots import Applied, HashingReader, Snapshotter, decompressed, detect
 
 __all__ = ["unpack_layer", "unpack_image", "extract_layer", "commit_extracted", "make_durable",
-           "remove_stale_extractions", "DIFF_ID_LABEL", "DIFF_SIZE_LABEL"]
+           "remove_stale_extractions", "is_stale_extraction", "DIFF_ID_LABEL", "DIFF_SIZE_LABEL"]
 
 _EXTRACT = "extract-"
 _CHUNK = 1 << 20
@@ -146,15 +146,19 @@ def remove_stale_extractions(snaps: Snapshotter) -> list[str]:
     """Remove temporary snapshots of unpacks whose process is gone; return their keys."""
     removed = []
     for row in snaps.walk():
-        key = row["key"]
-        if not key.startswith(_EXTRACT):
-            continue
-        pid = key[len(_EXTRACT):].split("-", 1)[0]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            snaps.remove(key)
-            removed.append(key)
+        if is_stale_extraction(row["key"]):
+            snaps.remove(row["key"])
+            removed.append(row["key"])
     snaps.cleanup()
     return removed
+
+
+def is_stale_extraction(key: str) -> bool:
+    """Whether a snapshot key is a temporary unpack snapshot of a process that is gone."""
+    if not key.startswith(_EXTRACT):
+        return False
+    pid = key[len(_EXTRACT):].split("-", 1)[0]
+    return pid.isdigit() and not os.path.exists(f"/proc/{pid}")
 
 
 class _Peekable:

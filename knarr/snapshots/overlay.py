@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from knarr.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from knarr.oci.digest import chain_id
 from knarr.snapshots.apply import Applied, apply_layer
 from knarr.snapshots.diff import write_diff
 
@@ -251,6 +252,44 @@ class Snapshotter:
                 inodes += 1
                 size += st.st_blocks * 512
         return size, inodes
+
+    def check(self) -> list[str]:
+        """Check every snapshot record against the disk; return one line per problem.
+
+        A record needs its `fs` directory (and `work`, while active), a parent
+        that exists and is committed, and, for a layer whose labels carry its
+        diff_id, a key that is the chain id of its parent and that diff_id. A
+        numbered directory no record names is reported too (`cleanup` removes it).
+        """
+        problems, known = [], set()
+        rows = {r["key"]: r for r in self.walk()}
+        for key, row in rows.items():
+            known.add(str(row["id"]))
+            problems += [f"snapshot {key}: {p}" for p in self._check_row(row, rows)]
+        for name in sorted(os.listdir(self.root)):
+            if name.isdigit() and name not in known:
+                problems.append(f"snapshots/{name}: a directory no snapshot names")
+        return problems
+
+    def _check_row(self, row: dict, rows: dict) -> list[str]:
+        out = []
+        for part in ("fs", "work") if row["kind"] == ACTIVE else ("fs",):
+            if not os.path.isdir(self._dir(row["id"], part)):
+                out.append(f"directory {self._dir(row['id'], part)} is missing")
+        parent = rows.get(row["parent"]) if row["parent"] is not None else None
+        if row["parent"] is not None and parent is None:
+            out.append(f"parent {row['parent']} does not exist")
+        elif parent is not None and parent["kind"] != COMMITTED:
+            out.append(f"parent {row['parent']} is {parent['kind']}, not committed")
+        diff_id = row["labels"].get("knarr.diff_id")
+        if row["kind"] == COMMITTED and isinstance(diff_id, str):
+            try:
+                chain = chain_id(row["parent"], diff_id)
+            except InvalidArgument:
+                chain = None
+            if chain != row["key"]:
+                out.append(f"key is not the chain id of its parent and diff_id {diff_id}")
+        return out
 
     def cleanup(self) -> list[str]:
         """Remove directories no snapshot names (left by a crash); return them."""

@@ -142,6 +142,30 @@ def _is_ext(path: str) -> bool:
     return kind in ("ext2", "ext3", "ext4")
 
 
+def test_check_compares_every_record_with_the_disk(snaps):
+    from knarr.oci.digest import chain_id
+
+    diff = "sha256:" + "a" * 64
+    snaps.prepare("a")
+    snaps.commit(diff, "a", {"knarr.diff_id": diff})
+    snaps.prepare("b", diff)
+    snaps.commit("not-a-chain-id", "b", {"knarr.diff_id": diff})
+    snaps.prepare("c", "not-a-chain-id")
+    snaps.prepare("d")
+    assert chain_id(None, diff) == diff
+    assert snaps.check() == ["snapshot not-a-chain-id: key is not the chain id of its parent "
+                             f"and diff_id {diff}"]
+    os.rmdir(os.path.join(os.path.dirname(snaps.path("c")), "work"))
+    os.rmdir(snaps.path("d"))
+    os.makedirs(os.path.join(snaps.root, "99", "fs"))
+    work_c = os.path.join(os.path.dirname(snaps.path("c")), "work")
+    assert snaps.check() == [
+        "snapshot not-a-chain-id: key is not the chain id of its parent and diff_id " + diff,
+        f"snapshot c: directory {work_c} is missing",
+        f"snapshot d: directory {snaps.path('d')} is missing",
+        "snapshots/99: a directory no snapshot names"]
+
+
 def test_cleanup_removes_unnamed_dirs(snaps):
     snaps.prepare("a")
     os.makedirs(os.path.join(snaps.root, "99", "fs"))
