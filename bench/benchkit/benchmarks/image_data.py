@@ -148,16 +148,18 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def fresh_dir(base: Path, name: str) -> Path:
-    """Remove what earlier runs left under `base`, flush the page cache's dirty data, and
-    name a new directory there.
+    """Name a new directory under `base` for one run, after flushing dirty pages.
 
-    Called while a subject's command line is built, before its clock starts: so
-    neither the removal nor the write-back of an earlier run's files (tar leaves
-    350 MB dirty) falls on the run being timed.
+    Called while a subject's command line is built, before its clock starts, so
+    the write-back of an earlier run's files (tar leaves 350 MB dirty) does not
+    fall on the run being timed. Earlier runs are *not* removed until the
+    benchmark ends: on an ext4 without a journal (the development VM's), inode
+    allocation skips every inode freed in the last 60 s (300 s while its
+    inode-table block is dirty), reading that block for each, so files created
+    just after 8,000 were deleted nearby cost about 1 ms each instead of 40 us;
+    removing run N-1 would have slowed run N.
     """
     base.mkdir(parents=True, exist_ok=True)
-    for old in base.iterdir():
-        shutil.rmtree(old, ignore_errors=True)
     os.sync()
     return base / name
 
@@ -205,8 +207,8 @@ class Dockerd:
         done = self.run("version", "--format", "{{.Server.Version}}", check=False)
         return f"dockerd {done.stdout.strip()}" if done.returncode == 0 else ""
 
-    def stop(self) -> None:
-        """Stop the daemon (idempotent) and remove its state."""
+    def stop(self, remove: bool = True) -> None:
+        """Stop the daemon (idempotent) and, with `remove`, remove its state."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -215,7 +217,8 @@ class Dockerd:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-        shutil.rmtree(self.state, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.state, ignore_errors=True)
 
 
 def missing_docker() -> str | None:

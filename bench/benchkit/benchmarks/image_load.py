@@ -5,13 +5,13 @@ round trip through a private dockerd, so it is what Docker writes: one
 uncompressed `layer.tar` per layer. Subjects, same run:
 
 - docker load: `docker load -i image.tar` into a private dockerd (its own
-  socket, data root and exec root, started for the benchmark and stopped at
-  the end); the image is removed, untimed, before each run;
+  socket, data root and exec root, no bridge), a fresh one on an empty data
+  root per run, started before the clock starts;
 - knarr: `python -m knarr.images --root R load < image.tar` into a fresh
   root per run (blobs verified, layers unpacked, image registered).
 
-Earlier runs are removed, and dirty pages flushed, while the next command
-line is built, before its clock starts. Use few iterations:
+Dirty pages are flushed before each run's clock starts; earlier runs are
+kept until the end (image_data.fresh_dir says why). Use few iterations:
 `bench/run.py image_load -n 3 -w 1 --timeout 300`.
 """
 
@@ -28,20 +28,28 @@ from benchkit.registry import Goal, register
 from benchkit.subjects import KNARR, PEER, Subject
 
 
-def docker_subject(docker: image_data.Dockerd, image: Path) -> Subject:
-    """`docker load` into the private dockerd, from an empty image store each run."""
+def docker_subject(base: Path, image: Path, version: str) -> Subject:
+    """`docker load` into a dockerd of its own per run, started (untimed) on an empty
+    data root; the previous run's daemon is stopped but its files are kept till the end
+    (see image_data.fresh_dir for why nothing is deleted between runs)."""
+    current: list[image_data.Dockerd] = []
+
     def argv(run_id: str) -> list[str]:
-        docker.run("rmi", "-f", image_data.TAG, check=False)
-        os.sync()  # an earlier run's dirty pages are written back before the clock starts
-        return docker.argv("load", "-i", str(image))
+        for daemon in current:
+            daemon.stop(remove=False)
+        current[:] = [image_data.Dockerd(image_data.fresh_dir(base, run_id))]
+        current[0].start()
+        os.sync()
+        return current[0].argv("load", "-i", str(image))
 
     def leftovers() -> list[str]:
-        # the sweep at the end of the benchmark: where the private dockerd stops
-        docker.stop()
+        # the sweep at the end of the benchmark: where the last private dockerd stops
+        for daemon in current:
+            daemon.stop(remove=False)
         return []
 
     return Subject(name="docker load", role=PEER, argv=argv, leftovers=leftovers,
-                   version=docker.version(), notes={"socket": docker.sock})
+                   version=version, notes={"data roots": str(base)})
 
 
 def knarr_subject(image: Path, base: Path) -> Subject:
@@ -75,8 +83,15 @@ def image_load(workdir: Path) -> list[Subject]:
             return [unavailable("docker load", PEER, reason),
                     unavailable("knarr", KNARR, f"no cached image.tar to load ({reason})")]
         return [unavailable("docker load", PEER, reason), knarr_subject(image, workdir / "knarr")]
-    docker = image_data.Dockerd(workdir / "dockerd")
-    docker.start()
-    cache, _ = image_data.ensure_image(docker)
+    cache, _ = image_data.ensure_image()
     image = cache / "image.tar"
-    return [docker_subject(docker, image), knarr_subject(image, workdir / "knarr")]
+    docker = image_data.Dockerd(workdir / "dockerd-prepare")
+    docker.start()
+    try:
+        version = docker.version()
+        if not image.exists():
+            image_data.ensure_image(docker)
+    finally:
+        docker.stop()
+    return [docker_subject(workdir / "dockerd", image, version),
+            knarr_subject(image, workdir / "knarr")]

@@ -10,9 +10,9 @@ The two gzip layers of image_data.py (the interpreter's standard library, a
 - tar -xzf + sync: the same followed by `sync`, for what durability costs
   (knarr's layers are on disk when it returns; tar's are in the page cache).
 
-Every run gets a fresh directory. Earlier runs' output is removed, and dirty
-pages flushed, while the next command line is built, which is before its
-clock starts. Use few iterations: `bench/run.py image_unpack -n 3 -w 1`.
+Every run gets a fresh directory; dirty pages are flushed before its clock
+starts, and earlier runs are kept until the end (image_data.fresh_dir says
+why: about 1 GB per round on disk). Use few iterations: `bench/run.py image_unpack -n 3 -w 1`.
 """
 
 from __future__ import annotations
