@@ -84,7 +84,8 @@ def run(cli, args) -> int:
     if args.format:
         from knarr.cli.template import render
 
-        sys.stdout.write(render(args.format, info) + "\n")
+        fmt = "{{json .}}" if args.format.strip() == "json" else args.format
+        sys.stdout.write(render(fmt, info) + "\n")
         return 0
     lines = ["Client:", " Context:    default", " Debug Mode: false", "", "Server:"]
     sys.stdout.write("\n".join(lines + server_lines(info)) + "\n\n")

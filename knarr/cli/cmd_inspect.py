@@ -58,7 +58,7 @@ def run(cli, args) -> int:
             found.append(_one(cli, kinds, name, args.size))
         except KnarrError as exc:
             errors.append(cli.describe(exc))
-    if args.format:
+    if args.format and args.format.strip() != "json":
         _templated(cli, args.format, found)
     else:
         from knarr.client import jsonc

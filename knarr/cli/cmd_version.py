@@ -44,7 +44,8 @@ def run(cli, args) -> int:
     if args.format:
         from knarr.cli.template import render
 
-        sys.stdout.write(render(args.format, {"Client": client, "Server": server}) + "\n")
+        fmt = "{{json .}}" if args.format.strip() == "json" else args.format
+        sys.stdout.write(render(fmt, {"Client": client, "Server": server}) + "\n")
     else:
         sys.stdout.write(_text(client, server))
     if error is not None:
