@@ -167,3 +167,17 @@ def test_custom_detach_keys(d, tmux):
         assert d.ok("inspect", "-f", "{{.State.Running}}", name) == "true\n"
     finally:
         d.knarr("rm", "-f", name)
+
+
+def test_start_ai_gives_the_terminal_back(d, tmux):
+    name = f"sai{os.getpid()}"
+    d.ok("create", "-it", "--name", name, "busybox", "sh")
+    try:
+        win = tmux.start("sai", f"start -ai {name}", width=80, height=20)
+        tmux.wait_for(win, lambda s: s.rstrip().endswith("/ #"))
+        tmux("send-keys", "-t", win, "stty size", "Enter")
+        tmux.wait_for(win, lambda s: "20 80" in s)
+        tmux("send-keys", "-t", win, "exit 4", "Enter")
+        assert tmux.status("sai") == 4
+    finally:
+        d.knarr("rm", "-f", name)
