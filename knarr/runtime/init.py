@@ -92,6 +92,7 @@ def _setup(ch: Channel, ctx: dict) -> None:
         rootfs.finalize_rootfs(config)
     _close_fds(ch, {fifo, fd_dir}, ctx["preserve_fds"])
     process.find_executable(config["process"])
+    process.check_capabilities(config["process"])
     ch.send("ready")
     ctx["ready"] = True
     _wait_for_start(fifo, fd_dir)

@@ -13,7 +13,7 @@ from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument, NotFound
 from knarr.runtime import capabilities, rlimits
 
-__all__ = ["finalize", "exec_process", "find_executable", "environ"]
+__all__ = ["finalize", "exec_process", "find_executable", "check_capabilities", "environ"]
 
 # prctl(2) options from <linux/prctl.h>; knarr.sys binds the call.
 PR_SET_KEEPCAPS = 8
@@ -77,6 +77,19 @@ def _set_capabilities(caps: dict[str, int], extra: int = 0) -> None:
                                       caps["inheritable"], caps["ambient"])
     except OSError as exc:
         raise FailedPrecondition(f"set capabilities: {_capset_problem(caps, exc)}") from exc
+
+
+def check_capabilities(process: dict) -> None:
+    """Refuse, while create can still fail, capabilities no capset could grant: ones
+    outside the runtime's own permitted set (runc fails create for them too)."""
+    configured = process.get("capabilities")
+    if configured is None:
+        return
+    caps = capabilities.validate(configured)
+    missing = (caps["permitted"] | caps["effective"] | caps["ambient"]) & ~ksys.capget()[1]
+    if missing:
+        raise FailedPrecondition("set capabilities: the runtime lacks "
+                                 f"{', '.join(capabilities.names_of(missing))}")
 
 
 def _capset_problem(caps: dict[str, int], exc: OSError) -> str:

@@ -200,7 +200,33 @@ def checker(config: dict) -> str:
         if rule["action"] == "SCMP_ACT_ERRNO" and "getcwd" in rule["names"]:
             add("getcwd fails as the seccomp profile says", "! /bin/pwd -P >/dev/null 2>&1")
     lines.append(_mounts_in_order(config["mounts"]))
+    if linux.get("rootfsPropagation"):
+        # last: undoing the shared case's bind takes the real /proc with it, as
+        # runtimetest's does (its later checks do not read /proc for this config)
+        lines.append(PROPAGATION[linux["rootfsPropagation"]])
     return "\n".join(lines) + "\n"
+
+
+# runtimetest's propagation check: bind the root (recursively) elsewhere, then mount
+# something under the root; only a shared root shows it at the copy too. An
+# unbindable root refuses the bind.
+_EXPOSED = r"""
+t=/prop-target-$$; m=/prop-mount-$$; d=/prop-test-$$
+mkdir -p $t $m $d && touch $d/example
+mount --rbind / $t && mount --bind $d $m
+check "root propagation WHAT" "WANT [ -e $t$m/example ]"
+umount -l $m; umount -l $t; rm -rf $t $m $d
+"""
+PROPAGATION = {
+    "shared": _EXPOSED.replace("WHAT", "is shared").replace("WANT ", ""),
+    "slave": _EXPOSED.replace("WHAT", "is slave").replace("WANT", "!"),
+    "private": _EXPOSED.replace("WHAT", "is private").replace("WANT", "!"),
+    "unbindable": r"""
+t=/prop-target-$$; mkdir -p $t
+check "root propagation is unbindable" "! mount --rbind / $t 2>/dev/null"
+umount -l $t 2>/dev/null; rmdir $t
+""",
+}
 
 
 def _mounts_in_order(mounts: list[dict]) -> str:
@@ -436,6 +462,14 @@ def test_every_namespace_without_a_path_is_new(suite):
     remove(suite, cid)
 
 
+def _differs(path: str, ours: str) -> bool:
+    # pid_for_children reads ENOENT between unshare(2) and the first fork
+    try:
+        return os.readlink(path) != ours
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.parametrize("name,kind,option", [
     ("ipc", "ipc", "--ipc"), ("mnt", "mount", "--mount"), ("net", "network", "--net"),
     ("pid", "pid", "--pid"), ("uts", "uts", "--uts")])
@@ -448,7 +482,7 @@ def test_a_namespace_path_is_joined(suite, name, kind, option):
         suffix = "_for_children" if name == "pid" else ""
         path = f"/proc/{holder.pid}/ns/{name}{suffix}"
         deadline = time.monotonic() + 3
-        while os.readlink(path) == _ns("self", name):
+        while not _differs(path, _ns("self", name)):
             assert time.monotonic() < deadline, "unshare made no namespace"
             time.sleep(0.02)
         config = generator_config("true")
@@ -699,3 +733,43 @@ def test_hooks_get_the_state_on_stdin_and_run_in_order(suite, tmp_path):
             assert state["pid"] == pid
     assert json.loads((out / "poststart1").read_text())["status"] == "running"
     assert json.loads((out / "poststop1").read_text())["status"]
+
+
+def host_capabilities() -> list[str]:
+    """The capabilities in this process's bounding set, by name."""
+    with open("/proc/self/status") as f:
+        mask = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
+    return [name for name, n in CAP_NUMBERS.items() if mask >> n & 1]
+
+
+def test_privileged_beyond_what_the_runtime_holds_fails_create(suite):
+    """The generator's SetupPrivileged asks for every capability; on a host whose root
+    lacks one (here CAP_SYS_RESOURCE) no capset can grant it, so create fails, as runc's
+    does, and leaves nothing behind."""
+    wanted = list(CAP_NUMBERS)
+    if set(host_capabilities()) >= set(c for c in wanted if CAP_NUMBERS[c] <= _last_cap()):
+        pytest.skip("this runtime holds every capability")
+    config = generator_config("true")
+    config["process"]["capabilities"] = {s: list(wanted) for s in STATUS_FIELDS}
+    del config["linux"]["seccomp"]
+    cid, _, result = suite.create(config)
+    assert result.returncode != 0
+    assert "lacks" in result.stderr, result.stderr
+    assert suite("state", cid).returncode != 0
+
+
+@pytest.mark.parametrize("propagation", ["shared", "slave", "private", "unbindable"])
+def test_rootfs_propagation(suite, propagation):
+    """linux_rootfs_propagation, privileged as far as the runtime can grant."""
+    config = generator_config()
+    config["process"]["capabilities"] = {s: host_capabilities() for s in STATUS_FIELDS}
+    del config["linux"]["seccomp"]
+    config["linux"]["rootfsPropagation"] = propagation
+    lines = suite.inside(config)
+    all_ok(lines)
+    assert any("root propagation" in line for line in lines)
+
+
+def _last_cap() -> int:
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
