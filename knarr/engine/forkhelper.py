@@ -53,6 +53,12 @@ def _preload() -> None:
         seccomp.validate(seccomp.default_profile())
     except Exception:  # noqa: BLE001 - a host without libseccomp starts without seccomp
         pass
+    from knarr.engine.monitor import warm_up
+
+    try:
+        warm_up()
+    except Exception:  # noqa: BLE001 - only an optimisation
+        pass
 
 
 def _fork_monitor(sock: socket.socket, params_path: str, report) -> None:
