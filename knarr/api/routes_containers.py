@@ -3,6 +3,7 @@
 import asyncio
 import json
 
+from knarr.api import detach
 from knarr.engine.monitor_io import frame
 from knarr.engine.timefmt import parse_since
 
@@ -128,22 +129,32 @@ async def logs(engine, request, responder) -> None:
 async def attach(engine, request, responder) -> None:
     record = engine.record(request.params["id"])
     want_stdin = request.q_bool("stdin")
+    keys = request.q("detachKeys")
+    detach.parse_keys(keys)  # a bad spec is refused before the hijack
     stream = await engine.attach(record["Id"], want_stdin, request.q_bool("stdout"),
                                  request.q_bool("stderr"), request.q_bool("logs"),
                                  request.q_bool("stream"))
     tty = record["Config"]["Tty"]
     await responder.hijack(request, stream_type(tty))
-    await pump(request, responder, stream, tty, want_stdin)
+    await pump(request, responder, stream, tty, want_stdin, keys)
 
 
-async def pump(request, responder, stream, tty: bool, stdin: bool) -> None:
-    """Copy a hijacked connection's input to the stream and its frames back."""
+async def pump(request, responder, stream, tty: bool, stdin: bool,
+               detach_keys: str | None = None) -> None:
+    """Copy a hijacked connection's input to the stream and its frames back; the
+    detach keys in the input end the session (the process runs on)."""
     writer = responder.writer
+    detector = detach.Detector(detach.parse_keys(detach_keys))
 
     async def copy_input() -> None:
         try:
             while data := await request.reader.read(65536):
-                await stream.write(data)
+                data, detached = detector.feed(data)
+                if data:
+                    await stream.write(data)
+                if detached:
+                    stream.close()  # the output side ends too
+                    return
         except (ConnectionError, OSError):
             pass
         stream.close_input()

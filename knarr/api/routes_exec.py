@@ -25,7 +25,7 @@ async def start(engine, request, responder) -> None:
         await responder.send(200, b"", "application/json")
         return
     await responder.hijack(request, stream_type(tty))
-    await pump(request, responder, stream, tty, x["OpenStdin"])
+    await pump(request, responder, stream, tty, x["OpenStdin"], x["DetachKeys"] or None)
 
 
 async def resize(engine, request, responder) -> None:

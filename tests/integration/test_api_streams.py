@@ -139,3 +139,25 @@ def test_a_client_that_does_not_read_blocks_nothing(knarrd):
     path = client.inspect(cid)["LogPath"]
     assert wait_for(lambda: sum(1 for _ in open(path)) >= 20000000 // 1000, timeout=30)
     sock.close()
+
+
+def test_detach_keys_end_the_attach_and_leave_the_container_running(knarrd):
+    client = knarrd.client
+    cid = client.run("busybox", ["sh"], Tty=True, OpenStdin=True, StdinOnce=True,
+                     AttachStdin=True, AttachStdout=True)
+    for keys, sequence in ((None, b"\x10\x11"), ("ctrl-a,x", b"\x01x")):
+        query = {"stream": 1, "stdin": 1, "stdout": 1}
+        if keys:
+            query["detachKeys"] = keys
+        sock, _head, rest = client.hijack(f"/containers/{cid}/attach", query=query)
+        sock.sendall(b"echo attached-$((1+1))\n")
+        seen = rest
+        while b"attached-2" not in seen:
+            seen += sock.recv(4096)
+        sock.sendall(sequence)
+        read_all(sock, timeout=5)  # the daemon ends the session
+        sock.close()
+        assert client.inspect(cid)["State"]["Running"]
+    bad = client.request("POST", f"/containers/{cid}/attach",
+                         query={"stream": 1, "stdin": 1, "detachKeys": "ctrl-1"})
+    assert bad.status == 400 and bad.message == "Invalid detach keys (ctrl-1) provided"

@@ -129,3 +129,18 @@ def test_hijack_answers_101_when_asked():
     assert upgraded.startswith("HTTP/1.1 101 UPGRADED\r\n") and "Upgrade: tcp" in upgraded
     plain = asyncio.run(run(False)).decode()
     assert plain.startswith("HTTP/1.1 200 OK\r\n") and "raw-stream" in plain
+
+
+def test_detach_keys():
+    from knarr.api import detach
+
+    assert detach.parse_keys(None) == b"\x10\x11"
+    assert detach.parse_keys("ctrl-a,x,ctrl-@,ctrl-[") == b"\x01x\x00\x1b"
+    with pytest.raises(InvalidArgument):
+        detach.parse_keys("ctrl-1")
+    d = detach.Detector(b"\x10\x11")
+    assert d.feed(b"ab\x10") == (b"ab", False)
+    assert d.feed(b"\x11rest") == (b"", True)
+    d = detach.Detector(b"\x10\x11")
+    assert d.feed(b"a\x10b\x10\x10") == (b"a\x10b\x10", False)
+    assert d.feed(b"\x11") == (b"", True)
