@@ -58,11 +58,20 @@ def _parse(argv: list[str]):
     return parser.parse_args(argv), parser
 
 
+_VALUED = {"--root", "--log", "--log-format", "--rootless", "--criu"}
+
+
 def _verb_in(argv: list[str]) -> str | None:
-    """The first argument that names a verb (global flags come before it)."""
+    """The first argument that names a verb (global flags come before it); a global
+    flag's value is not one, even when it is spelled like a verb (--root state)."""
     aliases = {"ls": "list"}
+    after_flag = False
     for arg in argv:
-        if arg in VERBS or arg in aliases:
+        if after_flag:
+            after_flag = False
+        elif arg in _VALUED:
+            after_flag = True
+        elif arg in VERBS or arg in aliases:
             return aliases.get(arg, arg)
     return None
 

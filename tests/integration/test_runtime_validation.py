@@ -773,3 +773,14 @@ def test_rootfs_propagation(suite, propagation):
 def _last_cap() -> int:
     with open("/proc/sys/kernel/cap_last_cap") as f:
         return int(f.read())
+
+
+def test_a_root_spelled_like_a_verb_is_still_the_root(tmp_path):
+    """`--root state delete ID` deletes from the directory "state" (it once picked
+    "state" as the verb and failed on the rest)."""
+    root = tmp_path / "state"
+    root.mkdir()
+    result = subprocess.run([RUNTIME, "--root", "state", "delete", "nope"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "knarr-runtime: container does not exist: nope"
