@@ -140,20 +140,25 @@ async def attach(engine, request, responder) -> None:
 
 
 async def pump(request, responder, stream, tty: bool, stdin: bool,
-               detach_keys: str | None = None) -> None:
+               detach_keys: str | None = None, drain_after_detach: bool = False) -> None:
     """Copy a hijacked connection's input to the stream and its frames back; the
-    detach keys in the input end the session (the process runs on)."""
+    detach keys in the input end the session (the process runs on; an exec's
+    stream is still read to its end, for its exit code)."""
     writer = responder.writer
     detector = detach.Detector(detach.parse_keys(detach_keys))
+    detached = []
 
     async def copy_input() -> None:
         try:
             while data := await request.reader.read(65536):
-                data, detached = detector.feed(data)
+                data, seen = detector.feed(data)
                 if data:
                     await stream.write(data)
-                if detached:
-                    stream.close()  # the output side ends too
+                if seen:
+                    detached.append(True)
+                    writer.close()
+                    if not drain_after_detach:
+                        stream.close()
                     return
         except (ConnectionError, OSError):
             pass
@@ -162,6 +167,8 @@ async def pump(request, responder, stream, tty: bool, stdin: bool,
     feeder = asyncio.get_running_loop().create_task(copy_input()) if stdin else None
     try:
         while (item := await stream.read()) is not None:
+            if detached:
+                continue
             number, data = item
             writer.write(data if tty else frame(number, data))
             await writer.drain()

@@ -25,7 +25,8 @@ async def start(engine, request, responder) -> None:
         await responder.send(200, b"", "application/json")
         return
     await responder.hijack(request, stream_type(tty))
-    await pump(request, responder, stream, tty, x["OpenStdin"], x["DetachKeys"] or None)
+    await pump(request, responder, stream, tty, x["OpenStdin"], x["DetachKeys"] or None,
+               drain_after_detach=True)
 
 
 async def resize(engine, request, responder) -> None:

@@ -161,3 +161,16 @@ def test_detach_keys_end_the_attach_and_leave_the_container_running(knarrd):
     bad = client.request("POST", f"/containers/{cid}/attach",
                          query={"stream": 1, "stdin": 1, "detachKeys": "ctrl-1"})
     assert bad.status == 400 and bad.message == "Invalid detach keys (ctrl-1) provided"
+
+
+def test_detaching_from_an_exec_leaves_it_running(knarrd):
+    client = knarrd.client
+    cid = client.run("busybox", ["sleep", "1000"])
+    exec_id = client.post(f"/containers/{cid}/exec", {
+        "Cmd": ["sh"], "Tty": True, "AttachStdin": True, "AttachStdout": True}).json()["Id"]
+    sock, _head, rest = client.hijack(f"/exec/{exec_id}/start", {"Detach": False, "Tty": True})
+    sock.sendall(b"\x10\x11")
+    read_all(sock, rest, timeout=5)
+    sock.close()
+    time.sleep(0.3)
+    assert client.get(f"/exec/{exec_id}/json").json()["Running"] is True
