@@ -6,8 +6,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := busybox-static libseccomp2 iproute2 runc crun podman containerd uidmap \
-                python3-venv docker.io skopeo umoci tmux zstd debootstrap openssl
-BENCH_APT_PACKAGES := hyperfine
+                python3-venv docker.io skopeo umoci tmux zstd debootstrap openssl apache2-utils
+BENCH_APT_PACKAGES := hyperfine docker-registry
 
 .PHONY: demo demo-runtime test lint unit integration bench deps clean
 

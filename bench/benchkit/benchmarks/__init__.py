@@ -6,7 +6,7 @@ and add its name to MODULES, in the order `bench/run.py` should run it.
 
 import importlib
 
-MODULES = ["runtime_run", "engine_run", "image_unpack", "image_load"]
+MODULES = ["runtime_run", "engine_run", "image_unpack", "image_load", "registry_copy"]
 
 for _module in MODULES:
     importlib.import_module(f"{__name__}.{_module}")
