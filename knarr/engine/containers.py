@@ -304,11 +304,8 @@ def _passes(record: dict, state: dict, filters: dict) -> bool:
         check = checks.get(key)
         if check is None:
             raise InvalidArgument(f"invalid filter '{key}'", filter=key)
-        wanted = values if key != "label" else values
-        if key == "label":
-            if not all(check(v) for v in wanted):
-                return False
-        elif not any(check(v) for v in wanted):
+        # Docker's rule: labels must all match; other filters, any of their values.
+        if not (all if key == "label" else any)(check(v) for v in values):
             return False
     return True
 

@@ -53,7 +53,7 @@ def _preload() -> None:
         seccomp.validate(seccomp.default_profile())
     except Exception:  # noqa: BLE001 - a host without libseccomp starts without seccomp
         pass
-    from knarr.engine.monitor import warm_up
+    from knarr.engine.monitor_warm import warm_up
 
     try:
         warm_up()

@@ -49,9 +49,6 @@ def parse_signal(value, default: int = signal.SIGKILL) -> int:
 class LifecycleMixin:
     """The verbs that change whether a container runs."""
 
-    def monitor_sock(self, cid: str) -> str:
-        return os.path.join(self.monitor_dir(cid), monitor_io.MONITOR_SOCK)
-
     async def monitor_open(self, cid: str, request: dict):
         """Connect to a container's monitor, send `request`, return (reply, reader, writer)."""
         try:

@@ -140,7 +140,10 @@ class ObserveMixin:
         out, err = await proc.communicate()
         if proc.returncode != 0:
             raise InvalidArgument(f"ps: {err.decode().strip()}", args=ps_args)
-        return stats.parse_ps(out.decode(), pids)
+        try:
+            return stats.parse_ps(out.decode(), pids)
+        except ValueError as exc:
+            raise InvalidArgument(f"Couldn't find PID field in ps output: {exc}") from exc
 
     # -- events -------------------------------------------------------------
 

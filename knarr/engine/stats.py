@@ -6,7 +6,6 @@ cache (total_inactive_file on cgroup v1, inactive_file on v2) from usage.
 """
 
 import os
-import time
 
 from knarr.engine.jsonlog import timestamp
 
@@ -148,7 +147,3 @@ def parse_ps(output: str, pids: set[int]) -> dict:
         if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
             processes.append(fields)
     return {"Titles": titles, "Processes": processes}
-
-
-def now() -> float:
-    return time.time()
