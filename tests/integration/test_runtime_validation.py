@@ -784,3 +784,21 @@ def test_a_root_spelled_like_a_verb_is_still_the_root(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert result.stderr.strip() == "knarr-runtime: container does not exist: nope"
+
+
+def test_numeric_user_without_passwd_and_an_empty_hostname(suite):
+    """process_user (uid 10, gid 10, group 5) on a root with no /etc/passwd or
+    /etc/group, and hostname "" (not set), as the suite's hostname case has it."""
+    hidden = []
+    for name in ("passwd", "group"):
+        path = os.path.join(suite.rootfs, "etc", name)
+        os.rename(path, path + ".hidden")
+        hidden.append(path)
+    try:
+        config = generator_config()
+        config["process"]["user"] = {"uid": 10, "gid": 10, "additionalGids": [5]}
+        config["hostname"] = ""
+        all_ok(suite.inside(config))
+    finally:
+        for path in hidden:
+            os.rename(path + ".hidden", path)
