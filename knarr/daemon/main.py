@@ -46,7 +46,7 @@ async def _serve(args, helper) -> None:
 
     engine = Engine(args.root, args.exec_root, helper)
     await engine.restore()
-    server = await Server(engine).serve_unix(_socket_path(args.host))
+    server = await Server(engine).serve_unix(args.socket)
     logging.getLogger("knarr").info("knarrd: listening on %s", args.host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,6 +63,7 @@ def entry(argv: list[str] | None = None) -> None:
 
     helper, _helper_pid = forkhelper.start()
     args = _parse(sys.argv[1:] if argv is None else argv)
+    args.socket = _socket_path(args.host)
     import asyncio
     import logging
     import os
