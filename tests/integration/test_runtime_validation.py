@@ -604,18 +604,24 @@ def test_cgroups_cpu_pids_and_device_rules_in_order(suite, cgroups_path, cgroup_
         assert not os.path.exists(os.path.join(CGROUP_ROOT, "pids", cgroups_path.lstrip("/")))
 
 
-@pytest.mark.skipif(not v1_hierarchy("hugetlb"), reason="needs the v1 hugetlb controller")
 def test_cgroups_hugetlb_limits_and_an_unknown_page_size(suite):
+    """Each page size the kernel has gets its limit, and an unknown size ("3MB") fails
+    create. Where hugetlb has no v1 hierarchy (a hybrid host leaves it on cgroup2
+    until something mounts it, as bench/setup.sh does) limits are not applied and
+    only create succeeding can be checked."""
     sizes = {"hugepages-2048kB": "2MB", "hugepages-1048576kB": "1GB"}
-    for entry in os.listdir("/sys/kernel/mm/hugepages"):
-        if entry not in sizes:
-            continue
+    present = [sizes[e] for e in os.listdir("/sys/kernel/mm/hugepages") if e in sizes]
+    on_v1 = v1_hierarchy("hugetlb")
+    for size in present:
         config = with_resources(CGROUP_PATHS[0], hugepageLimits=[
-            {"pageSize": sizes[entry], "limit": 2 << 30}])
+            {"pageSize": size, "limit": 2 << 30}])
         cid, state = created(suite, config)
-        name = f"hugetlb.{sizes[entry]}.limit_in_bytes"
-        assert read_cgroup(state["pid"], CGROUP_PATHS[0], "hugetlb", name) == str(2 << 30)
+        if on_v1:
+            name = f"hugetlb.{size}.limit_in_bytes"
+            assert read_cgroup(state["pid"], CGROUP_PATHS[0], "hugetlb", name) == str(2 << 30)
         remove(suite, cid)
+    if not on_v1:
+        return
     config = with_resources(CGROUP_PATHS[0], hugepageLimits=[
         {"pageSize": "3MB", "limit": 100 * 3 * 1024 * 1024}])
     cid, _, result = suite.create(config)
@@ -747,12 +753,14 @@ def test_privileged_beyond_what_the_runtime_holds_fails_create(suite):
     lacks one (here CAP_SYS_RESOURCE) no capset can grant it, so create fails, as runc's
     does, and leaves nothing behind."""
     wanted = list(CAP_NUMBERS)
-    if set(host_capabilities()) >= set(c for c in wanted if CAP_NUMBERS[c] <= _last_cap()):
-        pytest.skip("this runtime holds every capability")
     config = generator_config("true")
     config["process"]["capabilities"] = {s: list(wanted) for s in STATUS_FIELDS}
     del config["linux"]["seccomp"]
     cid, _, result = suite.create(config)
+    if set(host_capabilities()) >= {c for c in wanted if CAP_NUMBERS[c] <= _last_cap()}:
+        assert result.returncode == 0, result.stderr  # a host whose root holds them all
+        remove(suite, cid)
+        return
     assert result.returncode != 0
     assert "lacks" in result.stderr, result.stderr
     assert suite("state", cid).returncode != 0
