@@ -15,7 +15,7 @@ import os
 import shutil
 import socket
 
-from knarr.engine import events, jsonlog, monitor_io, names, oci_config, records
+from knarr.engine import events, hostdevices, jsonlog, monitor_io, names, oci_config, records
 from knarr.engine.containers import ContainersMixin
 from knarr.engine.execs import ExecMixin
 from knarr.engine.imageverbs import ImagesMixin
@@ -184,8 +184,12 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         """The OCI runtime config for a container record."""
         from knarr.runtime import seccomp
 
+        host = record["HostConfig"]
+        devices = hostdevices.requested_devices(host.get("Devices"))
+        if host.get("Privileged"):
+            devices = (hostdevices.host_devices() + devices[0], devices[1])
         return oci_config.build(record, self.container_dir(record["Id"]),
-                                self.host_capabilities(), seccomp.default_profile)
+                                self.host_capabilities(), seccomp.default_profile, devices)
 
     def daemon_id(self) -> str:
         """A stable id for this engine root, made on first use."""

@@ -180,6 +180,16 @@ def _mounts_of(host: dict) -> list[dict]:
         mode = parts[2] if len(parts) > 2 else ""
         out.append({"Type": "bind", "Source": parts[0], "Destination": parts[1],
                     "Mode": mode, "RW": "ro" not in mode.split(","), "Propagation": "rprivate"})
+    for mount in host.get("Mounts") or []:  # --mount type=bind
+        if mount.get("Type") != "bind":
+            raise InvalidArgument(f"mount type {mount.get('Type')!r} is not supported yet: "
+                                  "only bind mounts", mount=mount.get("Type"))
+        source, target = mount.get("Source", ""), mount.get("Target", "")
+        if not source.startswith("/") or not target.startswith("/"):
+            raise InvalidArgument("invalid mount config for type \"bind\": source and "
+                                  "target must be absolute paths", mount=source)
+        out.append({"Type": "bind", "Source": source, "Destination": target, "Mode": "",
+                    "RW": not mount.get("ReadOnly"), "Propagation": "rprivate"})
     return out
 
 

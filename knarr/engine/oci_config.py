@@ -152,8 +152,10 @@ def _mounts(record: dict, files_dir: str) -> list[dict]:
     return mounts
 
 
-def build(record: dict, files_dir: str, host_caps: list[str], seccomp_profile) -> dict:
-    """The OCI config for a container record; `seccomp_profile(caps)` renders the default."""
+def build(record: dict, files_dir: str, host_caps: list[str], seccomp_profile,
+          devices: tuple[list, list] = ([], [])) -> dict:
+    """The OCI config for a container record; `seccomp_profile(caps)` renders the default;
+    `devices` are the (linux.devices, cgroup rules) of --device or --privileged."""
     host, config = record["HostConfig"], record["Config"]
     caps = _capabilities(host, host_caps)
     security = _security_options(host)
@@ -185,6 +187,9 @@ def build(record: dict, files_dir: str, host_caps: list[str], seccomp_profile) -
     }
     if host.get("Sysctls"):
         linux["sysctl"] = dict(host["Sysctls"])
+    if devices[0]:
+        linux["devices"] = devices[0]
+        linux["resources"]["devices"] += devices[1]
     if not host.get("Privileged") and security["seccomp"] != "unconfined":
         linux["seccomp"] = _seccomp(security["seccomp"], caps, seccomp_profile)
     out = {

@@ -147,3 +147,36 @@ def test_stats_stream_gives_one_document_a_second(knarrd):
     assert docs[1]["precpu_stats"]["cpu_usage"]["total_usage"] == \
         docs[0]["cpu_stats"]["cpu_usage"]["total_usage"]
     assert docs[0]["name"] == client.inspect(cid)["Name"]
+
+
+def test_device_and_privileged(knarrd):
+    client = knarrd.client
+    cid = client.run("busybox", ["sh", "-c", "ls -l /dev/mydisk; head -c 3 /dev/mydisk | wc -c"],
+                     HostConfig={"Devices": [{"PathOnHost": "/dev/zero",
+                                              "PathInContainer": "/dev/mydisk",
+                                              "CgroupPermissions": "rwm"}]})
+    assert client.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
+    out = demux(client.get(f"/containers/{cid}/logs", stdout=1).body)[1]
+    assert out.startswith(b"c") and out.endswith(b"3\n")
+    bad = client.request("POST", "/containers/create", {
+        "Image": "busybox", "HostConfig": {"Devices": [{"PathOnHost": "/dev/nope"}]}})
+    assert bad.status == 400 and '"/dev/nope"' in bad.message
+    priv = client.run("busybox", ["sh", "-c", "ls /dev/vda* /dev/null && cat /proc/self/status"
+                                  " | grep CapEff"], HostConfig={"Privileged": True})
+    assert client.post(f"/containers/{priv}/wait").json()["StatusCode"] == 0
+    out = demux(client.get(f"/containers/{priv}/logs", stdout=1).body)[1]
+    assert b"/dev/vda" in out and b"CapEff:\t000001ff" in out
+
+
+def test_bind_mounts_by_binds_and_mounts(knarrd, tmp_path):
+    client = knarrd.client
+    (tmp_path / "in.txt").write_text("from the host\n")
+    cid = client.run("busybox", ["sh", "-c", "cat /a/in.txt; echo made > /b/out.txt; "
+                                 "touch /a/x 2>/dev/null || echo read-only"],
+                     HostConfig={"Binds": [f"{tmp_path}:/a:ro"],
+                                 "Mounts": [{"Type": "bind", "Source": str(tmp_path),
+                                             "Target": "/b"}]})
+    assert client.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
+    out = demux(client.get(f"/containers/{cid}/logs", stdout=1).body)[1]
+    assert out == b"from the host\nread-only\n"
+    assert (tmp_path / "out.txt").read_text() == "made\n"
