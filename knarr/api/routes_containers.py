@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 
 from knarr.api import detach
 from knarr.engine.monitor_io import frame
@@ -194,6 +195,35 @@ async def stats(engine, request, responder) -> None:
     await responder.end()
 
 
+async def changes(engine, request, responder) -> None:
+    await responder.json(200, engine.changes(request.params["id"]))
+
+
+async def export(engine, request, responder) -> None:
+    path = await engine.export(request.params["id"])
+    try:
+        await responder.start_stream(200, "application/x-tar")
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                await responder.chunk(chunk)
+        await responder.end()
+    finally:
+        os.unlink(path)
+
+
+async def commit(engine, request, responder) -> None:
+    body = await request.json() or {}
+    overrides = {k: v for k, v in body.items() if v not in (None, "", [], {}) and
+                 k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels",
+                       "ExposedPorts", "StopSignal", "Healthcheck", "Volumes")}
+    image_id = await engine.commit(request.q("container", ""), request.q("repo"),
+                                   request.q("tag"), request.q("comment", ""),
+                                   request.q("author", ""), overrides,
+                                   request.query.get("changes", []),
+                                   request.q_bool("pause", True))
+    await responder.json(201, {"Id": image_id})
+
+
 async def prune(engine, request, responder) -> None:
     deleted = []
     for summary in engine.list(all_=True, filters=request.q_json("filters")):
@@ -222,4 +252,7 @@ ROUTES = [
     ("GET", _ID + "/logs", logs),
     ("POST", _ID + "/attach", attach),
     ("GET", _ID + "/stats", stats),
+    ("GET", _ID + "/changes", changes),
+    ("GET", _ID + "/export", export),
+    ("POST", "/commit", commit),
 ]

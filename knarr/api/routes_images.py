@@ -77,7 +77,29 @@ async def get_one(engine, request, responder) -> None:
     await _send_tarball(engine, responder, [request.params["name"]])
 
 
+async def import_(engine, request, responder) -> None:
+    fd, path = tempfile.mkstemp(prefix="import-", dir=engine.root)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.body_chunks():
+                f.write(chunk)
+        image_id = await engine.import_tarball(path, request.q("repo"), request.q("tag"),
+                                               request.q("message", ""))
+    finally:
+        os.unlink(path)
+    await responder.start_stream(200, "application/json")
+    await responder.chunk(json.dumps({"status": image_id}).encode() + b"\n")
+    await responder.end()
+
+
 async def pull(engine, request, responder) -> None:
+    if request.q("fromSrc"):
+        if request.q("fromSrc") != "-":
+            from knarr.errors import InvalidArgument
+
+            raise InvalidArgument("importing from a URL is not supported yet")
+        await import_(engine, request, responder)
+        return
     name = request.q("fromImage", "")
     tag = request.q("tag")
     ref = f"{name}:{tag}" if tag and "@" not in name else name

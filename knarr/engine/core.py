@@ -18,6 +18,7 @@ import socket
 from knarr.engine import events, hostdevices, jsonlog, monitor_io, names, oci_config, records
 from knarr.engine.containers import ContainersMixin
 from knarr.engine.execs import ExecMixin
+from knarr.engine.filesystems import FilesystemsMixin
 from knarr.engine.imageverbs import ImagesMixin
 from knarr.engine.lifecycle import LifecycleMixin
 from knarr.engine.observe import ObserveMixin
@@ -33,7 +34,8 @@ _BUILTIN = {"docker.io/library/hello-world:latest": builtin.hello_world,
             "docker.io/library/busybox:latest": builtin.busybox}
 
 
-class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMixin):
+class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMixin,
+             FilesystemsMixin):
     """Containers, images, exec, logs, stats and events for one state root."""
 
     def __init__(self, root: str, exec_root: str, helper: socket.socket | None) -> None:
