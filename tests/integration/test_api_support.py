@@ -230,12 +230,18 @@ class Daemon:
 
     def teardown(self) -> list[str]:
         """Remove every container, stop, and say what was left behind."""
+        problems = []
         if self.proc is not None and self.proc.poll() is None:
-            for c in self.client.get("/containers/json", all=1).json():
-                self.client.delete(f"/containers/{c['Id']}", force=1)
+            try:
+                for c in self.client.get("/containers/json", all=1).json():
+                    resp = self.client.delete(f"/containers/{c['Id']}", force=1)
+                    if resp.status != 204:
+                        problems.append(f"remove {c['Id']}: {resp.status} {resp.body!r}")
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                problems.append(f"remove containers: {exc!r}")
         ids = self.all_ids()
         self.stop()
-        leftovers = [f"mount {m}" for m in mounts_under(self.base)]
+        leftovers = problems + [f"mount {m}" for m in mounts_under(self.base)]
         leftovers += [f"cgroup {d}" for cid in ids for d in cgroup_dirs(cid)]
         leftovers += [f"process {p}" for p in processes_under(self.base)]
         self.log_saved = self.log_text()
