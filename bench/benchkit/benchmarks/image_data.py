@@ -16,6 +16,9 @@ Files in the cache directory:
     image.tar                    `docker save` output of the image (uncompressed
                                  layers, as Docker writes them)
     meta.json                    diff ids, sizes, entry count, recipe version
+
+With KNARR_BENCH_BASELINE=DIR (a checkout of another knarr revision), both
+benchmarks also time that revision's code as "knarr@baseline".
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ import time
 from pathlib import Path
 
 from benchkit.host import BENCH_DIR
+
+# A checkout of another knarr (e.g. `git worktree add /tmp/base HEAD~3`) to time beside
+# this one, as the subject "knarr@baseline": before/after figures from the same run.
+BASELINE = os.environ.get("KNARR_BENCH_BASELINE") or None
 
 CACHE = BENCH_DIR / "results" / "cache" / "image"
 RECIPE = 1

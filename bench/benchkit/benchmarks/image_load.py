@@ -52,15 +52,21 @@ def docker_subject(base: Path, image: Path, version: str) -> Subject:
                    version=version, notes={"data roots": str(base)})
 
 
-def knarr_subject(image: Path, base: Path) -> Subject:
-    """`python -m knarr.images load` into a fresh root each run."""
+_MAIN = "import sys; sys.path.insert(0, sys.argv.pop(1)); from knarr.images.__main__ import main; " \
+    "sys.exit(main())"
+
+
+def knarr_subject(image: Path, base: Path, source: str | None = None) -> Subject:
+    """`python -m knarr.images load` into a fresh root each run (with the knarr package
+    found in `source` rather than this checkout, when given)."""
     def argv(run_id: str) -> list[str]:
         root = image_data.fresh_dir(base, run_id)
-        command = [str(VENV_BIN / "python"), "-m", "knarr.images", "--root", str(root), "load"]
+        start = ["-c", _MAIN, source] if source else ["-m", "knarr.images"]
+        command = [str(VENV_BIN / "python"), *start, "--root", str(root), "load"]
         return ["sh", "-c", f"exec {shlex.join(command)} < {shlex.quote(str(image))} >/dev/null"]
 
-    return Subject(name="knarr", role=KNARR, argv=argv,
-                   version=f"python {sys.version.split()[0]}")
+    return Subject(name="knarr@baseline" if source else "knarr", role=KNARR, argv=argv,
+                   version=f"python {sys.version.split()[0]}", notes={"source": source or "."})
 
 
 def unavailable(name: str, role: str, reason: str) -> Subject:
@@ -94,4 +100,6 @@ def image_load(workdir: Path) -> list[Subject]:
     finally:
         docker.stop()
     return [docker_subject(workdir / "dockerd", image, version),
-            knarr_subject(image, workdir / "knarr")]
+            knarr_subject(image, workdir / "knarr")] + (
+        [knarr_subject(image, workdir / "baseline", image_data.BASELINE)]
+        if image_data.BASELINE else [])

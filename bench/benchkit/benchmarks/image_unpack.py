@@ -39,16 +39,19 @@ def tar_subject(name: str, layers: list[Path], base: Path, sync: bool) -> Subjec
                    unavailable=missing_program("tar"))
 
 
-def knarr_subject(layers: list[tuple[Path, str]], base: Path) -> Subject:
-    """knarr's unpack of every layer into a fresh snapshot store."""
+def knarr_subject(layers: list[tuple[Path, str]], base: Path,
+                  source: str | None = None) -> Subject:
+    """knarr's unpack of every layer into a fresh snapshot store (with the knarr package
+    found in `source` rather than this checkout, when given)."""
     def argv(run_id: str) -> list[str]:
         root = image_data.fresh_dir(base, run_id)
         pairs = [str(x) for p, d in layers for x in (p, d)]
-        return [str(VENV_BIN / "python"), str(HELPER), str(root), *pairs]
+        command = [str(VENV_BIN / "python"), str(HELPER), str(root), *pairs]
+        return ["env", f"PYTHONPATH={source}", *command] if source else command
 
-    return Subject(name="knarr", role=KNARR, argv=argv,
+    return Subject(name="knarr@baseline" if source else "knarr", role=KNARR, argv=argv,
                    version=f"python {sys.version.split()[0]}",
-                   notes={"helper": str(HELPER.relative_to(REPO))})
+                   notes={"helper": str(HELPER.relative_to(REPO)), "source": source or str(REPO)})
 
 
 @register(
@@ -65,4 +68,5 @@ def image_unpack(workdir: Path) -> list[Subject]:
         tar_subject("tar -xzf", files, workdir / "tar", sync=False),
         tar_subject("tar -xzf + sync", files, workdir / "tar-sync", sync=True),
         knarr_subject(layers, workdir / "knarr"),
-    ]
+    ] + ([knarr_subject(layers, workdir / "baseline", image_data.BASELINE)]
+         if image_data.BASELINE else [])
