@@ -399,3 +399,12 @@ def test_big_layer_with_wrong_diff_id_leaves_nothing(store, compressed):
     with pytest.raises(InvalidArgument, match="mismatch: expected sha256:"):
         load(store, io.BytesIO(archive))
     assert _empty(store)
+
+
+def test_archive_cut_inside_a_big_layer_leaves_nothing(store):
+    layer = layer_tar([("big", "file", 0o644, _BIG), ("small", "file", 0o644, b"s")])
+    archive, _ = _docker_archive([layer])
+    cut = archive.index(_BIG[:64]) + (3 << 20)  # inside the big file, as it is extracted
+    with pytest.raises(InvalidArgument, match="load: corrupt or truncated archive"):
+        load(store, io.BytesIO(archive[:cut]))
+    assert _empty(store)
