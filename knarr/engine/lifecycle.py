@@ -29,6 +29,10 @@ _CATEGORIES = {c.__name__: c for c in (NotFound, AlreadyExists, Conflict, Invali
                                          FailedPrecondition, Unavailable)}
 
 
+# How long a monitor may take to mount, create and start a container before start fails.
+_START_TIMEOUT = 120.0
+
+
 class NotModified(KnarrError):
     """Nothing to do: the container is already in the asked-for state (HTTP 304)."""
 
@@ -149,6 +153,9 @@ class LifecycleMixin:
                 await self._connect_attaches(cid, pending)
                 writer.write(b"go\n")
                 reply = await _report(reader, cid)
+        except TimeoutError:
+            raise Unavailable(f"start container {cid}: its monitor did not report within "
+                              f"{_START_TIMEOUT:g}s", id=cid) from None
         finally:
             writer.close()
             for future in pending:
@@ -336,7 +343,7 @@ async def _connect(mdir: str):
 
 
 async def _report(reader, cid: str) -> dict:
-    line = await reader.readline()
+    line = await asyncio.wait_for(reader.readline(), _START_TIMEOUT)
     if not line:
         raise FailedPrecondition(f"start container {cid}: its monitor exited before "
                                  "reporting", id=cid)

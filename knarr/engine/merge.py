@@ -4,6 +4,7 @@ The result is the container's record: Docker's inspect shape minus State (which
 the monitor owns) and the runtime-only fields the engine adds at start.
 """
 
+import os
 import time
 
 from knarr.engine import names
@@ -93,8 +94,11 @@ def validate_host_config(host: dict) -> dict:
     if reservation and memory and reservation > memory:
         raise InvalidArgument("Minimum memory limit can not be less than memory reservation "
                               "limit, see usage", field="MemoryReservation")
-    if (host.get("NanoCpus") or 0) < 0:
-        raise InvalidArgument("invalid CPU value: must be positive", field="NanoCpus")
+    nano = host.get("NanoCpus") or 0
+    cpus = os.cpu_count() or 1
+    if nano < 0 or (nano and not 10_000_000 <= nano <= cpus * 1_000_000_000):
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {cpus}.00, as there are only "
+                              f"{cpus} CPUs available", field="NanoCpus")
     if host.get("NanoCpus") and (host.get("CpuQuota") or host.get("CpuPeriod")):
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be "
                               "set", field="NanoCpus")

@@ -58,6 +58,7 @@ def test_no_command_is_refused():
     ({"RestartPolicy": {"Name": "often"}}, "invalid restart policy 'often'"),
     ({"AutoRemove": True, "RestartPolicy": {"Name": "always"}}, "AutoRemove"),
     ({"NetworkMode": "bridge2"}, "network bridge2 not found"),
+    ({"NanoCpus": 1000 * 10**9}, "Range of CPUs is from 0.01 to"),
     ({"LogConfig": {"Type": "syslog"}}, "no log driver named 'syslog'"),
 ])
 def test_bad_host_config(host, message):
