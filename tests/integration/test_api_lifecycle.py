@@ -43,9 +43,12 @@ def test_busybox_sleeps_top_exec_stats_stop_delete(knarrd):
     listed = client.get("/containers/json").json()
     assert [c["Id"] for c in listed] == [cid] and listed[0]["Status"].startswith("Up")
 
-    top = client.get(f"/containers/{cid}/top").json()
-    cmd = top["Titles"].index("CMD")
-    assert any("sleep 1000" in p[cmd] for p in top["Processes"])
+    def top_lists_sleep() -> bool:  # start returns once init is released, maybe not yet exec'd
+        top = client.get(f"/containers/{cid}/top").json()
+        cmd = top["Titles"].index("CMD")
+        return any("sleep 1000" in p[cmd] for p in top["Processes"])
+
+    assert wait_for(top_lists_sleep, timeout=5)
 
     exec_id = client.post(f"/containers/{cid}/exec", {
         "Cmd": ["sh", "-c", "echo out; echo err >&2; hostname; exit 3"],
