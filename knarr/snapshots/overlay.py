@@ -14,25 +14,15 @@ runtime performs them. Long chains are returned with absolute paths too; see
 `knarr.oci.overlay.fit_overlay` for how a mount that overflows the option
 page is performed.
 
-The snapshots directory is marked a top directory (FS_TOPDIR_FL, `chattr +T`)
-where the file system knows the flag (ext2/3/4): each `snapshots/<n>` is then
-placed, as a top-level directory would be, in a block group with free inodes,
-rather than beside its parent. On a file system whose groups near the store
-are crowded, creating a file there cost about 1 ms against 40 us (measured on
-the development VM's ext4), which made file creation most of an unpack.
-
 Metadata changes run in one SQLite transaction each; directories are made
 before the row that names them and removed after it, so a crash leaves at
 worst an unnamed directory, which `cleanup` removes.
 """
 
-import errno
-import fcntl
 import json
 import os
 import shutil
 import sqlite3
-import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,10 +36,6 @@ from knarr.snapshots.diff import write_diff
 __all__ = ["Snapshotter", "ACTIVE", "VIEW", "COMMITTED"]
 
 ACTIVE, VIEW, COMMITTED = "active", "view", "committed"
-
-_FS_IOC_GETFLAGS = 0x80086601
-_FS_IOC_SETFLAGS = 0x40086602
-_FS_TOPDIR_FL = 0x00020000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -72,7 +58,6 @@ class Snapshotter:
             raise InvalidArgument(f"snapshots root {self.root}: overlay options cannot name a "
                                   "path with ',' or ':'", path=self.root)
         os.makedirs(self.root, exist_ok=True)
-        mark_top_directory(self.root)
         self._db = sqlite3.connect(os.path.join(self.root, "metadata.db"), timeout=60,
                                    isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -301,24 +286,6 @@ class Snapshotter:
                     _remove_dir(os.path.join(self.root, name))
                     removed.append(name)
         return removed
-
-
-def mark_top_directory(path: str) -> bool:
-    """Set FS_TOPDIR_FL on a directory (see the module's docstring); False where the file
-    system does not know the flag or refuses it, which changes nothing but placement."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        flags = struct.unpack("i", fcntl.ioctl(fd, _FS_IOC_GETFLAGS, b"\0" * 4))[0]
-        if not flags & _FS_TOPDIR_FL:
-            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
-        return True
-    except OSError as exc:
-        if exc.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES,
-                         errno.EINVAL, errno.EROFS):
-            return False
-        raise
-    finally:
-        os.close(fd)
 
 
 def _bind(source: str, mode: str) -> dict:

@@ -117,31 +117,6 @@ def test_commit_stacks_a_snapshot_made_without_a_parent(snaps):
     assert snaps.stat("c")["kind"] == "active"
 
 
-def test_snapshots_dir_is_a_top_directory(snaps):
-    """Where the file system knows FS_TOPDIR_FL (ext4), the snapshots dir carries it."""
-    import fcntl
-
-    if not _is_ext(snaps.root):
-        pytest.skip("not on an ext2/3/4 file system")
-    fd = os.open(snaps.root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        flags = struct.unpack("i", fcntl.ioctl(fd, 0x80086601, b"\0" * 4))[0]
-    finally:
-        os.close(fd)
-    assert flags & 0x00020000
-
-
-def _is_ext(path: str) -> bool:
-    best, kind = "", ""
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            _, point, fstype = line.split()[:3]
-            inside = os.path.realpath(path).startswith(point.rstrip("/") + "/")
-            if inside and len(point) > len(best):
-                best, kind = point, fstype
-    return kind in ("ext2", "ext3", "ext4")
-
-
 def test_check_compares_every_record_with_the_disk(snaps):
     from knarr.oci.digest import chain_id
 
