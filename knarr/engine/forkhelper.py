@@ -15,7 +15,7 @@ import socket
 
 from knarr.engine import monitor_main
 
-__all__ = ["start", "spawn"]
+__all__ = ["start", "spawn", "restart"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -98,3 +98,21 @@ def start() -> tuple[socket.socket, int]:
 def spawn(sock: socket.socket, params_path: str, report_fd: int) -> None:
     """Ask the helper for a monitor that reads `params_path` and reports on `report_fd`."""
     socket.send_fds(sock, [params_path.encode()], [report_fd])
+
+
+def restart() -> tuple[socket.socket, int]:
+    """A new helper when the first is gone: a fresh, small interpreter (the daemon itself
+    is too big by now to fork one from)."""
+    import subprocess
+    import sys
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {repo!r}); import socket; "
+            f"from knarr.engine import forkhelper; "
+            f"forkhelper._serve(socket.socket(fileno={theirs.fileno()}))")
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", code], pass_fds=[theirs.fileno()],
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    theirs.close()
+    return ours, proc.pid
+

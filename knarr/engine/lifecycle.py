@@ -143,7 +143,12 @@ class LifecycleMixin:
             json.dump(params, f)
         ours, theirs = socket.socketpair()
         try:
-            forkhelper.spawn(self.helper, params_path, theirs.fileno())
+            try:
+                forkhelper.spawn(self.helper, params_path, theirs.fileno())
+            except OSError:  # the helper died (killed?): start another and try once more
+                self.helper.close()
+                self.helper, _pid = forkhelper.restart()
+                forkhelper.spawn(self.helper, params_path, theirs.fileno())
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)

@@ -1,6 +1,7 @@
 """The Engine API end to end: hello-world, a busybox that sleeps, top, exec, stats,
 stop and delete, through a private knarrd and a raw HTTP client."""
 
+import os
 import time
 
 import pytest
@@ -79,3 +80,18 @@ def test_busybox_sleeps_top_exec_stats_stop_delete(knarrd):
     state = client.inspect(cid)["State"]
     assert not state["Running"] and state["ExitCode"] == 137
     assert client.delete(f"/containers/{cid}").status == 204
+
+
+def test_a_killed_fork_helper_is_replaced(knarrd):
+    import signal
+    import subprocess
+
+    helpers = subprocess.run(["pgrep", "-P", str(knarrd.proc.pid)], capture_output=True,
+                             text=True).stdout.split()
+    assert len(helpers) == 1
+    os.kill(int(helpers[0]), signal.SIGKILL)
+    time.sleep(0.2)
+    cid = knarrd.client.run("busybox", ["echo", "still here"])
+    assert knarrd.client.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
+    assert demux(knarrd.client.get(f"/containers/{cid}/logs", stdout=1).body)[1] == \
+        b"still here\n"
