@@ -55,6 +55,14 @@ class Server:
             os.chmod(path, 0o660)
         return server
 
+    async def serve_tcp(self, host: str, port: int, ssl_context=None) -> asyncio.AbstractServer:
+        """Listen on TCP, with TLS when given a context (mutual TLS if it verifies clients)."""
+        if ssl_context is not None:
+            from knarr.api.tlsbridge import serve_tls
+
+            return await serve_tls(self.handle, host, port, ssl_context)
+        return await asyncio.start_server(self.handle, host or None, port, limit=1 << 20)
+
     def find(self, method: str, path: str):
         """(handler, params) for a request; LookupError(405 or 404) if none."""
         allowed = False

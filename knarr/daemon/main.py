@@ -22,18 +22,48 @@ def _parse(argv: list[str]):
                         f"(default {DEFAULT_ROOT})")
     parser.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT, help="run-time state "
                         f"(default {DEFAULT_EXEC_ROOT})")
-    parser.add_argument("-H", "--host", default=DEFAULT_HOST,
-                        help=f"where to listen (default {DEFAULT_HOST})")
+    parser.add_argument("-H", "--host", action="append", default=None,
+                        help=f"where to listen: unix://PATH or tcp://HOST:PORT, repeatable "
+                        f"(default {DEFAULT_HOST})")
+    parser.add_argument("--tls", action="store_true", help="serve TCP with TLS")
+    parser.add_argument("--tlsverify", action="store_true",
+                        help="serve TCP with TLS and require client certificates")
+    parser.add_argument("--tlscacert", help="CA certificate clients must be signed by")
+    parser.add_argument("--tlscert", help="the server's certificate")
+    parser.add_argument("--tlskey", help="the server's private key")
     parser.add_argument("--debug", "-D", action="store_true", help="log every request")
     return parser.parse_args(argv)
 
 
-def _socket_path(host: str) -> str:
+def _listener(host: str) -> tuple[str, str, int]:
+    """("unix", path, 0) or ("tcp", address, port) for one -H value."""
     if host.startswith("unix://"):
-        return host[len("unix://"):]
+        return "unix", host[len("unix://"):], 0
     if host.startswith("/"):
-        return host
-    raise SystemExit(f"knarrd: -H {host}: only unix:// sockets are served for now")
+        return "unix", host, 0
+    if host.startswith("tcp://"):
+        address, _, port = host[len("tcp://"):].rpartition(":")
+        if port.isdigit():
+            return "tcp", address.strip("[]"), int(port)
+    raise SystemExit(f"knarrd: -H {host}: expected unix://PATH or tcp://HOST:PORT")
+
+
+def _tls_context(args):
+    if not (args.tls or args.tlsverify):
+        return None
+    import ssl
+
+    if not (args.tlscert and args.tlskey):
+        raise SystemExit("knarrd: --tls needs --tlscert and --tlskey")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(args.tlscert, args.tlskey)
+    if args.tlsverify:
+        if not args.tlscacert:
+            raise SystemExit("knarrd: --tlsverify needs --tlscacert")
+        context.load_verify_locations(args.tlscacert)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 async def _serve(args, helper) -> None:
@@ -46,14 +76,24 @@ async def _serve(args, helper) -> None:
 
     engine = Engine(args.root, args.exec_root, helper)
     await engine.restore()
-    server = await Server(engine).serve_unix(args.socket)
-    logging.getLogger("knarr").info("knarrd: listening on %s", args.host)
+    api = Server(engine)
+    servers = []
+    for host, (kind, where, port) in zip(args.host, args.listeners, strict=True):
+        if kind == "unix":
+            servers.append(await api.serve_unix(where))
+        else:
+            if args.tls_context is None:
+                logging.getLogger("knarr").warning(
+                    "knarrd: %s without TLS: anyone who can reach it is root here", host)
+            servers.append(await api.serve_tcp(where, port, args.tls_context))
+        logging.getLogger("knarr").info("knarrd: listening on %s", host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    server.close()
+    for server in servers:
+        server.close()
     engine.close()  # containers and their monitors keep running: live restore
 
 
@@ -63,7 +103,9 @@ def entry(argv: list[str] | None = None) -> None:
 
     helper, _helper_pid = forkhelper.start()
     args = _parse(sys.argv[1:] if argv is None else argv)
-    args.socket = _socket_path(args.host)
+    args.host = args.host or [DEFAULT_HOST]
+    args.listeners = [_listener(h) for h in args.host]
+    args.tls_context = _tls_context(args)
     import asyncio
     import logging
     import os

@@ -185,11 +185,12 @@ class Daemon:
         self.client = Client(self.sock)
         self.ids: set[str] = set()
 
-    def start(self) -> "Daemon":
+    def start(self, *extra: str) -> "Daemon":
         self.log = open(os.path.join(self.base, "knarrd.log"), "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-IS", "-c", LAUNCH, "--root", self.root, "--exec-root",
-             self.exec_root, "-H", f"unix://{self.sock}"], stdout=self.log, stderr=self.log)
+             self.exec_root, "-H", f"unix://{self.sock}", *extra], stdout=self.log,
+            stderr=self.log)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
