@@ -198,7 +198,7 @@ def load(store: ImageStore, stream: BinaryIO, default_name: str | None = None) -
             with store.content.lease("load") as lease:
                 _read(staged, stream)
                 images = _plan(staged, default_name)
-                unpack.make_durable()  # the ingests and extracted layers, all at once
+                unpack.make_durable(store.root)  # the ingests and extracted layers, all at once
                 for image in images:
                     for path in image["paths"]:
                         staged.commit(path, lease)

@@ -24,6 +24,7 @@ import secrets
 import threading
 from typing import BinaryIO
 
+from knarr import sys as ksys
 from knarr.content import ContentStore
 from knarr.errors import AlreadyExists, InvalidArgument
 from knarr.oci import digest as digests
@@ -50,7 +51,7 @@ def unpack_layer(snaps: Snapshotter, stream: BinaryIO, parent: str | None,
     snaps.prepare(key, parent)
     try:
         applied = _apply(snaps, key, stream, label, max_bytes)
-        make_durable()
+        make_durable(snaps.root)
         chain = _commit(snaps, key, parent, applied, diff_id, label)
     except BaseException:
         snaps.remove(key)
@@ -77,9 +78,15 @@ def _commit(snaps: Snapshotter, key: str, parent: str | None, applied: Applied,
     return chain
 
 
-def make_durable() -> None:
-    """Write every file made so far to disk (before a commit makes a layer visible)."""
-    os.sync()
+def make_durable(path: str) -> None:
+    """Write every file made so far on the file system holding `path` to disk (before a
+    commit makes a layer visible): one syncfs, not an fsync per file, nor a sync of
+    every file system on the machine."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        ksys.syncfs(fd)
+    finally:
+        os.close(fd)
 
 
 def extract_layer(snaps: Snapshotter, stream: BinaryIO, *, label: str = "layer",

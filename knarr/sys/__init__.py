@@ -36,6 +36,7 @@ from knarr.sys.libc import (
     setdomainname,
     sethostname,
     setns,
+    syncfs,
     umount2,
     unshare,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "sethostname",
     "setdomainname",
     "setns",
+    "syncfs",
     "umount2",
     "unshare",
 ]

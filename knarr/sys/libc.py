@@ -152,6 +152,11 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(_libc.syscall(_SYSCALLS["capset"], ctypes.byref(header), data), "capset")
 
 
+def syncfs(fd: int) -> None:
+    """syncfs(2): write out the file system that holds `fd`, and only that one."""
+    _check(_libc.syncfs(ctypes.c_int(fd)), "syncfs")
+
+
 def pidfd_open(pid: int) -> int:
     """pidfd_open(2): a file descriptor that refers to process `pid`."""
     return _check(_libc.syscall(_SYSCALLS["pidfd_open"], ctypes.c_int(pid), ctypes.c_uint(0)),
