@@ -224,6 +224,11 @@ async def commit(engine, request, responder) -> None:
     await responder.json(201, {"Id": image_id})
 
 
+async def update(engine, request, responder) -> None:
+    warnings = await engine.update(request.params["id"], await request.json() or {})
+    await responder.json(200, {"Warnings": warnings})
+
+
 async def prune(engine, request, responder) -> None:
     deleted = []
     for summary in engine.list(all_=True, filters=request.q_json("filters")):
@@ -255,4 +260,5 @@ ROUTES = [
     ("GET", _ID + "/changes", changes),
     ("GET", _ID + "/export", export),
     ("POST", "/commit", commit),
+    ("POST", _ID + "/update", update),
 ]

@@ -322,12 +322,49 @@ class LifecycleMixin:
         await asyncio.to_thread(container_pause.resume, self.runtime_root, cid)
         self.publish(cid, "unpause")
 
+    async def update(self, ref: str, body: dict) -> list[str]:
+        """Change a container's limits (live, if it runs) and restart policy (docker update)."""
+        from knarr.engine import merge, oci_config
+
+        record = self.record(ref)
+        cid = record["Id"]
+        allowed = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares",
+                   "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "PidsLimit",
+                   "BlkioWeight", "RestartPolicy")
+        changes = {k: v for k, v in (body or {}).items() if k in allowed and v is not None}
+        host = dict(record["HostConfig"], **changes)
+        if "NanoCpus" in changes:
+            host.pop("CpuQuota", None)
+            host.pop("CpuPeriod", None)
+        host = merge.validate_host_config(host)
+        if host.get("AutoRemove") and host["RestartPolicy"]["Name"] not in ("", "no"):
+            raise InvalidArgument("Restart policy cannot be updated because AutoRemove is "
+                                  "enabled for the container")
+        record["HostConfig"] = host
+        self.records.update(record)
+        self.write_json(os.path.join(self.container_dir(cid), "config.v2.json"), record)
+        if cid in self.links:
+            resources = oci_config.build(record, "", [], lambda caps: None)["linux"]["resources"]
+            resources.pop("devices", None)
+            await asyncio.to_thread(_apply_resources, cid, resources)
+            if "RestartPolicy" in changes:
+                await self.monitor_call(cid, {"op": "update",
+                                              "restart_policy": host["RestartPolicy"]})
+        self.publish(cid, "update")
+        return []
+
     async def resize(self, ref: str, height: int, width: int) -> None:
         """Set the size of a container's terminal."""
         cid = self.resolve(ref)
         if cid not in self.links:
             raise Conflict(f"Container {cid} is not running", id=cid)
         await self.monitor_call(cid, {"op": "resize", "height": height, "width": width})
+
+
+def _apply_resources(cid: str, resources: dict) -> None:
+    from knarr.runtime import cgroups
+
+    cgroups.open_cgroup(f"/knarr/{cid}", cid).update(resources)
 
 
 async def _connect(mdir: str):

@@ -232,6 +232,10 @@ class ClientsMixin:
             self.signal(req["signal"])
             self._reply(conn, {"ok": True})
             self._close(conn)
+        elif op == "update":  # docker update --restart
+            self.p["restart_policy"] = req["restart_policy"]
+            self._reply(conn, {"ok": True})
+            self._close(conn)
         else:
             self._reply(conn, {"error": f"unknown request {op!r}"})
             self._close(conn)

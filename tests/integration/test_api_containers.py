@@ -180,3 +180,22 @@ def test_bind_mounts_by_binds_and_mounts(knarrd, tmp_path):
     out = demux(client.get(f"/containers/{cid}/logs", stdout=1).body)[1]
     assert out == b"from the host\nread-only\n"
     assert (tmp_path / "out.txt").read_text() == "made\n"
+
+
+def test_update_limits_live_and_restart_policy(knarrd):
+    client = knarrd.client
+    cid = client.run("busybox", ["sleep", "1000"], HostConfig={"Memory": 64 << 20})
+    resp = client.post(f"/containers/{cid}/update", {"Memory": 128 << 20, "PidsLimit": 20,
+                                                     "RestartPolicy": {"Name": "always"}})
+    assert resp.status == 200 and resp.json() == {"Warnings": []}
+    with open(f"/sys/fs/cgroup/memory/knarr/{cid}/memory.limit_in_bytes") as f:
+        assert int(f.read()) == 128 << 20
+    with open(f"/sys/fs/cgroup/pids/knarr/{cid}/pids.max") as f:
+        assert f.read().strip() == "20"
+    host = client.inspect(cid)["HostConfig"]
+    assert host["Memory"] == 128 << 20 and host["RestartPolicy"]["Name"] == "always"
+    first = client.inspect(cid)["State"]["Pid"]
+    os.kill(first, 9)
+    assert wait_for(lambda: client.inspect(cid)["State"]["Pid"] not in (0, first), timeout=10)
+    bad = client.post(f"/containers/{cid}/update", {"Memory": 1})
+    assert bad.status == 400 and bad.message == "Minimum memory limit allowed is 6MB"
