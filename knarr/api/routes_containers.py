@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import tempfile
 
 from knarr.api import detach
 from knarr.engine.monitor_io import frame
@@ -224,6 +225,54 @@ async def commit(engine, request, responder) -> None:
     await responder.json(201, {"Id": image_id})
 
 
+async def archive_head(engine, request, responder) -> None:
+    header = await asyncio.to_thread(engine.path_stat, request.params["id"],
+                                     _archive_path(request))
+    await responder.send(200, b"", "application/x-tar",
+                         {"X-Docker-Container-Path-Stat": header, "Content-Length": "0"})
+
+
+async def archive_get(engine, request, responder) -> None:
+    if request.method == "HEAD":
+        await archive_head(engine, request, responder)
+        return
+    fd, path = tempfile.mkstemp(prefix="archive-", dir=engine.root)
+    os.close(fd)
+    try:
+        header = await asyncio.to_thread(engine.archive_get, request.params["id"],
+                                         _archive_path(request), path)
+        await responder.start_stream(200, "application/x-tar",
+                                     {"X-Docker-Container-Path-Stat": header})
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                await responder.chunk(chunk)
+        await responder.end()
+    finally:
+        os.unlink(path)
+
+
+async def archive_put(engine, request, responder) -> None:
+    fd, path = tempfile.mkstemp(prefix="archive-", dir=engine.root)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.body_chunks():
+                f.write(chunk)
+        await asyncio.to_thread(engine.archive_put, request.params["id"],
+                                _archive_path(request), path)
+    finally:
+        os.unlink(path)
+    await responder.send(200, b"", "text/plain")
+
+
+def _archive_path(request) -> str:
+    path = request.q("path")
+    if not path:
+        from knarr.errors import InvalidArgument
+
+        raise InvalidArgument("path must not be empty")
+    return path
+
+
 async def update(engine, request, responder) -> None:
     warnings = await engine.update(request.params["id"], await request.json() or {})
     await responder.json(200, {"Warnings": warnings})
@@ -261,4 +310,7 @@ ROUTES = [
     ("GET", _ID + "/export", export),
     ("POST", "/commit", commit),
     ("POST", _ID + "/update", update),
+    ("GET", _ID + "/archive", archive_get),
+    ("HEAD", _ID + "/archive", archive_head),
+    ("PUT", _ID + "/archive", archive_put),
 ]

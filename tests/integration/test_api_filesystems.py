@@ -4,6 +4,7 @@ import gzip
 import io
 import json
 import tarfile
+import time
 
 import pytest
 from test_api_support import _UnixConnection, demux, knarrd_fixture  # noqa: F401
@@ -54,3 +55,43 @@ def test_import_a_gzipped_tarball(knarrd, busybox_rootfs):
     cid = client.run("imported:x", ["echo", "from an import"])
     assert client.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
     assert demux(client.get(f"/containers/{cid}/logs", stdout=1).body)[1] == b"from an import\n"
+
+
+def test_archive_out_and_in_running_and_stopped(knarrd):
+    import base64
+
+    client = knarrd.client
+    cid = client.run("busybox", ["sh", "-c", "echo inside > /root/f.txt; "
+                                 "ln -s /etc /root/escape; sleep 1000"])
+    time.sleep(0.5)
+    head = client.request("HEAD", f"/containers/{cid}/archive", query={"path": "/root/f.txt"})
+    assert head.status == 200
+    stat = json.loads(base64.b64decode(head.headers["X-Docker-Container-Path-Stat"]))
+    assert stat["name"] == "f.txt" and stat["size"] == 7
+    got = client.request("GET", f"/containers/{cid}/archive", query={"path": "/root/f.txt"})
+    with tarfile.open(fileobj=io.BytesIO(got.body)) as archive:
+        assert archive.extractfile("f.txt").read() == b"inside\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        info = tarfile.TarInfo("put.txt")
+        info.size = 4
+        archive.addfile(info, io.BytesIO(b"put\n"))
+    conn = _UnixConnection(client.path, 30)
+    conn.request("PUT", client.url(f"/containers/{cid}/archive", {"path": "/tmp"}),
+                 body=buf.getvalue())
+    assert conn.getresponse().status == 200
+    exec_id = client.post(f"/containers/{cid}/exec", {"Cmd": ["cat", "/tmp/put.txt"],
+                                                      "AttachStdout": True}).json()["Id"]
+    from test_api_support import read_all
+
+    sock, _h, rest = client.hijack(f"/exec/{exec_id}/start", {"Detach": False})
+    assert demux(read_all(sock, rest))[1] == b"put\n"
+    assert client.request("GET", f"/containers/{cid}/archive", query={"path": "/nope"}).status == 404
+    client.post(f"/containers/{cid}/stop", t=0)
+    stopped = client.request("GET", f"/containers/{cid}/archive", query={"path": "/tmp/put.txt"})
+    assert stopped.status == 200
+    with tarfile.open(fileobj=io.BytesIO(stopped.body)) as archive:
+        assert archive.extractfile("put.txt").read() == b"put\n"
+    escape = client.request("GET", f"/containers/{cid}/archive", query={"path": "/root/escape/passwd"})
+    with tarfile.open(fileobj=io.BytesIO(escape.body)) as archive:
+        assert b"root:x:0:0" in archive.extractfile("passwd").read()  # the container's own
