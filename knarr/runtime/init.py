@@ -104,8 +104,9 @@ def _setup(ch: Channel, ctx: dict) -> None:
 
 def preload(config: dict) -> None:
     """Import now what init needs after pivot_root, when the host's Python library
-    and libseccomp are out of reach: the seccomp module and library (a profile is
-    built in libseccomp by validating it), and subprocess for startContainer hooks."""
+    and libseccomp are out of reach: the seccomp module and the profile compiled to
+    BPF (validate keeps the program; init loads it with seccomp(2) alone), and
+    subprocess for startContainer hooks."""
     profile = config.get("linux", {}).get("seccomp")
     if profile:
         from knarr.runtime import seccomp

@@ -1,9 +1,11 @@
-"""Seccomp filters from an OCI `linux.seccomp` object, built and loaded with libseccomp.
+"""Seccomp filters from an OCI `linux.seccomp` object, built with libseccomp.
 
-`validate` checks a profile (and builds it in libseccomp, without loading) so
-that a bad one fails at create time; `compile_and_load` installs it in the
-calling process, the last step before exec. Syscall names unknown on this
-architecture are skipped, so one profile serves every architecture.
+`validate` checks a profile, builds it in libseccomp and exports it as a classic
+BPF program kept in memory, so that a bad one fails at create time and a good one
+is compiled once per process (and its forks: create validates, init and exec are
+forks); `compile_and_load` installs that program with seccomp(2), the last step
+before exec, without libseccomp. Syscall names unknown on this architecture are
+skipped, so one profile serves every architecture.
 """
 
 import errno
@@ -51,6 +53,12 @@ FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC": scmp.SCMP_FLTATR_CTL_TSYNC,
     "SECCOMP_FILTER_FLAG_LOG": scmp.SCMP_FLTATR_CTL_LOG,
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": scmp.SCMP_FLTATR_CTL_SSB,
+}
+# The libseccomp attribute -> the seccomp(2) flag it stands for when loading.
+_LOAD_FLAGS = {
+    scmp.SCMP_FLTATR_CTL_TSYNC: scmp.SECCOMP_FILTER_FLAG_TSYNC,
+    scmp.SCMP_FLTATR_CTL_LOG: scmp.SECCOMP_FILTER_FLAG_LOG,
+    scmp.SCMP_FLTATR_CTL_SSB: scmp.SECCOMP_FILTER_FLAG_SPEC_ALLOW,
 }
 _NOTIFY_ONLY = ("SCMP_ACT_NOTIFY", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
 
@@ -235,39 +243,65 @@ def _add_rule(ctx: int, rule: _Rule, default_action: int) -> None:
                 raise _fail(rule.field, f"add rule for {name}: {exc.strerror}") from exc
 
 
-# Profiles this process (or the one it was forked from) has built already: building
-# Docker's profile takes libseccomp milliseconds, and create and init both validate.
-_VALIDATED: set[str] = set()
+# A compiled profile: the classic BPF program libseccomp exported, and the seccomp(2)
+# flags to load it with.
+class _Program(namedtuple("_Program", "bpf flags")):
+    __slots__ = ()
 
 
-def validate(seccomp: dict) -> None:
-    """Check an OCI linux.seccomp object and build its filter without loading it."""
+# Profiles this process (or the one it was forked from) has compiled, keyed by their
+# compact JSON: building Docker's profile takes libseccomp milliseconds, and create,
+# init and exec would each build it again.
+_PROGRAMS: dict[str, _Program] = {}
+
+
+def _compile(plan: _Plan) -> _Program:
+    ctx = _build(plan)
+    try:
+        bpf = scmp.export_bpf(ctx)
+    except OSError as exc:
+        raise _library_error(exc) from exc
+    finally:
+        scmp.release(ctx)
+    # TSYNC is always on, as it was when libseccomp loaded the filter itself.
+    flags = scmp.SECCOMP_FILTER_FLAG_TSYNC
+    for attribute in plan.attributes:
+        flags |= _LOAD_FLAGS[attribute]
+    return _Program(bpf, flags)
+
+
+def _program(seccomp: dict) -> _Program:
+    """The compiled program of `seccomp`, from the cache or compiled now and cached."""
     from knarr.oci import fastjson
 
     key = fastjson.dumps(seccomp)
-    if key in _VALIDATED:
-        return
-    plan = _parse(seccomp)
-    scmp.release(_build(plan))
-    _VALIDATED.add(key)
+    program = _PROGRAMS.get(key)
+    if program is None:
+        program = _PROGRAMS[key] = _compile(_parse(seccomp))
+    return program
+
+
+def validate(seccomp: dict) -> None:
+    """Check an OCI linux.seccomp object and compile its filter without loading it
+    (the compiled program is kept for compile_and_load in this process and its forks)."""
+    _program(seccomp)
 
 
 def compile_and_load(seccomp: dict) -> None:
-    """Build the filter of OCI linux.seccomp `seccomp` and load it into this process.
+    """Load the filter of OCI linux.seccomp `seccomp` into this process: the program
+    compiled by validate (in this process or the one it was forked from), or compiled now.
 
     The kernel refuses to load a filter unless no_new_privs is set or the caller
     has CAP_SYS_ADMIN; TSYNC is always on, so every thread gets the filter.
     """
-    ctx = _build(_parse(seccomp))
+    program = _program(seccomp)
     try:
-        scmp.load(ctx)
+        scmp.set_mode_filter(program.bpf, program.flags)
     except OSError as exc:
         if exc.errno == errno.EACCES:
             raise FailedPrecondition("load seccomp filter: permission denied: needs "
                                      "process.noNewPrivileges or CAP_SYS_ADMIN") from exc
         raise FailedPrecondition(f"load seccomp filter: {exc.strerror}") from exc
-    finally:
-        scmp.release(ctx)
 
 
 def default_profile(capabilities: list[str] | None = None) -> dict:

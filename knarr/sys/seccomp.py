@@ -1,9 +1,12 @@
-"""ctypes bindings to libseccomp (libseccomp.so.2), as described in its man pages.
+"""ctypes bindings to libseccomp (libseccomp.so.2), as described in its man pages,
+and the raw seccomp(2) call that installs an exported classic BPF program.
 
 Raw calls only: each function makes one libseccomp call and turns a negative
 return (libseccomp returns -errno) into OSError with that errno. The library
 is opened on first use, so importing this module never fails; a missing
 library surfaces as OSError(ENOENT) from the first call, or `available()`.
+`set_mode_filter` needs only libc, so a program exported earlier can be loaded
+where libseccomp is out of reach (after pivot_root or setns).
 """
 
 import ctypes
@@ -22,7 +25,9 @@ __all__ = [
     "NR_SCMP_ERROR",
     "available", "version", "api_get", "init", "release", "arch_resolve_name", "arch_native",
     "arch_exist", "arch_add", "syscall_resolve_name", "syscall_resolve_name_arch",
-    "rule_add_array", "attr_set", "attr_get", "load",
+    "rule_add_array", "attr_set", "attr_get", "load", "export_bpf",
+    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "set_mode_filter",
 ]
 
 # Actions (seccomp.h). ERRNO and TRACE carry a 16-bit value: use act_errno/act_trace.
@@ -56,6 +61,14 @@ SCMP_FLTATR_CTL_SSB = 7
 SCMP_FLTATR_CTL_OPTIMIZE = 8
 SCMP_FLTATR_API_SYSRAWRC = 9
 
+# seccomp(2) flags for SECCOMP_SET_MODE_FILTER (linux/seccomp.h).
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
+_SECCOMP_SET_MODE_FILTER = 1
+_NR_SECCOMP = {"x86_64": 317, "aarch64": 277}.get(os.uname().machine)
+_SOCK_FILTER_SIZE = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
+
 # What seccomp_syscall_resolve_name returns for a name it does not know.
 NR_SCMP_ERROR = -1
 
@@ -83,7 +96,14 @@ class _Version(ctypes.Structure):
     _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
 
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog: a classic BPF program of `len` instructions."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
 _lib: ctypes.CDLL | None = None
+_libc: ctypes.CDLL | None = None
 
 _SIGNATURES = {
     "seccomp_version": ([], ctypes.POINTER(_Version)),
@@ -102,6 +122,7 @@ _SIGNATURES = {
     "seccomp_attr_get": ([ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)],
                          ctypes.c_int),
     "seccomp_load": ([ctypes.c_void_p], ctypes.c_int),
+    "seccomp_export_bpf": ([ctypes.c_void_p, ctypes.c_int], ctypes.c_int),
 }
 
 
@@ -224,3 +245,41 @@ def attr_get(ctx: int, attr: int) -> int:
 def load(ctx: int) -> None:
     """seccomp_load(3): install the filter in the kernel for the calling thread."""
     _check(_library().seccomp_load(ctx), "seccomp_load")
+
+
+def export_bpf(ctx: int) -> bytes:
+    """seccomp_export_bpf(3): the filter as a classic BPF program (struct sock_filter
+    array), the bytes the kernel takes; written to a memfd, so no size limit applies."""
+    fd = os.memfd_create("knarr-seccomp-bpf", os.MFD_CLOEXEC)
+    try:
+        _check(_library().seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
+def set_mode_filter(program: bytes, flags: int = 0) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog): install a classic BPF program
+    (as from export_bpf) for the calling thread (every thread, with FLAG_TSYNC).
+
+    OSError(ESRCH) if TSYNC could not synchronise a thread (the kernel returns its id).
+    """
+    global _libc
+    if _NR_SECCOMP is None:
+        raise OSError(errno.ENOSYS, f"seccomp: no syscall number for {os.uname().machine}")
+    if len(program) % _SOCK_FILTER_SIZE or not program:
+        raise OSError(errno.EINVAL, f"seccomp: a BPF program of {len(program)} bytes")
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.syscall.restype = ctypes.c_long
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // _SOCK_FILTER_SIZE, ctypes.addressof(buf))
+    rc = _libc.syscall(ctypes.c_long(_NR_SECCOMP), ctypes.c_uint(_SECCOMP_SET_MODE_FILTER),
+                       ctypes.c_uint(flags), ctypes.byref(prog))
+    if rc < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(err)}")
+    if rc > 0:
+        raise OSError(errno.ESRCH, f"seccomp(SECCOMP_SET_MODE_FILTER): thread {rc} could "
+                                   f"not be synchronised")
