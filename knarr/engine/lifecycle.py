@@ -166,8 +166,12 @@ class LifecycleMixin:
             for future in pending:
                 if not future.done():
                     future.set_exception(Conflict(f"Container {cid} is not running", id=cid))
-        await self._attach_link(cid)
+        linked = await self._attach_link(cid)
         self.publish(cid, "start")
+        if not linked:
+            # The container ran and its monitor finished before the watch could be
+            # opened (hello-world on a cold daemon): nobody else will see its end.
+            await self._monitor_gone(cid)
 
     async def _connect_attaches(self, cid: str, pending: list) -> None:
         for future in pending:
