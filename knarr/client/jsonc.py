@@ -1,70 +1,18 @@
-"""Compact JSON through CPython's C codec, without the `json` package's start-up.
-
-`import json` pulls in `re` and compiles patterns, which costs a short-lived
-command line more than the JSON it reads. The C scanner and encoder behind
-`json` need none of that; this module drives them directly. Results match
-json.loads and json.dumps; errors are ValueError.
+"""JSON for the client: knarr.fastjson (the C codec without the `json` package's
+start-up), lenient about control characters, plus Docker's indented output and
+Go's escaping of <, > and &.
 """
 
-import _json
+from knarr import fastjson
 
 __all__ = ["loads", "dumps", "dumps_indent", "go_escape"]
 
-_SPACE = " \t\n\r"
-
-
-class _Context:
-    """The attributes _json.make_scanner reads from a json.JSONDecoder."""
-
-    strict = False
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    memo: dict = {}
-
-    @staticmethod
-    def parse_constant(name: str) -> float:
-        return {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}[name]
-
-
-_scan = _json.make_scanner(_Context())
+dumps = fastjson.dumps
 
 
 def loads(data: str | bytes) -> object:
-    """Parse one JSON document."""
-    doc = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-    start = len(doc) - len(doc.lstrip(_SPACE))
-    try:
-        value, end = _scan(doc, start)
-    except StopIteration as stop:
-        raise ValueError(f"invalid JSON at offset {stop.value}") from None
-    except SystemError:
-        # The C scanner reports most errors through json.decoder.JSONDecodeError,
-        # which it finds only if json.decoder is already imported.
-        import json.decoder  # noqa: F401
-
-        value, end = _scan(doc, start)
-    finally:
-        _Context.memo.clear()
-    if doc[end:].strip(_SPACE):
-        raise ValueError(f"extra data after JSON at offset {end}")
-    return value
-
-
-def _unserialisable(value: object) -> object:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_encode = _json.make_encoder(None, _unserialisable, _json.encode_basestring_ascii, None, ":",
-                             ",", False, False, True)
-_encode_plain = _json.make_encoder(None, _unserialisable, _json.encode_basestring, None, ":",
-                                   ",", False, False, True)
-
-
-def dumps(value: object, ascii: bool = True) -> str:
-    """Serialise `value` compactly (no spaces), as json.dumps(separators=(",", ":"))."""
-    return "".join((_encode if ascii else _encode_plain)(value, 0))
+    """Parse one JSON document from a daemon (control characters in strings allowed)."""
+    return fastjson.loads(data, strict=False)
 
 
 def go_escape(text: str) -> str:

@@ -8,7 +8,7 @@ runs in the daemon and yields entries oldest first across the rotated files.
 import os
 import time
 
-from knarr.oci import fastjson
+from knarr import fastjson
 
 __all__ = ["Writer", "parse_size", "read_entries", "timestamp"]
 

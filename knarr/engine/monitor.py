@@ -15,12 +15,12 @@ import select
 import socket
 import time
 
+from knarr import fastjson
 from knarr import sys as ksys
 from knarr.engine import health, jsonlog, monitor_io, monitor_tasks
 from knarr.engine.monitor_clients import ClientsMixin
 from knarr.engine.monitor_exec import ExecMixin
 from knarr.engine.monitor_tasks import TaskError
-from knarr.oci import fastjson
 from knarr.oci.overlay import fit_overlay
 from knarr.runtime import console
 from knarr.runtime.waiting import exit_status_of

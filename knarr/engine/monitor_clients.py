@@ -8,8 +8,8 @@ import _signal
 import os
 import socket
 
+from knarr import fastjson
 from knarr.engine import monitor_io
-from knarr.oci import fastjson
 from knarr.runtime import console
 
 __all__ = ["Conn", "ClientsMixin"]

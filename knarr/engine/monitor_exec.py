@@ -9,8 +9,8 @@ code to the client as a control frame.
 import os
 import time
 
+from knarr import fastjson
 from knarr.engine import monitor_io, monitor_tasks
-from knarr.oci import fastjson
 from knarr.runtime import console
 
 __all__ = ["ExecSession", "ExecMixin"]

@@ -8,7 +8,7 @@ an exec's exit code). Raw input after the request goes to the process's stdin.
 
 import os
 
-from knarr.oci import fastjson
+from knarr import fastjson
 
 __all__ = ["frame", "CONTROL", "read_state", "write_state", "monitor_dir", "MONITOR_SOCK"]
 

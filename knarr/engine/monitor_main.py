@@ -8,8 +8,8 @@ import _signal
 import os
 import socket
 
+from knarr import fastjson
 from knarr.engine.monitor import Monitor
-from knarr.oci import fastjson
 from knarr.runtime.waiting import become_subreaper
 
 __all__ = ["main"]

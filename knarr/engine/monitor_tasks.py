@@ -10,8 +10,8 @@ reparented to it all the same. A child reports one JSON line per step.
 
 import os
 
+from knarr import fastjson
 from knarr.engine import users
-from knarr.oci import fastjson
 from knarr.runtime import container as containers
 from knarr.runtime import container_create, container_delete, container_exec, container_start
 

@@ -5,9 +5,9 @@ import shutil
 import socket
 import tempfile
 
+from knarr import fastjson
 from knarr.engine import monitor_io
 from knarr.engine.monitor import Monitor
-from knarr.oci import fastjson
 
 __all__ = ["warm_up"]
 

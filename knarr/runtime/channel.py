@@ -8,8 +8,8 @@ reads EOF.
 import _socket
 import os
 
+from knarr import fastjson
 from knarr.errors import FailedPrecondition, KnarrError
-from knarr.oci import fastjson
 
 __all__ = ["Channel", "pair"]
 

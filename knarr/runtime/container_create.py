@@ -3,8 +3,9 @@
 import os
 import time
 
+from knarr import fastjson
 from knarr.errors import FailedPrecondition, InvalidArgument, KnarrError, NotFound
-from knarr.oci import fastjson, runtime_spec
+from knarr.oci import runtime_spec
 from knarr.runtime import (
     capabilities,
     cgroups,

@@ -2,8 +2,8 @@
 
 import sys
 
+from knarr import fastjson
 from knarr.errors import FailedPrecondition
-from knarr.oci import fastjson
 
 __all__ = ["run", "FATAL_PHASES"]
 

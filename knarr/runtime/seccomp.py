@@ -272,7 +272,7 @@ def _compile(plan: _Plan) -> _Program:
 
 def _program(seccomp: dict) -> _Program:
     """The compiled program of `seccomp`, from the cache or compiled now and cached."""
-    from knarr.oci import fastjson
+    from knarr import fastjson
 
     key = fastjson.dumps(seccomp)
     program = _PROGRAMS.get(key)

@@ -7,8 +7,8 @@ time recorded at create (so a reused pid is not mistaken for it).
 
 import os
 
+from knarr import fastjson
 from knarr.errors import AlreadyExists, InvalidArgument, NotFound
-from knarr.oci import fastjson
 
 __all__ = [
     "DEFAULT_ROOT",

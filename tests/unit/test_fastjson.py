@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from knarr.oci import fastjson
+from knarr import fastjson
 
 DOCS = ['{"a": [1, 2.5, -3e2, true, false, null], "b": {"c": "d\\u00e9\\n"}}', "  []  ",
         '"x"', "12", '{"": {"": [{}]}}', '{"big": 123456789012345678901234567890}']
@@ -40,7 +40,7 @@ def test_dumps_refuses_objects():
 
 def test_importing_it_does_not_import_json_or_re():
     repo = str(pathlib.Path(__file__).resolve().parents[2])
-    code = (f"import sys; sys.path.insert(0, {repo!r}); import knarr.oci.fastjson as f; "
+    code = (f"import sys; sys.path.insert(0, {repo!r}); import knarr.fastjson as f; "
             "f.loads('{\"a\": [1]}'); f.dumps({'a': 1}); "
             "print('json' in sys.modules, 're' in sys.modules)")
     out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
@@ -49,7 +49,7 @@ def test_importing_it_does_not_import_json_or_re():
 
 def test_errors_are_proper_before_json_is_imported():
     repo = str(pathlib.Path(__file__).resolve().parents[2])
-    code = (f"import sys; sys.path.insert(0, {repo!r}); import knarr.oci.fastjson as f\n"
+    code = (f"import sys; sys.path.insert(0, {repo!r}); import knarr.fastjson as f\n"
             "try:\n    f.loads('{\"a\": ')\nexcept ValueError as e:\n    print(type(e).__name__)")
     out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "JSONDecodeError", out.stderr

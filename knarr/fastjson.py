@@ -5,6 +5,9 @@ command like knarr-runtime more than parsing a config does. The C scanner and
 encoder behind `json` do not need any of that; this module drives them
 directly. Results are the same as json.loads and json.dumps with compact
 separators; errors are ValueError (json.JSONDecodeError for bad documents).
+
+It sits below every package (like knarr.errors): the runtime, the engine and the
+API client all read and write JSON on their hot paths.
 """
 
 import _json
@@ -17,7 +20,7 @@ _SPACE = " \t\n\r"
 class _Context:
     """The attributes _json.make_scanner reads from a json.JSONDecoder."""
 
-    strict = True
+    strict = True  # control characters inside strings are refused
     object_hook = None
     object_pairs_hook = None
     parse_float = float
@@ -29,7 +32,12 @@ class _Context:
         return {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}[name]
 
 
+class _LenientContext(_Context):
+    strict = False  # control characters inside strings are taken as they are
+
+
 _scan = _json.make_scanner(_Context())
+_scan_lenient = _json.make_scanner(_LenientContext())
 
 
 def _error(message: str, doc: str, pos: int) -> ValueError:
@@ -38,12 +46,14 @@ def _error(message: str, doc: str, pos: int) -> ValueError:
     return JSONDecodeError(message, doc, pos)
 
 
-def loads(data: str | bytes) -> object:
-    """Parse one JSON document."""
+def loads(data: str | bytes, strict: bool = True) -> object:
+    """Parse one JSON document (`strict=False` accepts control characters in strings,
+    as json.loads(strict=False) does)."""
     doc = data.decode("utf-8-sig") if isinstance(data, bytes | bytearray) else data
     start = len(doc) - len(doc.lstrip(_SPACE))
+    scan = _scan if strict else _scan_lenient
     try:
-        value, end = _scan(doc, start)
+        value, end = scan(doc, start)
     except StopIteration as stop:
         raise _error("Expecting value", doc, stop.value) from None
     except SystemError:
@@ -52,7 +62,7 @@ def loads(data: str | bytes) -> object:
         # again, and get the proper error.
         import json.decoder  # noqa: F401
 
-        value, end = _scan(doc, start)
+        value, end = scan(doc, start)
     finally:
         _Context.memo.clear()
     if doc[end:].strip(_SPACE):
@@ -66,8 +76,11 @@ def _unserialisable(value: object) -> object:
 
 _encode = _json.make_encoder(None, _unserialisable, _json.encode_basestring_ascii, None, ":",
                              ",", False, False, True)
+_encode_plain = _json.make_encoder(None, _unserialisable, _json.encode_basestring, None, ":",
+                                   ",", False, False, True)
 
 
-def dumps(value: object) -> str:
-    """Serialise `value` compactly (no spaces), as json.dumps(separators=(",", ":"))."""
-    return "".join(_encode(value, 0))
+def dumps(value: object, ascii: bool = True) -> str:
+    """Serialise `value` compactly (no spaces), as json.dumps(separators=(",", ":"));
+    `ascii=False` keeps non-ASCII characters as they are (ensure_ascii=False)."""
+    return "".join((_encode if ascii else _encode_plain)(value, 0))
