@@ -57,6 +57,7 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         self.pending_attach: dict[str, list[asyncio.Future]] = {}
         self.execs: dict[str, dict] = {}
         self.starting: set[str] = set()
+        self.died: set[str] = set()  # the watch has reported this run's die
         self.stats_cache: dict[str, tuple[float, dict]] = {}
         self._host_caps: list[str] | None = None
 

@@ -135,6 +135,7 @@ class LifecycleMixin:
             raise Unavailable("start container: the daemon has no fork helper", id=cid)
         mdir = self.monitor_dir(cid)
         os.makedirs(mdir, mode=0o700, exist_ok=True)
+        self.died.discard(cid)
         pending = self.pending_attach.pop(cid, [])
         params = self._monitor_params(record, wait_go=bool(pending))
         self.write_json(os.path.join(mdir, "config.json"), self.oci_config(record), durable=False)
@@ -209,6 +210,7 @@ class LifecycleMixin:
     def _on_monitor_event(self, cid: str, message: dict) -> None:
         event = message.get("event")
         if event == "die":
+            self.died.add(cid)
             self.publish(cid, "die", exitCode=str(message["exit_code"]))
             if message.get("oom"):
                 self.publish(cid, "oom")
@@ -226,6 +228,13 @@ class LifecycleMixin:
             await asyncio.to_thread(self.cleanup_orphan, cid)
             self._mark_exited(cid, state, 255, "the container's monitor exited")
             self.publish(cid, "die", exitCode="255")
+        elif cid not in self.died:
+            # The container ended before the watch could hear it (it exited between
+            # its start and our watch): say what the watch would have said.
+            self.publish(cid, "die", exitCode=str(state.get("ExitCode", 0)))
+            if state.get("OOMKilled"):
+                self.publish(cid, "oom")
+        self.died.discard(cid)
         self.wake(cid, "die", state.get("ExitCode", 0))
         try:
             record = self.records.get(cid)
