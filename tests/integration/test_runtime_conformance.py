@@ -12,43 +12,11 @@ import time
 import uuid
 
 import pytest
+from runtime_helpers import cgroup_dirs, report, state_of, wait_for, wait_status
 
 from knarr.runtime.state import process_start_time
 
 pytestmark = pytest.mark.privileged
-
-CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def state_of(runtime, cid) -> dict:
-    return json.loads(runtime("state", cid, check=True).stdout)
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def wait_status(runtime, cid, status, timeout=10.0) -> None:
-    wait_for(lambda: state_of(runtime, cid)["status"] == status, timeout,
-             f"{cid} to be {status}")
-
-
-def report(stdout: bytes) -> dict[str, str]:
-    """key=value lines the container printed."""
-    pairs = (line.split("=", 1) for line in stdout.decode().splitlines() if "=" in line)
-    return {k: v for k, v in pairs}
-
-
-def cgroup_dirs(cid) -> list[str]:
-    return [os.path.join(CGROUP_ROOT, name, "knarr", cid) for name in sorted(os.listdir(CGROUP_ROOT))
-            if os.path.isdir(os.path.join(CGROUP_ROOT, name))]
-
 
 def bind(source, destination: str, *options: str) -> dict:
     return {"destination": destination, "type": "bind", "source": str(source),
