@@ -7,7 +7,7 @@ import time
 
 from knarr.engine import merge, names, oci_config
 from knarr.engine.timefmt import human_duration, parse_timestamp
-from knarr.errors import Conflict, InvalidArgument, NotFound
+from knarr.errors import Conflict, InvalidArgument, KnarrError, NotFound
 
 __all__ = ["ContainersMixin"]
 
@@ -131,7 +131,7 @@ class ContainersMixin:
         try:
             cgroup = cgroups.open_cgroup(f"/knarr/{cid}", cid)
             return cgroup.exists() and cgroup.is_frozen()
-        except OSError:
+        except (OSError, KnarrError):  # the cgroup went away between the two reads
             return False
 
     def inspect(self, ref: str, size: bool = False) -> dict:

@@ -3,7 +3,7 @@
 import os
 import time
 
-from knarr.errors import FailedPrecondition
+from knarr.errors import FailedPrecondition, KnarrError
 from knarr.runtime import cgroups, signals, state
 
 __all__ = ["Container", "load"]
@@ -28,7 +28,7 @@ class Container:
         if self.cgroup.exists():
             try:
                 frozen = self.cgroup.is_frozen()
-            except OSError:
+            except (OSError, KnarrError):  # the cgroup went away between the two reads
                 frozen = None
         return state.status_of(self.root, self.record, frozen)
 
