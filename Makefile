@@ -6,8 +6,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := busybox-static libseccomp2 iproute2 runc crun podman containerd uidmap \
-                python3-venv docker.io skopeo umoci tmux zstd debootstrap openssl apache2-utils
-BENCH_APT_PACKAGES := hyperfine docker-registry
+                python3-venv docker.io skopeo umoci tmux zstd debootstrap openssl apache2-utils \
+                docker-registry
+BENCH_APT_PACKAGES := hyperfine
 
 .PHONY: demo demo-runtime test lint unit integration bench deps clean
 

@@ -13,6 +13,7 @@ __all__ = [
     "InvalidArgument",
     "FailedPrecondition",
     "Unavailable",
+    "Unauthorized",
 ]
 
 
@@ -50,3 +51,7 @@ class FailedPrecondition(KnarrError):
 
 class Unavailable(KnarrError):
     """A facility this needs (kernel feature, library, service) is missing."""
+
+
+class Unauthorized(KnarrError):
+    """A service (a registry) refused the credentials given, or wanted some."""

@@ -8,13 +8,15 @@ from knarr.errors import (
     InvalidArgument,
     KnarrError,
     NotFound,
+    Unauthorized,
     Unavailable,
 )
 
 __all__ = ["status_of"]
 
 _STATUS = ((NotModified, 304), (NotFound, 404), (AlreadyExists, 409), (Conflict, 409),
-           (InvalidArgument, 400), (FailedPrecondition, 409), (Unavailable, 500))
+           (InvalidArgument, 400), (FailedPrecondition, 409), (Unavailable, 500),
+           (Unauthorized, 401))
 
 
 def status_of(exc: BaseException) -> int:

@@ -100,16 +100,9 @@ async def pull(engine, request, responder) -> None:
             raise InvalidArgument("importing from a URL is not supported yet")
         await import_(engine, request, responder)
         return
-    name = request.q("fromImage", "")
-    tag = request.q("tag")
-    ref = f"{name}:{tag}" if tag and "@" not in name else name
-    image_id = await engine.pull(ref)
-    await responder.start_stream(200, "application/json")
-    for line in ({"status": f"Pulling from {name}", "id": tag or "latest"},
-                 {"status": f"Digest: {image_id}"},
-                 {"status": f"Status: Image is up to date for {ref}"}):
-        await responder.chunk(json.dumps(line).encode() + b"\n")
-    await responder.end()
+    from knarr.api.routes_registry import pull_image
+
+    await pull_image(engine, request, responder)
 
 
 async def prune(engine, request, responder) -> None:

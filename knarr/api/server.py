@@ -12,7 +12,15 @@ import os
 import re
 import time
 
-from knarr.api import errors, http, routes_containers, routes_exec, routes_images, routes_system
+from knarr.api import (
+    errors,
+    http,
+    routes_containers,
+    routes_exec,
+    routes_images,
+    routes_registry,
+    routes_system,
+)
 from knarr.engine import API_VERSION, VERSION
 
 __all__ = ["Server", "MIN_API_VERSION"]
@@ -33,7 +41,8 @@ class Server:
     def __init__(self, engine) -> None:
         self.engine = engine
         self.routes: list[tuple[str, re.Pattern, object]] = []
-        for module in (routes_system, routes_containers, routes_exec, routes_images):
+        for module in (routes_system, routes_containers, routes_exec, routes_images,
+                       routes_registry):
             for method, pattern, handler in module.ROUTES:
                 self.routes.append((method, re.compile("^" + pattern + "$"), handler))
         self.base_headers = {"Api-Version": API_VERSION, "Docker-Experimental": "false",

@@ -32,6 +32,18 @@ def _parse(argv: list[str]):
     parser.add_argument("--tlscert", help="the server's certificate")
     parser.add_argument("--tlskey", help="the server's private key")
     parser.add_argument("--debug", "-D", action="store_true", help="log every request")
+    parser.add_argument("--insecure-registry", action="append", default=[],
+                        metavar="HOST[:PORT]|CIDR", help="a registry reached over plain HTTP "
+                        "or unverified TLS (repeatable; loopback addresses always are)")
+    parser.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
+                        help="a Docker Hub mirror, tried first (repeatable)")
+    parser.add_argument("--registry-certs-dir", default="/etc/knarr/certs.d",
+                        help="per-registry TLS files: <dir>/<host[:port]>/{*.crt,*.cert,*.key} "
+                        "(default /etc/knarr/certs.d)")
+    parser.add_argument("--max-concurrent-downloads", type=int, default=3,
+                        help="layers a pull downloads at once (default 3)")
+    parser.add_argument("--max-concurrent-uploads", type=int, default=5,
+                        help="layers a push uploads at once (default 5)")
     return parser.parse_args(argv)
 
 
@@ -72,9 +84,14 @@ async def _serve(args, helper) -> None:
     import signal
 
     from knarr.api import Server
+    from knarr.distribution import Hosts
     from knarr.engine import Engine
 
     engine = Engine(args.root, args.exec_root, helper)
+    engine.registry_hosts = Hosts(args.registry_certs_dir, args.insecure_registry,
+                                  args.registry_mirror)
+    engine.max_concurrent_downloads = args.max_concurrent_downloads
+    engine.max_concurrent_uploads = args.max_concurrent_uploads
     await engine.restore()
     api = Server(engine)
     servers = []

@@ -23,6 +23,7 @@ from knarr.engine.filesystems import FilesystemsMixin
 from knarr.engine.imageverbs import ImagesMixin
 from knarr.engine.lifecycle import LifecycleMixin
 from knarr.engine.observe import ObserveMixin
+from knarr.engine.pulls import RegistryMixin
 from knarr.errors import KnarrError, NotFound
 from knarr.images import ImageStore, builtin
 
@@ -36,7 +37,7 @@ _BUILTIN = {"docker.io/library/hello-world:latest": builtin.hello_world,
 
 
 class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMixin,
-             FilesystemsMixin, ArchivesMixin):
+             FilesystemsMixin, ArchivesMixin, RegistryMixin):
     """Containers, images, exec, logs, stats and events for one state root."""
 
     def __init__(self, root: str, exec_root: str, helper: socket.socket | None) -> None:
@@ -109,16 +110,6 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
     async def image(self, ref: str) -> tuple[str, dict]:
         """(id, config) of an image; knarr's built-in images are made on first use."""
         return await self.in_image_thread(self._image_sync, ref)
-
-    async def pull(self, ref: str) -> str:
-        """Provide an image by name: only the built-in ones until the registry client exists."""
-        try:
-            image_id, _ = await self.image(ref)
-        except NotFound:
-            raise NotFound(f"pull access denied for {ref.split(':')[0]}, repository does "
-                           "not exist (knarr has no registry client yet; only the built-in "
-                           "hello-world and busybox images can be pulled)", image=ref) from None
-        return image_id
 
     # -- live restore -------------------------------------------------------
 

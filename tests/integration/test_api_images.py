@@ -16,8 +16,10 @@ def _pull(client, name: str) -> http.client.HTTPResponse:
 def test_pull_builtin_list_inspect_history_tag_remove(knarrd):
     client = knarrd.client
     assert _pull(client, "busybox").status == 200
-    missing = _pull(client, "no-such-thing")
-    assert missing.status == 404 and "no-such-thing" in missing.message
+    # a real reference goes to its registry (here one nothing answers at; the 404 of a
+    # registry that lacks the image is in test_distribution_pull.py)
+    missing = _pull(client, "127.0.0.1:9/no-such-thing")
+    assert missing.status == 500 and "registry 127.0.0.1:9" in missing.message
     images = client.get("/images/json").json()
     assert [i["RepoTags"] for i in images] == [["busybox:latest"]]
     image_id = images[0]["Id"]
