@@ -203,12 +203,16 @@ def build(record: dict, files_dir: str, host_caps: list[str], seccomp_profile,
 
 
 def _seccomp(choice: str, caps: list[str], seccomp_profile) -> dict:
+    """The default profile, or the one the client sent: Docker's CLI reads the file and
+    sends its contents, so the daemon takes JSON text and never opens a host path."""
     if choice in ("default", ""):
         return seccomp_profile(caps)
     import json
 
+    from knarr.runtime.seccomp_docker import from_docker
+
     try:
-        with open(choice) as f:
-            return json.load(f)
-    except (OSError, ValueError) as exc:
-        raise InvalidArgument(f"opening seccomp profile ({choice}) failed: {exc}") from exc
+        profile = json.loads(choice)
+    except ValueError as exc:
+        raise InvalidArgument(f"Decoding seccomp profile failed: {exc}") from None
+    return from_docker(profile, caps)

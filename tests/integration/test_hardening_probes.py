@@ -6,6 +6,7 @@ loaded from knarr's built-in image) and one private knarrd serve the module. The
 (hardening_probe.c) is compiled with gcc at test time and bound read-only into both.
 """
 
+import json
 import os
 import socket
 
@@ -102,3 +103,62 @@ def test_default_capabilities_and_filter_equal_docker(engines):
     assert knarr["CapEff"] == "00000000a80425fb" and knarr["Seccomp"] == "2"
     dropped = ("--cap-drop", "ALL", "--cap-add", "NET_ADMIN")
     assert _status(hosts["knarr"], *dropped) == _status(hosts["docker"], *dropped)
+
+
+def _sh(host: str, script: str, *options: str) -> str:
+    result = cli(host, "run", "--rm", *options, "busybox", "sh", "-c", script)
+    assert result.returncode == 0, (host, options, result.stderr)
+    return result.stdout.decode()
+
+
+def test_unconfined_and_no_new_privileges_as_docker(engines):
+    hosts, _, _ = engines
+    for options in (("--security-opt", "seccomp=unconfined"),
+                    ("--security-opt", "no-new-privileges"),
+                    ("--security-opt", "no-new-privileges:true", "--cap-drop", "CHOWN")):
+        knarr, docker = _status(hosts["knarr"], *options), _status(hosts["docker"], *options)
+        assert knarr == docker, (options, knarr, docker)
+    assert _status(hosts["knarr"], "--security-opt", "seccomp=unconfined")["Seccomp"] == "0"
+    assert _status(hosts["knarr"], "--security-opt", "no-new-privileges")["NoNewPrivs"] == "1"
+
+
+def test_custom_profile_in_dockers_format_as_docker(engines, tmp_path):
+    hosts, _, _ = engines
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                     "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                    {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["fchmodat", "chmod"], "action": "SCMP_ACT_ERRNO",
+             "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+            {"names": ["symlink", "symlinkat"], "action": "SCMP_ACT_ERRNO",
+             "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+        ],
+    }
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(profile))
+    script = ("mkdir /a; echo mkdir=$?; touch /b; chmod 600 /b; echo chmod=$?; "
+              "ln -s /b /c; echo symlink=$?")
+    options = ("--security-opt", f"seccomp={path}")
+    knarr = _sh(hosts["knarr"], script, *options)
+    assert knarr.split() == ["mkdir=1", "chmod=0", "symlink=1"]
+    assert knarr == _sh(hosts["docker"], script, *options)
+    admin = _sh(hosts["knarr"], script, *options, "--cap-add", "SYS_ADMIN")
+    assert admin.split() == ["mkdir=1", "chmod=1", "symlink=0"]
+    assert admin == _sh(hosts["docker"], script, *options, "--cap-add", "SYS_ADMIN")
+    bad = cli(hosts["knarr"], "run", "--rm", "--security-opt", "seccomp={not json",
+              "busybox", "true")
+    assert bad.returncode == 125 and b"Decoding seccomp profile failed" in bad.stderr
+
+
+def test_privileged_gets_the_hosts_capabilities(engines):
+    hosts, _, _ = engines
+    with open("/proc/self/status") as f:
+        bounding = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+    status = _status(hosts["knarr"], "--privileged")
+    assert status["CapEff"] == status["CapBnd"] == bounding and status["Seccomp"] == "0"
+    out = _sh(hosts["knarr"], "mkdir /m && mount -t tmpfs none /m && echo mounted && "
+              "test -w /sys/kernel && echo sys-rw && ls /dev | grep -c .", "--privileged")
+    assert out.startswith("mounted\nsys-rw\n") and int(out.split()[-1]) > 10
