@@ -21,11 +21,11 @@ from knarr.api import (
     routes_registry,
     routes_system,
 )
+from knarr.api.routes_system import MIN_API_VERSION
 from knarr.engine import API_VERSION, VERSION
 
 __all__ = ["Server", "MIN_API_VERSION"]
 
-MIN_API_VERSION = "1.24"
 _VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
 log = logging.getLogger("knarr.api")
 
@@ -33,6 +33,17 @@ log = logging.getLogger("knarr.api")
 def _version_tuple(text: str) -> tuple[int, int]:
     major, _, minor = text.partition(".")
     return int(major), int(minor)
+
+
+def _version_refusal(wanted: str) -> str | None:
+    """Docker's text for a /vX.Y/ prefix outside the versions served, else None."""
+    if _version_tuple(wanted) > _version_tuple(API_VERSION):
+        return (f"client version {wanted} is too new. Maximum supported API version is "
+                f"{API_VERSION}")
+    if _version_tuple(wanted) < _version_tuple(MIN_API_VERSION):
+        return (f"client version {wanted} is too old. Minimum supported API version is "
+                f"{MIN_API_VERSION}, please upgrade your client to a newer version")
+    return None
 
 
 class Server:
@@ -115,9 +126,9 @@ class Server:
         if versioned:
             wanted = f"{versioned.group(1)}.{versioned.group(2)}"
             path = versioned.group(3)
-            if _version_tuple(wanted) > _version_tuple(API_VERSION):
-                await responder.json(400, {"message": f"client version {wanted} is too new. "
-                                           f"Maximum supported API version is {API_VERSION}"})
+            refusal = _version_refusal(wanted)
+            if refusal:
+                await responder.json(400, {"message": refusal})
                 return
         try:
             handler, params = self.find(request.method, path.rstrip("/") or "/")

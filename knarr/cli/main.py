@@ -128,7 +128,8 @@ def _usage() -> str:
             "      --tlsverify      Use TLS and verify the remote (DOCKER_TLS_VERIFY)\n"
             "  -v, --version        Print version information and quit\n\n"
             "Management Commands:\n  container   Manage containers\n  image       Manage "
-            "images\n  system      Manage knarr\n\nCommands:\n" + _summaries(COMMANDS) +
+            "images\n  system      Manage knarr\n\nCommands:\n"
+            "  daemon      Run the knarr daemon (knarrd; see 'knarr daemon --help')\n" + _summaries(COMMANDS) +
             "\nRun 'knarr COMMAND --help' for more information on a command.\n")
 
 
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         if not words:
             sys.stdout.write(_usage())
             return 0 if g.help else 0
+        if words[0] == "daemon":
+            _exec_daemon(words[1:])
         if len(g.host) > 1:
             raise flags.UsageError("Please specify only one -H", code=1)
         module_name, typed, rest = _resolve(words)
@@ -156,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     module = __import__(f"knarr.cli.cmd_{module_name}", fromlist=["COMMAND"])
     cli = Cli(g.host, typed, g)
     return _run(cli, module, typed, rest)
+
+
+def _exec_daemon(argv: list[str]) -> None:
+    """`knarr daemon ARGS` is `knarrd ARGS` (the CLI imports no daemon code: it execs it)."""
+    knarrd = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "knarrd")
+    if not os.access(knarrd, os.X_OK):
+        raise flags.UsageError(f"knarr daemon: {knarrd} not found", code=1)
+    sys.stdout.flush()
+    os.execv(knarrd, [knarrd, *argv])
 
 
 def _run(cli, module, typed: str, rest: list[str]) -> int:

@@ -31,6 +31,9 @@ def _parse(argv: list[str]):
     parser.add_argument("--tlscacert", help="CA certificate clients must be signed by")
     parser.add_argument("--tlscert", help="the server's certificate")
     parser.add_argument("--tlskey", help="the server's private key")
+    parser.add_argument("--insecure-tcp", action="store_true",
+                        help="allow a tcp:// listener without TLS (anyone who reaches it "
+                        "is root on this machine)")
     parser.add_argument("--debug", "-D", action="store_true", help="log every request")
     parser.add_argument("--insecure-registry", action="append", default=[],
                         metavar="HOST[:PORT]|CIDR", help="a registry reached over plain HTTP "
@@ -58,6 +61,17 @@ def _listener(host: str) -> tuple[str, str, int]:
         if port.isdigit():
             return "tcp", address.strip("[]"), int(port)
     raise SystemExit(f"knarrd: -H {host}: expected unix://PATH or tcp://HOST:PORT")
+
+
+def _check_plain_tcp(args) -> None:
+    """A TCP listener without TLS gives root to anyone who reaches it: refuse it
+    unless --insecure-tcp says that is meant."""
+    plain = [h for h, (kind, _, _) in zip(args.host, args.listeners, strict=True)
+             if kind == "tcp"] if args.tls_context is None else []
+    if plain and not args.insecure_tcp:
+        raise SystemExit(f"knarrd: refusing to listen on {plain[0]} without TLS: pass "
+                         "--tlsverify --tlscacert --tlscert --tlskey, or --insecure-tcp "
+                         "to allow it anyway")
 
 
 def _tls_context(args):
@@ -101,7 +115,8 @@ async def _serve(args, helper) -> None:
         else:
             if args.tls_context is None:
                 logging.getLogger("knarr").warning(
-                    "knarrd: %s without TLS: anyone who can reach it is root here", host)
+                    "knarrd: listening on %s without TLS (--insecure-tcp): anyone who can "
+                    "reach it is root on this machine", host)
             servers.append(await api.serve_tcp(where, port, args.tls_context))
         logging.getLogger("knarr").info("knarrd: listening on %s", host)
     stop = asyncio.Event()
@@ -123,6 +138,7 @@ def entry(argv: list[str] | None = None) -> None:
     args.host = args.host or [DEFAULT_HOST]
     args.listeners = [_listener(h) for h in args.host]
     args.tls_context = _tls_context(args)
+    _check_plain_tcp(args)
     import asyncio
     import logging
     import os

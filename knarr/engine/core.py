@@ -30,7 +30,7 @@ from knarr.images import ImageStore, builtin
 __all__ = ["Engine", "API_VERSION", "VERSION"]
 
 VERSION = "0.1.0"
-API_VERSION = "1.43"
+API_VERSION = "1.50"
 log = logging.getLogger("knarr.engine")
 _BUILTIN = {"docker.io/library/hello-world:latest": builtin.hello_world,
             "docker.io/library/busybox:latest": builtin.busybox}

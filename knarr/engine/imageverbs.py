@@ -106,15 +106,18 @@ class ImagesMixin:
         def run():
             with open(path, "wb") as f:
                 archive.save(self.images, refs, f)
+            return [(self.images.resolve(ref), ref) for ref in refs]
 
         try:
-            await self.in_image_thread(run)
+            saved = await self.in_image_thread(run)
         except NotFound as exc:
             os.unlink(path)
             raise _not_found(exc.context.get("image", refs[0])) from None
         except BaseException:
             os.unlink(path)
             raise
+        for image_id, ref in saved:
+            self.events.publish("image", "save", image_id, {"name": ref})
         return path
 
     async def system_df(self) -> dict:

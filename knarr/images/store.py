@@ -277,8 +277,9 @@ class ImageStore:
             self.records.drop_name(self._name_of(ref))
             return [{"Untagged": reference.parse(self._name_of(ref)).familiar()}]
         if not by_name and len(names) > 1 and not force:
-            raise Conflict(f"remove image {ref}: it has {len(names)} names; remove them one "
-                           "by one or force", image=image_id)
+            short = image_id.removeprefix("sha256:")[:12]  # Docker's text: clients match it
+            raise Conflict(f"conflict: unable to delete {short} (must be forced) - image is "
+                           "referenced in multiple repositories", image=image_id)
         if self.in_use(image_id) and not force:
             raise Conflict(f"remove image {ref}: image {image_id} is used by a container",
                            image=image_id)

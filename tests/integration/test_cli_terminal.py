@@ -30,8 +30,8 @@ def d(tmp_path_factory):
 class Tmux:
     """A private tmux server; each window runs a shell line and records its exit status."""
 
-    def __init__(self, path, daemon) -> None:
-        self.path, self.daemon = path, daemon
+    def __init__(self, path, prefix: str) -> None:
+        self.path, self.prefix = path, prefix  # prefix: the client and its -H
         self.sock = str(path / "tmux.sock")
         self.started = False
 
@@ -41,9 +41,9 @@ class Tmux:
         return out.stdout.decode()
 
     def start(self, name: str, knarr_args: str, width: int = 100, height: int = 30) -> str:
-        """Run `knarr ARGS` in window `name`; its status lands in a file."""
+        """Run `PREFIX ARGS` in window `name`; its status lands in a file."""
         status = self.path / f"{name}.status"
-        line = (f"{peer.KNARR} -H {self.daemon.host} {knarr_args}; echo $? > {status}.tmp; "
+        line = (f"{self.prefix} {knarr_args}; echo $? > {status}.tmp; "
                 f"mv {status}.tmp {status}; sleep 600")
         if not self.started:
             self("new-session", "-d", "-s", "k", "-n", name, "-x", str(width), "-y",
@@ -81,7 +81,7 @@ class Tmux:
 
 @pytest.fixture
 def tmux(tmp_path, d):
-    term = Tmux(tmp_path, d)
+    term = Tmux(tmp_path, f"{peer.KNARR} -H {d.host}")
     yield term
     term.kill()
 

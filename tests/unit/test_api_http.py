@@ -84,6 +84,18 @@ def test_unknown_path_method_and_version():
     assert statuses == [404, 405, 400]
 
 
+def test_versions_outside_the_served_range_get_dockers_texts():
+    raw = (b"GET /v1.99/_ping HTTP/1.1\r\n\r\nGET /v1.12/_ping HTTP/1.1\r\n\r\n"
+           b"GET /v1.41/_ping HTTP/1.1\r\n\r\nGET /v1.50/_ping HTTP/1.1\r\n\r\n")
+    new, old, low, high = _responses(_serve(raw))
+    assert json.loads(new[2]) == {"message": "client version 1.99 is too new. Maximum "
+                                  "supported API version is 1.50"}
+    assert json.loads(old[2]) == {"message": "client version 1.12 is too old. Minimum "
+                                  "supported API version is 1.24, please upgrade your client "
+                                  "to a newer version"}
+    assert (low[0], high[0], high[1]["Api-Version"]) == (200, 200, "1.50")
+
+
 @pytest.mark.parametrize("failure,status", [
     (NotFound("No such container: abc"), 404), (Conflict("in use"), 409),
     (InvalidArgument("bad"), 400), (FailedPrecondition("not running"), 409),
