@@ -29,8 +29,6 @@ def _ask(prompt: str, secret: bool) -> str:
 
 def run(cli, args) -> int:
     """POST /auth; on success store user:password for the server."""
-    import base64
-
     from knarr.cli import auth
 
     server = args.args[0] if args.args else auth.INDEX
@@ -50,11 +48,11 @@ def run(cli, args) -> int:
                        "Error: Password Required", 1)
     result = cli.client.post("/auth", None, {"username": username, "password": password,
                                              "serveraddress": server}) or {}
-    config = auth.load()
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    config.setdefault("auths", {})[server] = {"auth": token}
-    auth.save(config)
-    sys.stderr.write(f"WARNING! Your password will be stored unencrypted in "
-                     f"{auth.config_path()}.\n\n")
+    where = auth.store(server, username, password)
+    if where != "helper":
+        sys.stderr.write(f"WARNING! Your password will be stored unencrypted in {where}.\n"
+                         "Configure a credential helper to remove this warning. See\n"
+                         "https://docs.docker.com/engine/reference/commandline/login/"
+                         "#credentials-store\n\n")
     sys.stdout.write(f"{result.get('Status') or 'Login Succeeded'}\n")
     return 0

@@ -17,12 +17,8 @@ def run(cli, args) -> int:
     from knarr.cli import auth
 
     server = args.args[0] if args.args else auth.INDEX
-    config = auth.load()
-    auths = config.get("auths") or {}
-    if server not in auths:
+    if auth.erase(server):
+        sys.stdout.write(f"Removing login credentials for {server}\n")
+    else:
         sys.stdout.write(f"Not logged in to {server}\n")
-        return 0
-    sys.stdout.write(f"Removing login credentials for {server}\n")
-    del auths[server]
-    auth.save(config)
     return 0

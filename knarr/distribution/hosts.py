@@ -44,7 +44,7 @@ class Hosts:
         self.certs_dir = certs_dir
         self.insecure = [_strip_scheme(i) for i in insecure or []]
         self.mirrors = [m.rstrip("/") for m in mirrors or []]
-        self._contexts: dict[tuple[str, bool], ssl.SSLContext] = {}
+        self._contexts: dict[tuple, ssl.SSLContext] = {}
 
     def is_insecure(self, host: str) -> bool:
         """True when plain HTTP (or unverified TLS) is allowed for `host`."""
@@ -81,7 +81,7 @@ class Hosts:
         return self._context(host, self.is_insecure(host))
 
     def _context(self, host: str, unverified: bool) -> ssl.SSLContext:
-        key = (host, unverified)
+        key = (host, unverified, _signature(os.path.join(self.certs_dir, host)))
         if key not in self._contexts:
             self._contexts[key] = self._make_context(host, unverified)
         return self._contexts[key]
@@ -101,6 +101,16 @@ class Hosts:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+
+def _signature(folder: str) -> tuple:
+    """What a certs folder holds now (names, sizes, times): a changed file makes a new
+    context, without a daemon restart."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except FileNotFoundError:
+        return ()
+    return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
 
 
 def _strip_scheme(text: str) -> str:

@@ -331,6 +331,8 @@ def _read_some(resp: Response) -> bytes:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
         return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"tls: certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"tls: {exc.reason or exc}"
     return str(exc) or type(exc).__name__

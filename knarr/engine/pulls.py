@@ -172,9 +172,21 @@ class RegistryMixin:
         creds = decode_auth(auth)
         for target, image_id in names:
             row = await self.in_image_thread(self.images.records.get, image_id)
-            await asyncio.to_thread(pusher.push, target, row, creds, send)
+            sources = await self.in_image_thread(self._mount_sources, image_id, target)
+            await asyncio.to_thread(pusher.push, target, row, creds, send, sources)
         await asyncio.sleep(0)
         self.events.publish("image", "push", str(parsed), {"name": str(parsed)})
+
+    def _mount_sources(self, image_id: str, target) -> list[str]:
+        """Other repositories of the target's registry this image is named in: a blob the
+        registry holds there can be mounted rather than sent."""
+        out = []
+        for name in self.images.records.names_of(image_id):
+            found = reference.parse(name)
+            if found.domain == target.domain and found.path != target.path \
+                    and found.path not in out:
+                out.append(found.path)
+        return out
 
     def _push_names(self, parsed, tag: str | None) -> list[tuple]:
         if tag or parsed.tag:
