@@ -15,6 +15,7 @@ import time
 from knarr.api import (
     errors,
     http,
+    routes_build,
     routes_containers,
     routes_exec,
     routes_images,
@@ -53,7 +54,7 @@ class Server:
         self.engine = engine
         self.routes: list[tuple[str, re.Pattern, object]] = []
         for module in (routes_system, routes_containers, routes_exec, routes_images,
-                       routes_registry):
+                       routes_registry, routes_build):
             for method, pattern, handler in module.ROUTES:
                 self.routes.append((method, re.compile("^" + pattern + "$"), handler))
         self.base_headers = {"Api-Version": API_VERSION, "Docker-Experimental": "false",

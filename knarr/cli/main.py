@@ -18,6 +18,7 @@ COMMANDS = {
     "history": "history", "version": "version", "info": "info", "diff": "diff",
     "commit": "commit", "export": "export", "import": "import", "port": "port", "pull": "pull",
     "cp": "cp", "update": "update", "login": "login", "logout": "logout", "push": "push",
+    "build": "build",
 }
 # management commands: `knarr container ls` and friends
 GROUPS = {
@@ -29,7 +30,7 @@ GROUPS = {
     "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
               "inspect": "inspect", "tag": "tag", "save": "save", "load": "load",
               "history": "history", "prune": "prune", "import": "import",
-              "pull": "pull", "push": "push"},
+              "pull": "pull", "push": "push", "build": "build"},
     "system": {"info": "info", "df": "df", "prune": "prune", "events": "events"},
 }
 _ALIASES = {"list", "remove", "ps"}  # shown only under their usual names

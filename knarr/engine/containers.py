@@ -38,8 +38,12 @@ class ContainersMixin:
         """A container's stored record."""
         return self.records.get(self.resolve(ref))
 
-    async def create(self, body: dict, name: str | None) -> dict:
-        """Make a container from a create request; return {Id, Warnings}."""
+    async def create(self, body: dict, name: str | None,
+                     base: tuple[str, dict, str | None] | None = None) -> dict:
+        """Make a container from a create request; return {Id, Warnings}.
+
+        `base` (a build's step container) gives the image id, image config and
+        parent layer (chain id) directly, for an image state not registered."""
         if not isinstance(body, dict):
             raise InvalidArgument("config cannot be empty in order to create a container")
         image_ref = body.get("Image")
@@ -50,7 +54,10 @@ class ContainersMixin:
         if name:
             names.validate_name(name)
             self.records.require_free(name.lstrip("/"))
-        image_id, image_config = await self.image(image_ref)
+        if base is None:
+            image_id, image_config = await self.image(image_ref)
+        else:
+            image_id, image_config = base[0], base[1]
         name = merge.check_name(name, self.records.name_taken)
         cid = self.new_id()
         record = merge.merge(body, image_config, image_id, image_ref, cid, name)
@@ -59,9 +66,12 @@ class ContainersMixin:
         os.makedirs(cdir, mode=0o710)
         try:
             self._write_files(record, cdir)
-            chains = await self.in_image_thread(self.images.chain_ids, image_id)
+            if base is None:
+                parent = (await self.in_image_thread(self.images.chain_ids, image_id))[-1]
+            else:
+                parent = base[2]
             key = f"container-{cid}"
-            mounts = await self.in_image_thread(self.images.snapshots.prepare, key, chains[-1])
+            mounts = await self.in_image_thread(self.images.snapshots.prepare, key, parent)
             record["_snapshot"] = {"key": key, "mounts": mounts}
             record["GraphDriver"] = {"Name": "overlay2", "Data": _graph_data(mounts)}
             self.records.add(record)

@@ -17,6 +17,7 @@ import socket
 
 from knarr.engine import events, hostdevices, jsonlog, monitor_io, names, oci_config, records
 from knarr.engine.archives import ArchivesMixin
+from knarr.engine.building import BuildMixin
 from knarr.engine.containers import ContainersMixin
 from knarr.engine.execs import ExecMixin
 from knarr.engine.filesystems import FilesystemsMixin
@@ -37,7 +38,8 @@ _BUILTIN = {"docker.io/library/hello-world:latest": builtin.hello_world,
 
 
 class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMixin,
-             FilesystemsMixin, ArchivesMixin, RegistryMixin):
+             FilesystemsMixin, ArchivesMixin, RegistryMixin,
+             BuildMixin):
     """Containers, images, exec, logs, stats and events for one state root."""
 
     def __init__(self, root: str, exec_root: str, helper: socket.socket | None) -> None:

@@ -1,0 +1,142 @@
+"""`build`: the engine's side of a Dockerfile build (the builder is knarr.build).
+
+The engine is the builder's backend: it resolves base images (built-in ones
+made on first use), runs each RUN in a real container through its own
+container machinery (network `none` unless asked), and registers the final
+image. The builder runs in a thread of its own; its calls into the engine
+are sent to the event loop and waited for there. Progress goes back as
+Docker's JSON messages through `emit`.
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+
+from knarr.build import Builder, Options, RunSpec, extract
+from knarr.content import ContentStore
+from knarr.errors import KnarrError, NotFound
+from knarr.oci import reference
+from knarr.snapshots import Snapshotter
+
+__all__ = ["BuildMixin"]
+
+
+class _Backend:
+    """The builder's view of the engine, called from the build thread."""
+
+    def __init__(self, engine, loop: asyncio.AbstractEventLoop) -> None:
+        self.engine, self.loop = engine, loop
+        self.snapshots = Snapshotter(engine.root)
+        self.content = ContentStore(engine.root)
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def image(self, ref: str, pull: bool) -> tuple[str, dict, list[dict]]:
+        if pull:
+            self._call(self.engine.pull(ref))
+        image_id, config = self._call(self.engine.image(ref))
+        manifest = self._call(self.engine.in_image_thread(self.engine.images.manifest,
+                                                          image_id))
+        return image_id, config, manifest["layers"]
+
+    def run(self, spec: RunSpec, output) -> tuple[int, str, str]:
+        return self._call(self.engine.run_build_step(spec, output))
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self._call(self.engine.delete(container_id, force=True))
+        except NotFound:
+            pass
+
+    def register(self, manifest: bytes, config: bytes, names: list[str]) -> str:
+        store = self.engine.images
+        return self._call(self.engine.in_image_thread(
+            lambda: store.register(manifest, config, names, label="build")))
+
+    def close(self) -> None:
+        self.snapshots.close()
+
+
+class BuildMixin:
+    """POST /build."""
+
+    async def build(self, body_path: str, options: Options, emit) -> str:
+        """Build from a context tarball spooled at `body_path`; `emit(message)` gets
+        Docker's JSON progress messages. Return the image id; BuildError on failure."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        base = os.path.join(self.root, "build")
+        os.makedirs(os.path.join(base, "tmp"), mode=0o700, exist_ok=True)
+        workdir = tempfile.mkdtemp(prefix="build-", dir=os.path.join(base, "tmp"))
+        backend = _Backend(self, loop)
+
+        def output(text: str) -> None:
+            if text:
+                loop.call_soon_threadsafe(queue.put_nowait, {"stream": text})
+
+        def run() -> str:
+            with open(body_path, "rb") as body:
+                context = extract(body, os.path.join(workdir, "context"))
+            builder = Builder(backend, context, options, output,
+                              os.path.join(base, "cache"), workdir)
+            return builder.build()
+
+        task = loop.run_in_executor(None, run)
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({task, getter},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await emit(getter.result())
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    await emit(queue.get_nowait())
+                break
+            image_id = await task
+        finally:
+            backend.close()
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+        await emit({"aux": {"ID": image_id}})
+        if options.quiet:
+            await emit({"stream": f"{image_id}\n"})
+        else:
+            await emit({"stream": f"Successfully built {image_id.removeprefix('sha256:')[:12]}\n"})
+            for tag in options.tags:
+                await emit({"stream": f"Successfully tagged {reference.parse(tag).familiar()}\n"})
+        self.events.publish("image", "build", image_id, {"name": image_id})
+        return image_id
+
+    async def run_build_step(self, spec: RunSpec, output) -> tuple[int, str, str]:
+        """Run one RUN step's container to its end; (exit code, container id, snapshot)."""
+        rc = spec.config
+        body = {"Image": spec.base_image or "scratch", "Cmd": spec.argv, "Entrypoint": [""],
+                "Env": spec.env, "User": rc.get("User") or "",
+                "WorkingDir": rc.get("WorkingDir") or "", "Labels": {},
+                "Healthcheck": {"Test": ["NONE"]},
+                "HostConfig": {"NetworkMode": spec.network or "none"}}
+        image_config = _image_config(rc)
+        created = await self.create(body, None, base=(spec.base_image, image_config,
+                                                      spec.parent))
+        cid = created["Id"]
+        output(f" ---> Running in {cid[:12]}\n")
+        try:
+            await self.start(cid)
+            async for _stream, data in self.logs(cid, follow=True):
+                output(data.decode("utf-8", "replace"))
+            code = await self.wait(cid)
+            await self._wait_link_gone(cid, 30)
+        except KnarrError:
+            await self.delete(cid, force=True)
+            raise
+        return code, cid, self.record(cid)["_snapshot"]["key"]
+
+
+def _image_config(run_config: dict) -> dict:
+    """An image config document around a run config (what `merge` reads)."""
+    return {"config": json.loads(json.dumps(run_config))}
+
