@@ -37,7 +37,11 @@ class _Backend:
     def image(self, ref: str, pull: bool) -> tuple[str, dict, list[dict]]:
         if pull:
             self._call(self.engine.pull(ref))
-        image_id, config = self._call(self.engine.image(ref))
+        try:
+            image_id, config = self._call(self.engine.image(ref))
+        except NotFound:  # not here: pull it, as Docker's builder does
+            self._call(self.engine.pull(ref))
+            image_id, config = self._call(self.engine.image(ref))
         manifest = self._call(self.engine.in_image_thread(self.engine.images.manifest,
                                                           image_id))
         return image_id, config, manifest["layers"]
