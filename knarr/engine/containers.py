@@ -1,6 +1,7 @@
 """Containers as records: create, inspect, list, rename, remove."""
 
 import asyncio
+import logging
 import os
 import shutil
 import time
@@ -12,6 +13,7 @@ from knarr.errors import Conflict, InvalidArgument, KnarrError, NotFound
 __all__ = ["ContainersMixin"]
 
 _PRIVATE = ("_created", "_snapshot")
+log = logging.getLogger("knarr.engine")
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
@@ -95,6 +97,41 @@ class ContainersMixin:
                       HostnamePath=os.path.join(cdir, "hostname"),
                       HostsPath=os.path.join(cdir, "hosts"), LogPath=self.log_path(record["Id"]))
         self.write_json(os.path.join(cdir, "config.v2.json"), record)
+
+    def _drop_files_later(self, cid: str, record: dict) -> None:
+        future = asyncio.get_running_loop().run_in_executor(
+            self.image_thread, self._drop_files_sync, cid, record.get("_snapshot"))
+        self.removing.add(future)
+        future.add_done_callback(self._dropped)
+
+    def _dropped(self, future) -> None:
+        self.removing.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("remove a container's files: %s", future.exception())
+
+    def _drop_files_sync(self, cid: str, snapshot: dict | None) -> None:
+        if snapshot:
+            try:
+                self.images.snapshots.remove(snapshot["key"])
+            except NotFound:
+                pass
+        shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+
+    def sweep_removed(self) -> None:
+        """Remove what containers removed just before a crash left: their dirs and rw
+        snapshots (a container's record goes first, its files a moment later)."""
+        known = {record["Id"] for record in self.records.all()}
+        base = os.path.join(self.root, "containers")
+        for name in os.listdir(base):
+            if name not in known and len(name) == 64:
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        for snapshot in self.images.snapshots.walk():
+            key = snapshot["key"]
+            if key.startswith("container-") and key.removeprefix("container-") not in known:
+                try:
+                    self.images.snapshots.remove(key)
+                except NotFound:
+                    pass
 
     async def _drop_files(self, cid: str, record: dict) -> None:
         snapshot = record.get("_snapshot")
@@ -236,9 +273,12 @@ class ContainersMixin:
                                "the container before attempting removal or force remove",
                                id=cid)
             await self.kill_for_good(cid)
-        await self._drop_files(cid, record)
         shutil.rmtree(self.monitor_dir(cid), ignore_errors=True)
         self.records.remove(cid)
+        # The files go after the answer (`run --rm` waits for "removed"), in the image
+        # thread: image calls queue behind it there, so none sees the snapshot still in
+        # use; a daemon killed before it is done sweeps the rest at its next start.
+        self._drop_files_later(cid, record)
         self.stats_cache.pop(cid, None)
         for exec_id in [e for e, x in self.execs.items() if x["ContainerID"] == cid]:
             del self.execs[exec_id]

@@ -61,6 +61,7 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         self.execs: dict[str, dict] = {}
         self.starting: set[str] = set()
         self.died: set[str] = set()  # the watch has reported this run's die
+        self.removing: set = set()  # removed containers' files, going in the image thread
         self.stats_cache: dict[str, tuple[float, dict]] = {}
         self._host_caps: list[str] | None = None
 
@@ -117,6 +118,7 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
 
     async def restore(self) -> None:
         """Find containers whose monitors kept running while no daemon was up."""
+        await self.in_image_thread(self.sweep_removed)
         base = os.path.join(self.exec_root, "containers")
         running = set()
         for cid in sorted(os.listdir(base)):

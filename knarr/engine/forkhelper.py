@@ -53,12 +53,29 @@ def _preload() -> None:
         seccomp.validate(seccomp.default_profile())
     except Exception:  # noqa: BLE001 - a host without libseccomp starts without seccomp
         pass
+    try:
+        _preload_cgroups()
+    except Exception:  # noqa: BLE001 - only an optimisation; the tasks look for themselves
+        pass
     from knarr.engine.monitor_warm import warm_up
 
     try:
         warm_up()
     except Exception:  # noqa: BLE001 - only an optimisation
         pass
+
+
+def _preload_cgroups(root: str = "/sys/fs/cgroup") -> None:
+    """The host's cgroup driver and its hierarchies (mountinfo parsed once): every create,
+    exec and teardown task otherwise imports the driver and parses mountinfo again."""
+    from knarr.runtime import cgroups
+
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):
+        cgroups.V2Cgroup  # noqa: B018 - the attribute access imports the driver
+    else:
+        cgroups.V1Cgroup  # noqa: B018
+        cgroups.find_hierarchies(root)
+    from knarr.runtime import container, container_delete  # noqa: F401 - teardown's
 
 
 def _fork_monitor(sock: socket.socket, params_path: str, report) -> None:

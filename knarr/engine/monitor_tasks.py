@@ -16,7 +16,7 @@ from knarr.runtime import container as containers
 from knarr.runtime import container_create, container_delete, container_exec, container_start
 
 __all__ = ["TaskError", "fork_task", "read_message", "starter", "exec_child", "teardown",
-           "signal_all", "reap_child"]
+           "teardown_here", "signal_all", "reap_child"]
 
 
 class TaskError(Exception):
@@ -134,13 +134,26 @@ def exec_child(report: int, p: dict, process: dict | None, args: list[str] | Non
 
 def teardown(report: int, p: dict) -> None:
     """After init's exit: was it an OOM kill; then remove the runtime's container."""
-    oom = False
-    try:
-        oom = containers.load(p["runtime_root"], p["id"]).cgroup.oom_killed()
-    except Exception:  # noqa: BLE001 - no cgroup, no OOM kill to report
-        pass
+    oom = _oom_killed(p)
     container_delete.delete(p["runtime_root"], p["id"], force=True)
     _send(report, oom=oom)
+
+
+def teardown_here(p: dict) -> bool:
+    """`teardown` in the calling process (a monitor on its way out); whether OOM struck."""
+    oom = _oom_killed(p)
+    try:
+        container_delete.delete(p["runtime_root"], p["id"], force=True)
+    except Exception:  # noqa: BLE001 - as a failed task child: the exit is recorded anyway
+        pass
+    return oom
+
+
+def _oom_killed(p: dict) -> bool:
+    try:
+        return containers.load(p["runtime_root"], p["id"]).cgroup.oom_killed()
+    except Exception:  # noqa: BLE001 - no cgroup, no OOM kill to report
+        return False
 
 
 def signal_all(report: int, p: dict, signum: int) -> None:

@@ -28,4 +28,4 @@ def engine_exec(workdir: Path):
         engines.stop()
         raise
     return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(e, "exec", ids[e], "true"))
-            for e in ("docker", "podman", "knarr")]
+            for e in engines.engines()]

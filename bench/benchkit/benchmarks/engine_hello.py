@@ -44,4 +44,4 @@ def engine_hello(workdir: Path):
                                              "hello-world"),
             cleanup=lambda run_id: engines.argv(engine, "rm", "-f", run_id))
 
-    return [subject(e) for e in ("docker", "podman", "knarr")]
+    return [subject(e) for e in engines.engines()]

@@ -30,4 +30,4 @@ def engine_stats(workdir: Path):
         raise
     return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
                 e, "stats", "--no-stream", ids[e]))
-            for e in ("docker", "podman", "knarr")]
+            for e in engines.engines()]

@@ -56,20 +56,35 @@ def _must(argv: list[str], timeout: float = 60) -> str:
     return done.stdout.strip()
 
 
+def baseline_launchers(source: str, bin_dir: Path) -> tuple[str, str]:
+    """knarrd and knarr launchers (as scripts/install-launchers writes them) running the
+    knarr package of `source`, another checkout, with this venv's interpreter."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, module in (("knarrd", "knarr.daemon.main"), ("knarr", "knarr.cli.main")):
+        path = bin_dir / name
+        path.write_text(f"#!{VENV_BIN / 'python'} -IS\nimport sys\n"
+                        f"sys.path.insert(0, {source!r})\nfrom {module} import entry\nentry()\n")
+        path.chmod(0o755)
+        paths.append(str(path))
+    return paths[0], paths[1]
+
+
 class Knarrd:
     """A knarrd of the benchmark's own, in its own process group."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, daemon: str = KNARRD, cli: str = KNARR_CLI) -> None:
         self.state = state
         self.sock = f"unix://{state}/knarr.sock"
         self.proc: subprocess.Popen | None = None
+        self.daemon, self.cli = daemon, cli
 
     def start(self) -> None:
         """Start it and wait until `knarr version` answers; RuntimeError if it does not."""
         self.state.mkdir(parents=True, exist_ok=True)
         log = open(self.state / "knarrd.log", "wb")  # noqa: SIM115 - knarrd's, till stop
         self.proc = subprocess.Popen(
-            [KNARRD, "--root", str(self.state / "root"), "--exec-root",
+            [self.daemon, "--root", str(self.state / "root"), "--exec-root",
              str(self.state / "exec"), "-H", self.sock],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
@@ -84,7 +99,7 @@ class Knarrd:
 
     def argv(self, *args: str) -> list[str]:
         """A knarr CLI command line against this knarrd."""
-        return [KNARR_CLI, "-H", self.sock, *args]
+        return [self.cli, "-H", self.sock, *args]
 
     def stop(self) -> None:
         """Stop the daemon and its fork helper (idempotent)."""
@@ -111,11 +126,18 @@ class Engines:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.knarrd = Knarrd(workdir / "knarrd")
+        # KNARR_BENCH_BASELINE=DIR: one more subject, knarr@baseline, the knarr of DIR
+        # (another checkout) on a knarrd of its own, for before/after figures of one run
+        self.baseline = None
+        if image_data.BASELINE:
+            self.baseline = Knarrd(workdir / "knarrd-baseline", *baseline_launchers(
+                image_data.BASELINE, workdir / "baseline-bin"))
         self.dockerd = image_data.Dockerd(workdir / "dockerd")
         self.podman_state = workdir / "podman"
         self.unavailable: dict[str, str] = {}
         self.versions: dict[str, str] = {}
-        self.containers: dict[str, list[str]] = {"knarr": [], "docker": [], "podman": []}
+        self.containers: dict[str, list[str]] = {"knarr": [], "docker": [], "podman": [],
+                                                 "knarr@baseline": []}
         self.stopped = False
         atexit.register(self.stop)
 
@@ -124,6 +146,8 @@ class Engines:
         """`engine`'s CLI command line, against this benchmark's private state."""
         if engine == "knarr":
             return self.knarrd.argv(*args)
+        if engine == "knarr@baseline":
+            return self.baseline.argv(*args)
         if engine == "docker":
             return self.dockerd.argv(*args)
         s = self.podman_state
@@ -145,9 +169,15 @@ class Engines:
         # rather than `run --rm`, which now and then does not return (issue 4's bug
         # list: the CLI stays after the container is gone; the timing runs are
         # killed at --timeout, this set-up must not hang)
-        for name, image in (("kbprephello", "hello-world"), ("kbprepbusybox", "busybox")):
-            _must(self.argv("knarr", "create", "--name", name, image, "true"))
-            _must(self.argv("knarr", "rm", name))
+        knarrs = ["knarr"]
+        if self.baseline is not None:
+            self.baseline.start()
+            knarrs.append("knarr@baseline")
+            self.versions["knarr@baseline"] = f"knarr of {image_data.BASELINE}"
+        for engine in knarrs:
+            for name, image in (("kbprephello", "hello-world"), ("kbprepbusybox", "busybox")):
+                _must(self.argv(engine, "create", "--name", name, image, "true"))
+                _must(self.argv(engine, "rm", name))
         images = self.workdir / "images"
         images.mkdir(parents=True, exist_ok=True)
         tarballs = []
@@ -186,7 +216,11 @@ class Engines:
 
     def available(self) -> list[str]:
         """The engines that started."""
-        return [e for e in ("docker", "podman", "knarr") if e not in self.unavailable]
+        return [e for e in self.engines() if e not in self.unavailable]
+
+    def engines(self) -> tuple[str, ...]:
+        """Every engine of the run, knarr@baseline too when there is one."""
+        return ("docker", "podman", "knarr") + (("knarr@baseline",) if self.baseline else ())
 
     # subjects ----------------------------------------------------------------------
     def subject(self, engine: str, argv, cleanup=None, notes=None) -> Subject:
@@ -209,11 +243,12 @@ class Engines:
         if self.stopped:
             return
         self.stopped = True
-        if self.knarrd.proc is not None:
-            ids = _run(self.argv("knarr", "ps", "-aq", "--no-trunc")).stdout.split()
-            self.containers["knarr"] += ids
-            if ids:
-                _run(self.argv("knarr", "rm", "-f", *ids))
+        for engine, daemon in (("knarr", self.knarrd), ("knarr@baseline", self.baseline)):
+            if daemon is not None and daemon.proc is not None:
+                ids = _run(self.argv(engine, "ps", "-aq", "--no-trunc")).stdout.split()
+                self.containers[engine] += ids
+                if ids:
+                    _run(self.argv(engine, "rm", "-f", *ids))
         if self.dockerd.proc is not None:
             ids = _run(self.argv("docker", "ps", "-aq", "--no-trunc")).stdout.split()
             self.containers["docker"] += ids
@@ -224,6 +259,8 @@ class Engines:
             self.containers["podman"] += ids
             _run(self.argv("podman", "rm", "-a", "-f", "-t", "0"))
         self.knarrd.stop()
+        if self.baseline is not None:
+            self.baseline.stop()
         self.dockerd.stop(remove=False)
         unmount_under(self.workdir)
         remove_cgroups([c for ids in self.containers.values() for c in ids if len(c) == 64])
