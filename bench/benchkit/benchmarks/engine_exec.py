@@ -22,7 +22,7 @@ def engine_exec(workdir: Path):
     """docker and podman as peers, knarr as knarr, one sleeping container each."""
     engines = prepare(workdir)
     try:
-        ids = {e: engines.run_detached(e, f"kbexec{e}", "sleep", "1000")
+        ids = {e: engines.run_detached(e, f"kbexec{e.replace('@', '-')}", "sleep", "1000")
                for e in engines.available()}
     except BaseException:
         engines.stop()

@@ -23,7 +23,7 @@ def engine_stats(workdir: Path):
     """docker and podman as peers, knarr as knarr, one sleeping container each."""
     engines = prepare(workdir)
     try:
-        ids = {e: engines.run_detached(e, f"kbstats{e}", "sleep", "1000")
+        ids = {e: engines.run_detached(e, f"kbstats{e.replace('@', '-')}", "sleep", "1000")
                for e in engines.available()}
     except BaseException:
         engines.stop()
