@@ -63,11 +63,12 @@ def _rootfs_of(bundle: str, config: dict) -> str:
 
 def create(root: str, container_id: str, bundle: str, *, console_socket: str | None = None,
            pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-           systemd_cgroup: bool = False) -> dict:
-    """Create the container; on any failure nothing is left behind."""
+           systemd_cgroup: bool = False, config: dict | None = None) -> dict:
+    """Create the container; on any failure nothing is left behind. `config` is the
+    bundle's, when the caller has read it with load_bundle already."""
     state.validate_id(container_id)
     bundle = os.path.realpath(bundle)
-    config = load_bundle(bundle)
+    config = load_bundle(bundle) if config is None else config
     rootfs = _rootfs_of(bundle, config)
     cdir = state.make_container_dir(root, container_id)
     record = {"ociVersion": config["ociVersion"], "id": container_id, "pid": 0,

@@ -22,7 +22,8 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
     try:
         record = container_create.create(root, container_id, bundle,
                                          console_socket=console_socket, pid_file=pid_file,
-                                         no_pivot=no_pivot, preserve_fds=preserve_fds)
+                                         no_pivot=no_pivot, preserve_fds=preserve_fds,
+                                         config=config)
         master = relay.receive() if relay else None
     finally:
         if relay:

@@ -66,14 +66,16 @@ def _setup(ch: Channel, ctx: dict) -> None:
     os.setsid()
     ns = ctx["namespaces"]
     new_mount = "mount" in ns and not ns["mount"]
-    # The runtime runs prestart/createRuntime hooks once it has reaped stage1;
-    # until then stage1 may still be writing on the shared channel.
-    hook_state = ch.expect("continue", "run createRuntime hooks")["hook_state"]
     sock, fifo = ctx["console"], ctx["fifo_fd"]  # opened by the runtime, see create
     preload(config)
+    # The mounts are made while the runtime reaps stage1 and runs the prestart and
+    # createRuntime hooks (as runc does: those hooks see the mounts, not yet the
+    # pivot_root). A failure here is reported at once; stage1's one message is short
+    # and written whole, so the two cannot interleave on the channel.
     if new_mount:
         rootfs.prepare_rootfs(config, ctx["rootfs"], in_cgroupns="cgroup" in ns,
                               in_userns="user" in ns, bundle=ctx["bundle"])
+    hook_state = ch.expect("continue", "run createRuntime hooks")["hook_state"]
     hooks.run(config, "createContainer", hook_state)
     fd_dir = None
     if new_mount:

@@ -8,9 +8,9 @@ what these return.
 
 import errno
 import os
-from collections import namedtuple
 
 from knarr.errors import InvalidArgument
+from knarr.runtime.records import record
 from knarr.sys.libc import (
     MS_BIND,
     MS_DIRSYNC,
@@ -97,7 +97,7 @@ REMOUNT_FLAGS = (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_SYNCHRONOUS |
 _MAX_SYMLINKS = 255
 
 
-class MountOptions(namedtuple("MountOptions", "flags propagation data", defaults=(0, (), ""))):
+class MountOptions(record("MountOptions", "flags propagation data", (0, (), ""))):
     """An OCI mount entry's options, split the way mount(2) wants them."""
 
     __slots__ = ()
@@ -144,8 +144,8 @@ def mount_flags_of(path: str) -> int:
     return sum(ms for st, ms in _STATVFS_FLAGS if f_flag & st)
 
 
-class MountInfo(namedtuple("MountInfo", "mount_id parent_id root mount_point options optional "
-                                         "fstype source super_options")):
+class MountInfo(record("MountInfo", "mount_id parent_id root mount_point options optional "
+                                 "fstype source super_options")):
     """One line of /proc/<pid>/mountinfo (see proc(5))."""
 
     __slots__ = ()
@@ -191,7 +191,7 @@ def read_mountinfo() -> list[MountInfo]:
         return parse_mountinfo(f.read())
 
 
-class CgroupHierarchy(namedtuple("CgroupHierarchy", "subsystems mount_point root")):
+class CgroupHierarchy(record("CgroupHierarchy", "subsystems mount_point root")):
     """A mounted cgroup hierarchy: v1 with its subsystems, or the v2 one."""
 
     __slots__ = ()

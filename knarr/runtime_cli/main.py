@@ -1,5 +1,6 @@
 """Entry point of knarr-runtime: global flags, one module per verb, errors at the edge."""
 
+import gc
 import os
 import sys
 import time
@@ -138,7 +139,12 @@ def _log(path: str, fmt: str, message: str) -> None:
 
 
 def entry() -> None:
-    """Console-script wrapper."""
+    """Console-script wrapper.
+
+    The cyclic garbage collector is off: every verb is short-lived (run and exec
+    wait, allocating next to nothing meanwhile), and collections during the
+    imports cost time and, in the forked stage1 and init, copy-on-write faults."""
+    gc.disable()
     os._exit(_exit_code(main()))
 
 

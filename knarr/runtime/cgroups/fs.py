@@ -7,7 +7,6 @@ way: `cgroup <dir>: <what was being done>: <strerror>`.
 import errno
 import os
 import time
-from collections.abc import Callable
 
 from knarr.errors import (
     AlreadyExists,
@@ -165,7 +164,7 @@ def _remove_one(cgdir: str, deadline: float) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def wait_until(check: Callable[[], bool], timeout: float) -> bool:
+def wait_until(check, timeout: float) -> bool:
     """Poll `check` until it is true or `timeout` seconds pass; return the last answer."""
     deadline = time.monotonic() + timeout
     delay = 0.001

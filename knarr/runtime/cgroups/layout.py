@@ -7,9 +7,9 @@ is mounted there, which is how the unit tests point a driver at a fake tree.
 
 import os
 import posixpath
-from collections import namedtuple
 
 from knarr.errors import InvalidArgument, Unavailable
+from knarr.runtime.records import record
 
 __all__ = [
     "Hierarchy",
@@ -28,7 +28,7 @@ V1_CONTROLLERS = frozenset({
 _MOUNTINFO = "/proc/self/mountinfo"
 
 
-class Hierarchy(namedtuple("Hierarchy", "mountpoint controllers version")):
+class Hierarchy(record("Hierarchy", "mountpoint controllers version")):
     """One mounted cgroup hierarchy: a v1 controller set, a named v1 tree, or cgroup2."""
 
     __slots__ = ()
