@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from knarr import sys as ksys
 from knarr.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from knarr.oci.digest import chain_id
 from knarr.snapshots.apply import Applied, apply_layer
@@ -49,6 +50,26 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
+def _mark_top_directory(path: str) -> None:
+    """Mark `path` as the top of unrelated directory trees (chattr +T), so that ext4's
+    Orlov allocator spreads the snapshot directories made in it over the file system,
+    each with its files nearby, rather than packing them next to their parent's
+    inode group. Where that group has just freed many inodes (a busy /tmp; ext4
+    without a journal checks every recently freed inode before reusing one) this
+    made creating an image's files several times slower. A hint only: file systems
+    without inode flags are left as they are."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        ksys.add_inode_flags(fd, ksys.FS_TOPDIR_FL)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class Snapshotter:
     """Overlay snapshots under `<root>/snapshots`."""
 
@@ -58,6 +79,7 @@ class Snapshotter:
             raise InvalidArgument(f"snapshots root {self.root}: overlay options cannot name a "
                                   "path with ',' or ':'", path=self.root)
         os.makedirs(self.root, exist_ok=True)
+        _mark_top_directory(self.root)
         self._db = sqlite3.connect(os.path.join(self.root, "metadata.db"), timeout=60,
                                    isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")

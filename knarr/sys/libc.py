@@ -167,3 +167,29 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
     """Send `sig` to the process behind `pidfd`, race-free against pid reuse."""
     _check(_libc.syscall(_SYSCALLS["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(sig),
                          None, ctypes.c_uint(0)), "pidfd_send_signal")
+
+
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (linux/fs.h; the kernel reads and writes an int)
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+FS_TOPDIR_FL = 0x00020000
+
+
+def inode_flags(fd: int) -> int:
+    """The inode flags of `fd` (chattr's attributes), FS_IOC_GETFLAGS."""
+    import fcntl  # only the image store asks, once per open
+
+    buf = bytearray(8)
+    fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+    return int.from_bytes(buf[:4], "little", signed=True)
+
+
+def add_inode_flags(fd: int, flags: int) -> None:
+    """Set `flags` among the inode flags of `fd` (FS_IOC_SETFLAGS); OSError where the
+    file system has no such flags (ENOTTY, EOPNOTSUPP)."""
+    import fcntl
+
+    current = inode_flags(fd)
+    if current & flags != flags:
+        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, (current | flags).to_bytes(4, "little", signed=True)
+                    + bytes(4))

@@ -310,3 +310,32 @@ def test_fit_overlay_leaves_short_mounts_alone():
     assert cwd == "/x/snapshots"
     assert fitted["options"][1:3] == ["upperdir=9/fs", "workdir=9/work"]
     assert fitted["options"][3].startswith("lowerdir=0/fs:1/fs:")
+
+
+def test_snapshots_root_is_marked_top_of_directory_trees(tmp_path):
+    """Where the file system has inode flags (ext4 here), the snapshots root carries
+    FS_TOPDIR_FL, so ext4 spreads snapshot directories; elsewhere nothing is set and
+    the snapshotter works all the same."""
+    probe = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        ksys.inode_flags(probe)
+        has_flags = True
+    except OSError:
+        has_flags = False
+    finally:
+        os.close(probe)
+    snaps = Snapshotter(str(tmp_path))
+    try:
+        fd = os.open(snaps.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if has_flags:
+                assert ksys.inode_flags(fd) & ksys.FS_TOPDIR_FL
+            else:
+                with pytest.raises(OSError):
+                    ksys.inode_flags(fd)
+        finally:
+            os.close(fd)
+        snaps.prepare("a", None)
+        assert snaps.exists("a")
+    finally:
+        snaps.close()
