@@ -22,6 +22,7 @@ one `<id>/layer.tar` per layer, uncompressed, and `repositories`), or an OCI
 image layout (oci-layout, index.json with the names as annotations, blobs).
 """
 
+import errno
 import io
 import json
 import os
@@ -66,8 +67,7 @@ class _Staged:
             return
         if not member.isreg():
             return
-        source = archive.extractfile(member)
-        assert source is not None
+        source = _member_data(archive, member)
         if member.size <= _SMALL:
             data = source.read()
             self.small[path] = data
@@ -78,16 +78,19 @@ class _Staged:
             writer.truncate()
             self.big[path] = writer
             tee = _Tee(source, writer)
-            self._extract(path, tee)
+            self._extract(path, tee, writer)
             while tee.read(_CHUNK):
                 pass  # what extraction left: a tar's end blocks, or all of a non-layer
             self.digests[path] = writer.digest()
         self._check_blob_name(path)
 
-    def _extract(self, path: str, tee: "_Tee") -> None:
+    def _extract(self, path: str, tee: "_Tee", writer) -> None:
         try:
+            # An uncompressed layer's diff_id is its blob digest: the writer's hash
+            # serves both, and the bytes are hashed once.
             self.extracted[path] = unpack.extract_layer(self.store.snapshots, tee,
-                                                        label=f"load: {path}")
+                                                        label=f"load: {path}",
+                                                        plain_digest=writer.digest)
         except (KnarrError, OSError):
             pass  # not a layer, or a refused one: registering unpacks the blob and says why
 
@@ -214,12 +217,112 @@ def load(store: ImageStore, stream: BinaryIO, default_name: str | None = None) -
 
 
 def _read(staged: _Staged, stream: BinaryIO) -> None:
+    forward = _Forward(stream)
     try:
-        with tarfile.open(fileobj=stream, mode="r|*", bufsize=_CHUNK) as archive:
+        if forward.peek(_USTAR_AT + 5)[_USTAR_AT:] == b"ustar":
+            # A plain tar (what docker save writes): tarfile's random-access mode on a
+            # forward-only view reads member data straight from the stream, where its
+            # stream mode copies every block through buffers of its own.
+            archive = tarfile.open(fileobj=forward, mode="r:")  # type: ignore[call-overload]
+        else:  # compressed (gzip, bzip2, xz), or not a tar at all: tarfile says which
+            archive = tarfile.open(fileobj=forward, mode="r|*", bufsize=_CHUNK)
+        with archive:
             for member in archive:
                 staged.add(member, archive)
     except (tarfile.TarError, EOFError) as exc:
         raise InvalidArgument(f"load: corrupt or truncated archive: {exc}") from exc
+
+
+_USTAR_AT = 257  # the magic of a ustar, pax or GNU tar header
+
+
+class _Forward:
+    """A stream that can be peeked at and seeks forward only (by reading), which is
+    all tarfile's random-access mode asks of it as long as members are read in order."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.head = b""
+        self.position = 0
+
+    def peek(self, n: int) -> bytes:
+        while len(self.head) < n:
+            more = self.stream.read(n - len(self.head))
+            if not more:
+                break
+            self.head += more
+        return self.head
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if 0 <= n < len(self.head):
+                out, self.head = self.head[:n], self.head[n:]
+                self.position += n
+                return out
+            out, self.head = self.head, b""
+            self.position += len(out)
+            return out + self.read(-1 if n < 0 else n - len(out))
+        data = self.stream.read(n)
+        if 0 < len(data) < n:  # a pipe or socket gives what it has: read on to n or EOF
+            parts = [data]
+            got = len(data)
+            while got < n:
+                more = self.stream.read(n - got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+        self.position += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or offset < self.position:
+            raise OSError(errno.ESPIPE, "a load reads its archive forward only")
+        while self.position < offset and self.read(min(_CHUNK, offset - self.position)):
+            pass
+        return self.position
+
+
+class _MemberData:
+    """The data of one archive member, read straight from the forward stream."""
+
+    def __init__(self, forward: _Forward, offset: int, size: int) -> None:
+        self.forward = forward
+        self.offset = offset
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        if self.forward.position != self.offset:
+            self.forward.seek(self.offset)
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.forward.read(n)
+        self.offset += len(data)
+        self.left -= len(data)
+        if len(data) < n:
+            raise EOFError("unexpected end of data")
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def _member_data(archive: tarfile.TarFile, member: tarfile.TarInfo):
+    """A reader of `member`'s data: straight from the stream when the archive was
+    opened on a _Forward in random-access mode, else tarfile's own."""
+    if isinstance(archive.fileobj, _Forward) and member.sparse is None:
+        return _MemberData(archive.fileobj, member.offset_data, member.size)
+    source = archive.extractfile(member)
+    assert source is not None
+    return source
 
 
 def _plan(staged: _Staged, default_name: str | None) -> list[dict]:

@@ -22,6 +22,7 @@ import os
 import queue
 import secrets
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 from knarr import sys as ksys
@@ -90,9 +91,15 @@ def make_durable(path: str) -> None:
 
 
 def extract_layer(snaps: Snapshotter, stream: BinaryIO, *, label: str = "layer",
-                  max_bytes: int | None = None) -> tuple[str, Applied]:
+                  max_bytes: int | None = None,
+                  plain_digest: Callable[[], str] | None = None) -> tuple[str, Applied]:
     """Apply a layer to a new snapshot with no parent; return (its temporary key, what was
     applied). The stream is read in a thread, overlapping reading with extraction.
+
+    `plain_digest`, when given, returns the digest of every byte read from `stream`
+    so far (a tee into a content writer): an uncompressed layer then takes its
+    diff_id from it once the stream is read to its end, instead of hashing the same
+    bytes a second time.
 
     The caller makes it durable (`make_durable`) and then commits it with
     `commit_extracted`, or removes it; a killed process leaves it to
@@ -101,7 +108,8 @@ def extract_layer(snaps: Snapshotter, stream: BinaryIO, *, label: str = "layer",
     key = _temporary_key(label)
     snaps.prepare(key, None)
     try:
-        return key, _apply(snaps, key, stream, label, max_bytes, read_ahead=True)
+        return key, _apply(snaps, key, stream, label, max_bytes, read_ahead=True,
+                           plain_digest=plain_digest)
     except BaseException:
         snaps.remove(key)
         raise
@@ -118,11 +126,13 @@ def commit_extracted(snaps: Snapshotter, key: str, parent: str | None, applied: 
 
 
 def _apply(snaps: Snapshotter, key: str, stream: BinaryIO, label: str,
-           max_bytes: int | None, read_ahead: bool = False) -> Applied:
+           max_bytes: int | None, read_ahead: bool = False,
+           plain_digest: Callable[[], str] | None = None) -> Applied:
     peek = _Peekable(stream)
     compression = detect(peek.peek(4))
     with decompressed(peek, compression) as plain:  # type: ignore[arg-type]
-        source = _ReadAhead(plain) if compression or read_ahead else plain
+        source = _ReadAhead(plain, None if compression else plain_digest) \
+            if compression or read_ahead else plain
         try:
             applied = snaps.apply(key, source, max_bytes=max_bytes, label=label)
             while source.read(_CHUNK):
@@ -201,11 +211,14 @@ class _ReadAhead(HashingReader):
     the next megabytes overlaps with writing the files of the last ones (zlib,
     sha256 and the file system calls all run without the GIL)."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, digest_of_all: Callable[[], str] | None = None) -> None:
         super().__init__(None)
+        if digest_of_all is not None:
+            self.hash = _Hashed(digest_of_all)  # type: ignore[assignment]
         self.source = stream
         self.chunks: queue.Queue = queue.Queue(_AHEAD)
         self.buffer = memoryview(b"")
+        self.whole: bytes | None = None
         self.done = False
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="layer-read-ahead", daemon=True)
@@ -234,9 +247,22 @@ class _ReadAhead(HashingReader):
         if not self.buffer:
             if self.done or not self._refill():
                 return b""
+        if n >= len(self.buffer) and self.whole is not None:
+            out, self.whole, self.buffer = self.whole, None, memoryview(b"")
+            return out  # a whole chunk, as the thread read it: no copy
         out = self.buffer[:n]
         self.buffer = self.buffer[len(out):]
+        self.whole = None
         return out.tobytes()
+
+    def _next_view(self, n: int) -> memoryview:
+        if not self.buffer:
+            if self.done or not self._refill():
+                return memoryview(b"")
+        out = self.buffer[:n]
+        self.buffer = self.buffer[len(out):]
+        self.whole = None
+        return out
 
     def _refill(self) -> bool:
         item = self.chunks.get()
@@ -247,9 +273,31 @@ class _ReadAhead(HashingReader):
             self.done = True
             return False
         self.buffer = memoryview(item)
+        self.whole = item
         return True
+
+    def readview(self, n: int) -> memoryview:
+        """Up to `n` bytes (fewer at the end of a chunk read ahead; none at the end of
+        the stream) as a view of that chunk, for a caller that writes them out at once."""
+        out = self._next_view(min(n, _CHUNK))
+        self.position += len(out)
+        return out
 
     def close(self) -> None:
         """Stop the thread (early, if the layer was refused part way)."""
         self.stop.set()
         self.thread.join()
+
+
+class _Hashed:
+    """Stands for a hash whose bytes another reader (a tee into a content writer)
+    already hashed: updates are ignored, the digest is that reader's."""
+
+    def __init__(self, digest_of_all: Callable[[], str]) -> None:
+        self.digest_of_all = digest_of_all
+
+    def update(self, data: bytes) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return self.digest_of_all().removeprefix("sha256:")

@@ -10,7 +10,7 @@ import errno
 import os
 
 from knarr.errors import InvalidArgument
-from knarr.runtime.records import record
+from knarr.runtime.tuples import record
 from knarr.sys.libc import (
     MS_BIND,
     MS_DIRSYNC,

@@ -389,8 +389,10 @@ def _proc_path(fd: int) -> str:
 
 def _copy(source: BinaryIO | None, fd: int, size: int) -> None:
     left = size
-    while left > 0 and source is not None:
-        chunk = source.read(min(_CHUNK, left))
+    # A reader that can lend a view of what it read ahead saves copying each piece.
+    read = getattr(source, "readview", None) or getattr(source, "read", None)
+    while left > 0 and read is not None:
+        chunk = read(min(_CHUNK, left))
         if not chunk:
             raise EOFError("unexpected end of data")
         view = memoryview(chunk)

@@ -9,7 +9,7 @@ import os
 import posixpath
 
 from knarr.errors import InvalidArgument, Unavailable
-from knarr.runtime.records import record
+from knarr.runtime.tuples import record
 
 __all__ = [
     "Hierarchy",
