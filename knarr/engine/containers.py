@@ -66,15 +66,19 @@ class ContainersMixin:
         self.oci_config(record)  # refuse a bad capability, ulimit or profile now
         cdir = self.container_dir(cid)
         os.makedirs(cdir, mode=0o710)
+        key = f"container-{cid}"
         try:
-            self._write_files(record, cdir)
-            if base is None:
-                parent = (await self.in_image_thread(self.images.chain_ids, image_id))[-1]
-            else:
-                parent = base[2]
-            key = f"container-{cid}"
-            mounts = await self.in_image_thread(self.images.snapshots.prepare, key, parent)
-            record["_snapshot"] = {"key": key, "mounts": mounts}
+            # the files (config.v2.json fsync'd) and the rw snapshot at the same time; the
+            # record is ours alone until both are done
+            results = await asyncio.gather(
+                asyncio.to_thread(self._write_files, record, cdir),
+                self._prepare_rw(key, image_id, base), return_exceptions=True)
+            mounts = results[1]
+            if not isinstance(mounts, BaseException):
+                record["_snapshot"] = {"key": key, "mounts": mounts}  # dropped if files failed
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
             record["GraphDriver"] = {"Name": "overlay2", "Data": _graph_data(mounts)}
             self.records.add(record)
         except BaseException:
@@ -82,6 +86,13 @@ class ContainersMixin:
             raise
         self.publish(cid, "create")
         return {"Id": cid, "Warnings": []}
+
+    async def _prepare_rw(self, key: str, image_id: str, base) -> list[dict]:
+        if base is None:
+            parent = (await self.in_image_thread(self.images.chain_ids, image_id))[-1]
+        else:
+            parent = base[2]
+        return await self.in_image_thread(self.images.snapshots.prepare, key, parent)
 
     def _write_files(self, record: dict, cdir: str) -> None:
         config, host = record["Config"], record["HostConfig"]

@@ -23,6 +23,9 @@ _PR_SET_PDEATHSIG = 1
 def _serve(sock: socket.socket) -> None:
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+    # Monitors are our children (one fork, not two) and the kernel reaps them: no zombies,
+    # no waiting. When we die they are reparented to init and live on.
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
     from knarr import sys as ksys
 
     ksys.prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)
@@ -79,16 +82,14 @@ def _preload_cgroups(root: str = "/sys/fs/cgroup") -> None:
 
 
 def _fork_monitor(sock: socket.socket, params_path: str, report) -> None:
-    pid = os.fork()
-    if pid == 0:
+    if os.fork() == 0:
         try:
             sock.close()
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the monitor reaps its own
             ksys_prctl_clear()
-            if os.fork() == 0:
-                monitor_main.main(params_path, report)
+            monitor_main.main(params_path, report)
         finally:
             os._exit(0)
-    os.waitpid(pid, 0)
 
 
 def ksys_prctl_clear() -> None:
