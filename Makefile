@@ -7,8 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := busybox-static libseccomp2 iproute2 runc crun podman containerd uidmap gcc libc6-dev \
                 python3-venv docker.io skopeo umoci tmux zstd debootstrap openssl apache2-utils \
-                docker-registry
-BENCH_APT_PACKAGES := hyperfine
+                docker-registry nftables docker-compose
+BENCH_APT_PACKAGES := hyperfine wrk
 
 .PHONY: demo demo-runtime test lint unit integration bench deps clean
 

@@ -67,7 +67,7 @@ async def info(engine, request, responder) -> None:
         "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
         "Images": len(images), "Driver": "overlay2", "DriverStatus": [["Backing Filesystem",
                                                                      "extfs"]],
-        "Plugins": {"Volume": ["local"], "Network": ["host", "none"],
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
                     "Log": ["json-file", "none"]},
         "MemoryLimit": True, "SwapLimit": False, "KernelMemory": False,
         "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True,
@@ -105,11 +105,6 @@ async def system_df(engine, request, responder) -> None:
     await responder.json(200, await engine.system_df())
 
 
-async def networks_prune(engine, request, responder) -> None:
-    # Networks come in their own issue: until then there are none to prune.
-    await responder.json(200, {"NetworksDeleted": []})
-
-
 async def volumes_prune(engine, request, responder) -> None:
     # Named volumes come in their own issue: until then there are none to prune.
     await responder.json(200, {"VolumesDeleted": [], "SpaceReclaimed": 0})
@@ -122,6 +117,5 @@ ROUTES = [
     ("GET", "/info", info),
     ("GET", "/events", events),
     ("GET", "/system/df", system_df),
-    ("POST", "/networks/prune", networks_prune),
     ("POST", "/volumes/prune", volumes_prune),
 ]

@@ -19,6 +19,7 @@ from knarr.api import (
     routes_containers,
     routes_exec,
     routes_images,
+    routes_networks,
     routes_registry,
     routes_system,
 )
@@ -54,7 +55,7 @@ class Server:
         self.engine = engine
         self.routes: list[tuple[str, re.Pattern, object]] = []
         for module in (routes_system, routes_containers, routes_exec, routes_images,
-                       routes_registry, routes_build):
+                       routes_registry, routes_build, routes_networks):
             for method, pattern, handler in module.ROUTES:
                 self.routes.append((method, re.compile("^" + pattern + "$"), handler))
         self.base_headers = {"Api-Version": API_VERSION, "Docker-Experimental": "false",

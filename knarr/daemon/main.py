@@ -47,6 +47,17 @@ def _parse(argv: list[str]):
                         help="layers a pull downloads at once (default 3)")
     parser.add_argument("--max-concurrent-uploads", type=int, default=5,
                         help="layers a push uploads at once (default 5)")
+    parser.add_argument("--bridge", "-b", default="knarr0",
+                        help="the Linux bridge of the default network (default knarr0)")
+    parser.add_argument("--bridge-subnet", "--bip", default="",
+                        help="the default network's subnet (default: 10.117.0.0/16 if free)")
+    parser.add_argument("--default-address-pool", default="10.118.0.0/15",
+                        help="where user-defined networks get their /24 subnets")
+    parser.add_argument("--nft-table", default="knarr",
+                        help="the nftables table (family ip) this daemon owns")
+    parser.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                        help="the resolvers containers' DNS queries are forwarded to")
+    parser.add_argument("--mtu", type=int, default=1500, help="the default networks' MTU")
     return parser.parse_args(argv)
 
 
@@ -101,7 +112,10 @@ async def _serve(args, helper) -> None:
     from knarr.distribution import Hosts
     from knarr.engine import Engine
 
-    engine = Engine(args.root, args.exec_root, helper)
+    net_options = {"bridge": args.bridge, "bridge_subnet": args.bridge_subnet,
+                   "pool": args.default_address_pool, "nft_table": args.nft_table,
+                   "resolv_conf": args.resolv_conf, "mtu": args.mtu}
+    engine = Engine(args.root, args.exec_root, helper, net_options)
     engine.registry_hosts = Hosts(args.registry_certs_dir, args.insecure_registry,
                                   args.registry_mirror)
     engine.max_concurrent_downloads = args.max_concurrent_downloads

@@ -12,21 +12,35 @@ from knarr.errors import Conflict, InvalidArgument, KnarrError, NotFound
 
 __all__ = ["ContainersMixin"]
 
-_PRIVATE = ("_created", "_snapshot")
+_PRIVATE = ("_created", "_snapshot", "_networks")
 log = logging.getLogger("knarr.engine")
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-def _resolv_conf() -> str:
+def _resolv_conf(path: str, host: dict, embedded: bool) -> str:
+    """The container's resolv.conf: the embedded server (user networks), --dns, or the
+    host's resolvers that a container can reach."""
     try:
-        with open("/etc/resolv.conf") as f:
+        with open(path) as f:
             text = f.read()
     except OSError:
-        return ""
-    # A resolver on the host's loopback is out of reach from a container's own network.
-    lines = [line for line in text.splitlines()
-             if not (line.startswith("nameserver") and (" 127." in line or " ::1" in line))]
-    return "\n".join(lines) + "\n"
+        text = ""
+    if host.get("NetworkMode") == "host" and not host.get("Dns"):
+        return text
+    lines = [line for line in text.splitlines() if not line.startswith("nameserver")]
+    if host.get("DnsSearch"):
+        lines = [line for line in lines if not line.startswith(("search", "domain"))]
+        lines.append("search " + " ".join(host["DnsSearch"]))
+    if host.get("DnsOptions"):
+        lines.append("options " + " ".join(host["DnsOptions"]))
+    if embedded:
+        return "\n".join(["nameserver 127.0.0.11", *lines, "options ndots:0"]) + "\n"
+    servers = host.get("Dns") or [
+        line.split()[1] for line in text.splitlines()
+        if line.startswith("nameserver") and len(line.split()) > 1 and
+        # a resolver on the host's loopback is out of reach from a container's own network
+        not line.split()[1].startswith(("127.", "::1"))]
+    return "\n".join([f"nameserver {s}" for s in servers] + lines) + "\n"
 
 
 class ContainersMixin:
@@ -63,6 +77,8 @@ class ContainersMixin:
         name = merge.check_name(name, self.records.name_taken)
         cid = self.new_id()
         record = merge.merge(body, image_config, image_id, image_ref, cid, name)
+        record["_networks"] = self.resolve_network_mode(record["HostConfig"],
+                                                        body.get("NetworkingConfig"))
         self.oci_config(record)  # refuse a bad capability, ulimit or profile now
         cdir = self.container_dir(cid)
         os.makedirs(cdir, mode=0o710)
@@ -98,7 +114,8 @@ class ContainersMixin:
         config, host = record["Config"], record["HostConfig"]
         files = {"hostname": config["Hostname"] + "\n",
                  "hosts": oci_config.hosts_file(config["Hostname"], host.get("ExtraHosts")),
-                 "resolv.conf": _resolv_conf()}
+                 "resolv.conf": _resolv_conf(self.net_opts["resolv_conf"], host,
+                                             self._embedded_dns(record))}
         if host.get("NetworkMode") == "host":
             files["hosts"] = open("/etc/hosts").read()
         for name, text in files.items():
@@ -143,6 +160,11 @@ class ContainersMixin:
                     self.images.snapshots.remove(key)
                 except NotFound:
                     pass
+
+    def _embedded_dns(self, record: dict) -> bool:
+        """User-defined networks answer names through the embedded server."""
+        return any(nid in self.nets and self.nets[nid]["Name"] not in ("bridge", "host", "none")
+                   for nid in record.get("_networks") or {})
 
     async def _drop_files(self, cid: str, record: dict) -> None:
         snapshot = record.get("_snapshot")
@@ -201,7 +223,7 @@ class ContainersMixin:
         out["RestartCount"] = state.pop("_restart_count")
         out["State"] = state
         out["ExecIDs"] = [e for e, x in self.execs.items() if x["ContainerID"] == cid] or None
-        out["NetworkSettings"] = _network_settings(record)
+        out["NetworkSettings"] = self.network_settings(record)
         if size:
             out["SizeRw"], out["SizeRootFs"] = self._sizes(record)
         return out
@@ -242,10 +264,12 @@ class ContainersMixin:
             "Id": record["Id"], "Names": [record["Name"]], "Image": config["Image"],
             "ImageID": record["Image"],
             "Command": " ".join([record["Path"], *record["Args"]]),
-            "Created": int(record["_created"]), "Ports": [], "Labels": config["Labels"] or {},
+            "Created": int(record["_created"]), "Ports": self.port_list(record["Id"]),
+            "Labels": config["Labels"] or {},
             "State": state["Status"], "Status": status_text(state),
             "HostConfig": {"NetworkMode": record["HostConfig"]["NetworkMode"]},
-            "NetworkSettings": {"Networks": {}}, "Mounts": record.get("Mounts") or [],
+            "NetworkSettings": {"Networks": self.network_settings(record)["Networks"]},
+            "Mounts": record.get("Mounts") or [],
         }
         if size:
             summary["SizeRw"], summary["SizeRootFs"] = self._sizes(record)
@@ -284,6 +308,7 @@ class ContainersMixin:
                                "the container before attempting removal or force remove",
                                id=cid)
             await self.kill_for_good(cid)
+        await self.net_stop(cid)
         shutil.rmtree(self.monitor_dir(cid), ignore_errors=True)
         self.records.remove(cid)
         # The files go after the answer (`run --rm` waits for "removed"), in the image
@@ -389,11 +414,3 @@ def _graph_data(mounts: list[dict]) -> dict:
             if key in ("lowerdir", "upperdir", "workdir"):
                 data[key[0].upper() + key[1:].replace("dir", "Dir")] = value
     return data
-
-
-def _network_settings(record: dict) -> dict:
-    mode = record["HostConfig"].get("NetworkMode", "none")
-    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "Ports": {},
-            "SandboxKey": "", "Networks": {mode: {"NetworkID": "", "EndpointID": "",
-                                                  "Gateway": "", "IPAddress": "",
-                                                  "IPPrefixLen": 0, "MacAddress": ""}}}

@@ -23,6 +23,8 @@ from knarr.engine.execs import ExecMixin
 from knarr.engine.filesystems import FilesystemsMixin
 from knarr.engine.imageverbs import ImagesMixin
 from knarr.engine.lifecycle import LifecycleMixin
+from knarr.engine.netattach import NetAttachMixin
+from knarr.engine.networks import NetworksMixin
 from knarr.engine.observe import ObserveMixin
 from knarr.engine.pulls import RegistryMixin
 from knarr.errors import KnarrError, NotFound
@@ -39,10 +41,11 @@ _BUILTIN = {"docker.io/library/hello-world:latest": builtin.hello_world,
 
 class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMixin,
              FilesystemsMixin, ArchivesMixin, RegistryMixin,
-             BuildMixin):
+             BuildMixin, NetworksMixin, NetAttachMixin):
     """Containers, images, exec, logs, stats and events for one state root."""
 
-    def __init__(self, root: str, exec_root: str, helper: socket.socket | None) -> None:
+    def __init__(self, root: str, exec_root: str, helper: socket.socket | None,
+                 net_options: dict | None = None) -> None:
         self.root = os.path.abspath(root)
         self.exec_root = os.path.abspath(exec_root)
         self.runtime_root = os.path.join(self.exec_root, "runtime")
@@ -64,6 +67,8 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         self.removing: set = set()  # removed containers' files, going in the image thread
         self.stats_cache: dict[str, tuple[float, dict]] = {}
         self._host_caps: list[str] | None = None
+        self.networks_init(net_options)
+        self.net_boot()
 
     async def in_image_thread(self, fn, *args):
         """Run a blocking image-store call off the loop, in the image thread."""
@@ -74,6 +79,8 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         for task in self.links.values():
             task.cancel()
         self.image_thread.shutdown(wait=True)
+        self.net_thread.shutdown(wait=True)
+        self.netstore.close()
         self.records.close()
         self.images.close()
 
@@ -130,6 +137,7 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
                 running.add(cid)
             else:
                 await asyncio.to_thread(self.cleanup_orphan, cid)
+        await self.net_restore(running)
         for record in self.records.all():
             cid = record["Id"]
             state = self.read_state(cid)
@@ -179,8 +187,8 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
                 os.fsync(f.fileno())
         os.rename(tmp, path)
 
-    def oci_config(self, record: dict) -> dict:
-        """The OCI runtime config for a container record."""
+    def oci_config(self, record: dict, netns: str | None = None) -> dict:
+        """The OCI runtime config for a container record (joining `netns` if given)."""
         from knarr.runtime import seccomp
 
         host = record["HostConfig"]
@@ -188,7 +196,14 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         if host.get("Privileged"):
             devices = (hostdevices.host_devices() + devices[0], devices[1])
         return oci_config.build(record, self.container_dir(record["Id"]),
-                                self.host_capabilities(), seccomp.default_profile, devices)
+                                self.host_capabilities(), seccomp.default_profile, devices,
+                                netns)
+
+    def save_record(self, record: dict) -> None:
+        """Store a changed container record (the index and config.v2.json)."""
+        self.records.update(record)
+        self.write_json(os.path.join(self.container_dir(record["Id"]), "config.v2.json"),
+                        record)
 
     def daemon_id(self) -> str:
         """A stable id for this engine root, made on first use."""

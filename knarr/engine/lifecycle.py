@@ -121,6 +121,7 @@ class LifecycleMixin:
         cid = record["Id"]
         if cid in self.links:
             return
+        await self.net_stop(cid)
         state = self.read_state(cid)
         self.wake(cid, "die", state.get("ExitCode", 0))
         if record["HostConfig"].get("AutoRemove"):
@@ -138,7 +139,9 @@ class LifecycleMixin:
         self.died.discard(cid)
         pending = self.pending_attach.pop(cid, [])
         params = self._monitor_params(record, wait_go=bool(pending))
-        self.write_json(os.path.join(mdir, "config.json"), self.oci_config(record), durable=False)
+        netns = await self.net_start(record)
+        self.write_json(os.path.join(mdir, "config.json"), self.oci_config(record, netns),
+                        durable=False)
         params_path = os.path.join(mdir, "monitor.json")
         with open(params_path, "w") as f:
             json.dump(params, f)
@@ -235,6 +238,7 @@ class LifecycleMixin:
             if state.get("OOMKilled"):
                 self.publish(cid, "oom")
         self.died.discard(cid)
+        await self.net_stop(cid)
         self.wake(cid, "die", state.get("ExitCode", 0))
         try:
             record = self.records.get(cid)

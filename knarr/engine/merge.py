@@ -103,8 +103,8 @@ def validate_host_config(host: dict) -> dict:
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be "
                               "set", field="NanoCpus")
     network = host.get("NetworkMode") or "default"
-    if network not in ("default", "none", "host", "bridge"):
-        raise InvalidArgument(f"network {network} not found", network=network)
+    if not isinstance(network, str) or network == "container:":
+        raise InvalidArgument(f"invalid network mode: {network}", network=network)
     out = dict(host)
     out["RestartPolicy"] = parse_restart_policy(host.get("RestartPolicy"))
     if out.get("AutoRemove") and out["RestartPolicy"]["Name"] not in ("", "no"):

@@ -27,11 +27,11 @@ _RLIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nic
             "nproc", "rss", "rtprio", "rttime", "sigpending", "stack", "as"}
 
 
-def hosts_file(hostname: str, extra: list[str] | None) -> str:
-    """/etc/hosts for a container without a bridge network."""
+def hosts_file(hostname: str, extra: list[str] | None, ip: str | None = None) -> str:
+    """/etc/hosts for a container: its hostname on its address (127.0.1.1 without one)."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
-             "ff02::2\tip6-allrouters", f"127.0.1.1\t{hostname}"]
+             "ff02::2\tip6-allrouters", f"{ip or '127.0.1.1'}\t{hostname}"]
     for entry in extra or []:
         host, _, address = entry.partition(":")
         lines.append(f"{address}\t{host}")
@@ -153,9 +153,10 @@ def _mounts(record: dict, files_dir: str) -> list[dict]:
 
 
 def build(record: dict, files_dir: str, host_caps: list[str], seccomp_profile,
-          devices: tuple[list, list] = ([], [])) -> dict:
+          devices: tuple[list, list] = ([], []), netns: str | None = None) -> dict:
     """The OCI config for a container record; `seccomp_profile(caps)` renders the default;
-    `devices` are the (linux.devices, cgroup rules) of --device or --privileged."""
+    `devices` are the (linux.devices, cgroup rules) of --device or --privileged; `netns`
+    the network namespace to join (None: a new one, unless the host's is shared)."""
     host, config = record["HostConfig"], record["Config"]
     caps = _capabilities(host, host_caps)
     security = _security_options(host)
@@ -177,7 +178,9 @@ def build(record: dict, files_dir: str, host_caps: list[str], seccomp_profile,
     if host.get("OomScoreAdj"):
         process["oomScoreAdj"] = host["OomScoreAdj"]
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
-    if host.get("NetworkMode") != "host":
+    if netns:
+        namespaces.append({"type": "network", "path": netns})
+    elif host.get("NetworkMode") != "host":
         namespaces.append({"type": "network"})
     linux = {
         "resources": _resources(host), "namespaces": namespaces,
