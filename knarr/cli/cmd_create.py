@@ -91,6 +91,12 @@ def declare(c: flags.Command) -> None:
     a("--cgroupns", help="Cgroup namespace to use (host|private)")
     a("--cgroup-parent", help="Optional parent cgroup for the container")
     a("--dns", action="append", help="Set custom DNS servers")
+    a("--dns-search", action="append", help="Set custom DNS search domains")
+    a("--dns-option", "--dns-opt", action="append", help="Set DNS options")
+    a("--ip", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--mac-address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
+    a("--network-alias", "--net-alias", action="append",
+      help="Add network-scoped alias for the container")
     a("--add-host", action="append", help="Add a custom host-to-IP mapping (host:ip)")
     a("--platform", help="Set platform if server is multi-platform capable")
     a("--pull", default="missing",
@@ -154,6 +160,7 @@ def _host_config(args) -> dict:
         "Devices": args.device or [], "GroupAdd": args.group_add or None,
         "LogConfig": {"Type": args.log_driver or "", "Config": opts.key_values(args.log_opt)},
         "Ulimits": args.ulimit or None, "Dns": args.dns or [], "ExtraHosts": args.add_host or None,
+        "DnsSearch": args.dns_search or [], "DnsOptions": args.dns_option or [],
     }
     if args.mount:
         hc["Mounts"] = args.mount
@@ -210,6 +217,13 @@ def create_body(args, attach: tuple[bool, bool, bool]) -> dict:
         body["Healthcheck"] = health
     if args.network == "none":
         body["NetworkDisabled"] = True
+    if args.mac_address:
+        body["MacAddress"] = args.mac_address
+    if args.ip or args.network_alias:
+        endpoint: dict = {"Aliases": args.network_alias or None}
+        if args.ip:
+            endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+        body["NetworkingConfig"]["EndpointsConfig"][args.network] = endpoint
     return body
 
 

@@ -25,17 +25,21 @@ def _kinds(cli, args) -> tuple[str, ...]:
         return ("container",)
     if cli.command.startswith("image"):
         return ("image",)
-    if args.type in ("container", "image"):
+    if cli.command.startswith("network"):
+        return ("network",)
+    if args.type in ("container", "image", "network"):
         return (args.type,)
     if args.type:
         raise cli.fail(f'"{args.type}" is not a valid value for --type', 1)
-    return ("container", "image")
+    return ("container", "image", "network")
 
 
 def _fetch(cli, kind: str, name: str, size: bool) -> dict:
     if kind == "container":
         return cli.client.get(f"/containers/{quote_path(name)}/json", {"size": size or None},
                               what=("container", name))
+    if kind == "network":
+        return cli.client.get(f"/networks/{quote_path(name)}", what=("network", name))
     return cli.client.get(f"/images/{quote_path(name)}/json", what=("image", name))
 
 

@@ -11,6 +11,8 @@ _WARNINGS = {
               "used by at least one container\n  - all {images}\n  - all {cache}build cache\n",
     "container": "WARNING! This will remove all stopped containers.\n",
     "image": "WARNING! This will remove all {images}.\n",
+    "network": "WARNING! This will remove all custom networks not used by at least one "
+               "container.\n",
 }
 
 
@@ -43,7 +45,7 @@ def run(cli, args) -> int:
 
     scope = cli.command.split()[0] if " " in cli.command else "system"
     if not args.force and not _confirm(scope, args.all):
-        if scope != "system":
+        if scope not in ("system", "network"):
             sys.stdout.write("Total reclaimed space: 0B\n")
         return 0
     filters = opts.filters(args.filter) or {}
@@ -52,9 +54,13 @@ def run(cli, args) -> int:
         result = cli.client.post("/containers/prune", {"filters": jsonc.dumps(filters) if
                                                        filters else None}) or {}
         freed += _report("Deleted Containers:", result.get("ContainersDeleted"), result)
-    if scope == "system":
-        result = cli.client.post("/networks/prune") or {}
+    if scope in ("system", "network"):
+        result = cli.client.post("/networks/prune", {"filters": jsonc.dumps(filters) if
+                                                     filters and scope == "network" else None})
+        result = result or {}
         _report("Deleted Networks:", result.get("NetworksDeleted"), result)
+        if scope == "network":
+            return 0
     if scope in ("system", "image"):
         image_filters = dict(filters, dangling=["false" if args.all else "true"])
         result = cli.client.post("/images/prune", {"filters": jsonc.dumps(image_filters)}) or {}

@@ -32,6 +32,10 @@ GROUPS = {
               "history": "history", "prune": "prune", "import": "import",
               "pull": "pull", "push": "push", "build": "build"},
     "system": {"info": "info", "df": "df", "prune": "prune", "events": "events"},
+    "network": {"create": "network_create", "ls": "network_ls", "list": "network_ls",
+                "inspect": "inspect", "rm": "network_rm", "remove": "network_rm",
+                "prune": "prune", "connect": "network_connect",
+                "disconnect": "network_disconnect"},
 }
 _ALIASES = {"list", "remove", "ps"}  # shown only under their usual names
 _GLOBAL_VALUES = {"-H": "host", "--host": "host", "-l": "log_level", "--log-level": "log_level",
@@ -129,7 +133,7 @@ def _usage() -> str:
             "      --tlsverify      Use TLS and verify the remote (DOCKER_TLS_VERIFY)\n"
             "  -v, --version        Print version information and quit\n\n"
             "Management Commands:\n  container   Manage containers\n  image       Manage "
-            "images\n  system      Manage knarr\n\nCommands:\n"
+            "images\n  network     Manage networks\n  system      Manage knarr\n\nCommands:\n"
             "  daemon      Run the knarr daemon (knarrd; see 'knarr daemon --help')\n" + _summaries(COMMANDS) +
             "\nRun 'knarr COMMAND --help' for more information on a command.\n")
 

@@ -161,6 +161,8 @@ def merge(request: dict, image: dict, image_id: str, image_name: str, container_
     }
     if config.get("StopTimeout") is not None:
         merged["StopTimeout"] = config["StopTimeout"]
+    if config.get("MacAddress"):
+        merged["MacAddress"] = config["MacAddress"]
     if host["NetworkMode"] == "host" and not config.get("Hostname"):
         import socket
 

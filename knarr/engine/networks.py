@@ -30,6 +30,11 @@ _MTU = "com.docker.network.driver.mtu"
 
 def host_routes() -> list[ipaddress.IPv4Network]:
     """The IPv4 destinations the host routes to (not its default route)."""
+    return [net for _iface, net in host_routes_by_device()]
+
+
+def host_routes_by_device() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """(device, destination) of the host's IPv4 routes, the default route left out."""
     out = []
     try:
         with open("/proc/net/route") as f:
@@ -41,7 +46,7 @@ def host_routes() -> list[ipaddress.IPv4Network]:
                     continue
                 ip = ipaddress.IPv4Address(dest.to_bytes(4, "little"))
                 prefix = bin(mask).count("1")
-                out.append(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+                out.append((fields[0], ipaddress.ip_network(f"{ip}/{prefix}", strict=False)))
     except (OSError, StopIteration, ValueError):
         pass
     return out
@@ -85,13 +90,11 @@ class NetworksMixin:
 
     def _default_bridge_doc(self, old: dict | None) -> dict:
         subnet = self.net_opts["bridge_subnet"]
-        with _HostLock():
-            if not subnet:
-                used = host_routes() + [ipaddress.ip_network(c["Subnet"]) for n in
-                                        self.nets.values() for c in n["IPAM"]["Config"]]
-                default = ipaddress.ip_network(_DEFAULT_BRIDGE_SUBNETS)
-                subnet = str(default) if not ipam.overlaps(default, used) else \
-                    ipam.pick_subnet(_BRIDGE_FALLBACK_POOL, 16, used)
+        if not subnet:
+            # Picked and claimed (the bridge made with its address) under one host-wide
+            # lock, so that daemons starting together never pick the same subnet.
+            with _HostLock():
+                subnet = self._pick_default_subnet()
         net = ipam.parse_subnet(subnet)
         options = {"com.docker.network.bridge.default_bridge": "true",
                    "com.docker.network.bridge.enable_icc": "true",
@@ -105,6 +108,29 @@ class NetworksMixin:
         if old is not None:
             doc["Id"], doc["Created"] = old["Id"], old["Created"]
         return doc
+
+    def _pick_default_subnet(self) -> str:
+        bridge = self.net_opts["bridge"]
+        routes = host_routes_by_device()
+        for device, net in routes:
+            if device == bridge:
+                return str(net)  # the bridge is there already: keep its subnet
+        used = [net for _d, net in routes] + [ipaddress.ip_network(c["Subnet"]) for n in
+                                               self.nets.values() for c in n["IPAM"]["Config"]]
+        default = ipaddress.ip_network(_DEFAULT_BRIDGE_SUBNETS)
+        subnet = str(default) if not ipam.overlaps(default, used) else \
+            ipam.pick_subnet(_BRIDGE_FALLBACK_POOL, 16, used)
+        from knarr.network import links
+        from knarr.network.netlink import Netlink
+
+        nl = Netlink()
+        try:
+            net = ipaddress.ip_network(subnet)
+            links.ensure_bridge(nl, bridge, ipam.default_gateway(net), net.prefixlen,
+                                self.net_opts["mtu"])
+        finally:
+            nl.close()
+        return subnet
 
     def _network_doc(self, name: str, driver: str, config: list, options: dict, labels: dict,
                      internal: bool = False, attachable: bool = False) -> dict:

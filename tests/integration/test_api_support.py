@@ -1,8 +1,10 @@
 """Shared by the engine's integration tests: a private knarrd and a raw API client.
 
-Each test gets its own daemon with its own --root, --exec-root and socket; at
-the end every container is removed through the API, the daemon stopped, and the
-test fails if any mount, cgroup or process of it is left.
+Each test gets its own daemon with its own --root, --exec-root and socket, and
+its own default bridge and nftables table (daemons of other tests run at the same
+time); at the end every container is removed through the API, the daemon
+stopped, and the test fails if any mount, cgroup, process, veth or network
+namespace of it is left. The bridge and the table are then removed.
 """
 
 import glob
@@ -184,12 +186,17 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
         self.client = Client(self.sock)
         self.ids: set[str] = set()
+        tag = os.urandom(4).hex()
+        self.bridge, self.nft_table = f"kt{tag}", f"knarr_t{tag}"
+        self.bridges = {self.bridge}
 
     def start(self, *extra: str) -> "Daemon":
         self.log = open(os.path.join(self.base, "knarrd.log"), "ab")
+        net = [] if "--bridge" in extra else ["--bridge", self.bridge, "--nft-table",
+                                               self.nft_table]
         self.proc = subprocess.Popen(
             [sys.executable, "-IS", "-c", LAUNCH, "--root", self.root, "--exec-root",
-             self.exec_root, "-H", f"unix://{self.sock}", *extra], stdout=self.log,
+             self.exec_root, "-H", f"unix://{self.sock}", *net, *extra], stdout=self.log,
             stderr=self.log)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -229,6 +236,15 @@ class Daemon:
             ids.update(os.listdir(containers))
         return ids
 
+    def _remove_networks(self) -> None:
+        """User-defined networks a test left: removed (their bridges noted first)."""
+        for net in self.client.get("/networks").json():
+            if net["Name"] in ("bridge", "host", "none"):
+                continue
+            self.bridges.add(net["Options"].get("com.docker.network.bridge.name") or
+                             "kn-" + net["Id"][:12])
+            self.client.delete(f"/networks/{net['Id']}")
+
     def teardown(self) -> list[str]:
         """Remove every container, stop, and say what was left behind."""
         problems = []
@@ -238,16 +254,44 @@ class Daemon:
                     resp = self.client.delete(f"/containers/{c['Id']}", force=1)
                     if resp.status != 204:
                         problems.append(f"remove {c['Id']}: {resp.status} {resp.body!r}")
+                self._remove_networks()
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 problems.append(f"remove containers: {exc!r}")
         ids = self.all_ids()
         self.stop()
         leftovers = problems + [f"mount {m}" for m in mounts_under(self.base)]
+        leftovers += [f"veth {v}" for b in self.bridges for v in bridge_ports(b)]
+        leftovers += [f"netns {n}" for n in netns_files(self.exec_root)]
+        drop_network(self.bridges, self.nft_table)
         leftovers += [f"cgroup {d}" for cid in ids for d in cgroup_dirs(cid)]
         leftovers += [f"process {p}" for p in processes_under(self.base)]
         self.log_saved = self.log_text()
         _force_clean(self.base, ids)
         return leftovers
+
+
+def bridge_ports(bridge: str) -> list[str]:
+    """The interfaces enslaved to a bridge (its veths)."""
+    try:
+        return sorted(os.listdir(f"/sys/class/net/{bridge}/brif"))
+    except OSError:
+        return []
+
+
+def netns_files(exec_root: str) -> list[str]:
+    """Network namespace files a daemon left under its exec root."""
+    try:
+        return sorted(os.listdir(os.path.join(exec_root, "netns")))
+    except OSError:
+        return []
+
+
+def drop_network(bridges, nft_table: str) -> None:
+    """Remove a test daemon's bridges and nftables table."""
+    for bridge in bridges:
+        if os.path.exists(f"/sys/class/net/{bridge}"):
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "ip", nft_table], capture_output=True)
 
 
 def _force_clean(base: str, ids: set[str]) -> None:

@@ -57,7 +57,7 @@ def test_no_command_is_refused():
                                                                     "can only be used"),
     ({"RestartPolicy": {"Name": "often"}}, "invalid restart policy 'often'"),
     ({"AutoRemove": True, "RestartPolicy": {"Name": "always"}}, "AutoRemove"),
-    ({"NetworkMode": "bridge2"}, "network bridge2 not found"),
+    ({"NetworkMode": "container:"}, "invalid network mode"),
     ({"NanoCpus": 1000 * 10**9}, "Range of CPUs is from 0.01 to"),
     ({"LogConfig": {"Type": "syslog"}}, "no log driver named 'syslog'"),
 ])
