@@ -19,7 +19,7 @@ async def create(engine, request, responder) -> None:
     body = await request.json()
     if not isinstance(body, dict):
         raise InvalidArgument("network config cannot be empty")
-    await responder.json(201, engine.network_create(body))
+    await responder.json(201, await engine.network_create(body))
 
 
 async def remove(engine, request, responder) -> None:

@@ -243,8 +243,6 @@ class NetAttachMixin:
         self._t_init()
 
         new = [ep for ep in endpoints if ep["_bridge"] not in self.net_ready]
-        if not new and self.net_rules is not None:
-            return
         if self.net_rules is None:
             firewall.ensure_table(self.net_opts["nft_table"])
         for ep in new:

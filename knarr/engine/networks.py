@@ -213,8 +213,8 @@ class NetworksMixin:
 
     # -- create and remove ----------------------------------------------------
 
-    def network_create(self, body: dict) -> dict:
-        """POST /networks/create: a bridge network; {Id, Warning}."""
+    async def network_create(self, body: dict) -> dict:
+        """POST /networks/create: a bridge network, its bridge made now; {Id, Warning}."""
         name = (body or {}).get("Name") or ""
         if not name:
             raise InvalidArgument("network name is required")
@@ -228,17 +228,30 @@ class NetworksMixin:
             raise AlreadyExists(f"network with name {name} already exists", network=name)
         if body.get("EnableIPv6"):
             raise InvalidArgument("IPv6 networks are not supported by knarr yet", network=name)
-        config = self._ipam_config((body.get("IPAM") or {}).get("Config") or [])
         options = dict(body.get("Options") or {})
-        doc = self._network_doc(name, "bridge", config, options, dict(body.get("Labels") or {}),
-                                bool(body.get("Internal")), bool(body.get("Attachable")))
         if _BRIDGE_NAME in options:
             bridge = options[_BRIDGE_NAME]
             if any(self.bridge_of(d) == bridge for d in self.nets.values()):
                 raise Conflict(f"bridge name {bridge} is used by another network")
+        requested = (body.get("IPAM") or {}).get("Config") or []
+        doc = self._network_doc(name, "bridge", [], options, dict(body.get("Labels") or {}),
+                                bool(body.get("Internal")), bool(body.get("Attachable")))
+        # Subnet picked and bridge made under one host-wide lock: daemons race for subnets.
+        await self._net_call(self._t_create_network, doc, requested)
         self._add_network(doc)
         self.events.publish("network", "create", doc["Id"], {"name": name, "type": "bridge"})
         return {"Id": doc["Id"], "Warning": ""}
+
+    def _t_create_network(self, doc: dict, requested: list[dict]) -> None:
+        from knarr.network import links
+
+        self._t_init()
+        with _HostLock():
+            doc["IPAM"]["Config"] = self._ipam_config(requested)
+            net, gateway = self.subnet_of(doc)
+            links.ensure_bridge(self._nl, self.bridge_of(doc), gateway, net.prefixlen,
+                                self.mtu_of(doc))
+        self.net_ready.add(self.bridge_of(doc))
 
     def _ipam_config(self, requested: list[dict]) -> list[dict]:
         used = [ipaddress.ip_network(c["Subnet"]) for n in self.nets.values()
@@ -256,8 +269,7 @@ class NetworksMixin:
             if requested[0].get("IPRange"):
                 out["IPRange"] = requested[0]["IPRange"]
             return [out]
-        with _HostLock():
-            subnet = ipam.pick_subnet(self.net_opts["pool"], 24, used + host_routes())
+        subnet = ipam.pick_subnet(self.net_opts["pool"], 24, used + host_routes())
         net = ipaddress.ip_network(subnet)
         return [{"Subnet": subnet, "Gateway": ipam.default_gateway(net)}]
 
