@@ -249,6 +249,7 @@ class NetAttachMixin:
             doc = self.nets[ep["NetworkID"]]
             net, gateway = self.subnet_of(doc)
             links.ensure_bridge(self._nl, ep["_bridge"], gateway, net.prefixlen, ep["_mtu"])
+            firewall.allow_forward(ep["_bridge"])
             self.net_ready.add(ep["_bridge"])
         self._t_rules()
 
@@ -360,7 +361,7 @@ class NetAttachMixin:
 
     async def net_forget(self, doc: dict) -> None:
         """A network is gone: its bridge and rules too."""
-        from knarr.network import links
+        from knarr.network import firewall, links
 
         await self.net_settle()
         bridge = self.bridge_of(doc)
@@ -369,6 +370,7 @@ class NetAttachMixin:
         def work():
             self._t_init()
             links.delete_bridge(self._nl, bridge)
+            firewall.disallow_forward(bridge)
             if self.net_rules is not None:
                 self._t_rules()
         await self._net_call(work)

@@ -243,7 +243,7 @@ class NetworksMixin:
         return {"Id": doc["Id"], "Warning": ""}
 
     def _t_create_network(self, doc: dict, requested: list[dict]) -> None:
-        from knarr.network import links
+        from knarr.network import firewall, links
 
         self._t_init()
         with _HostLock():
@@ -251,6 +251,7 @@ class NetworksMixin:
             net, gateway = self.subnet_of(doc)
             links.ensure_bridge(self._nl, self.bridge_of(doc), gateway, net.prefixlen,
                                 self.mtu_of(doc))
+        firewall.allow_forward(self.bridge_of(doc))
         self.net_ready.add(self.bridge_of(doc))
 
     def _ipam_config(self, requested: list[dict]) -> list[dict]:

@@ -109,3 +109,48 @@ def drop_table(table: str) -> None:
     """Delete the whole table (if it exists)."""
     nft.run(f"delete table ip {table}\n",
             f"delete nftables table ip {table}")
+
+
+# An accept in knarr's own forward chain does not outvote a drop elsewhere: with
+# dockerd's FORWARD policy DROP in iptables' filter table (and br_netfilter passing
+# bridged packets through it), a knarr bridge's traffic is dropped there. Only then,
+# knarr adds an accept for its bridge to that built-in chain, marked as knarr's, and
+# takes it out with the bridge. Docker's own chains are never touched.
+
+def _iptables(*args: str):
+    import subprocess
+
+    try:
+        return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
+
+
+def forward_policy_drops() -> bool:
+    """Whether iptables' FORWARD chain drops by default (dockerd sets it so)."""
+    proc = _iptables("-S", "FORWARD")
+    return proc is not None and proc.returncode == 0 and "-P FORWARD DROP" in proc.stdout
+
+
+def _forward_rules(bridge: str) -> list[list[str]]:
+    comment = ["-m", "comment", "--comment", f"knarr {bridge}", "-j", "ACCEPT"]
+    return [["-i", bridge, *comment], ["-o", bridge, *comment]]
+
+
+def allow_forward(bridge: str) -> None:
+    """Accept the bridge's traffic in iptables' FORWARD chain when its policy drops."""
+    if not forward_policy_drops():
+        return
+    for rule in _forward_rules(bridge):
+        check = _iptables("-C", "FORWARD", *rule)
+        if check is not None and check.returncode != 0:
+            _iptables("-I", "FORWARD", "1", *rule)
+
+
+def disallow_forward(bridge: str) -> None:
+    """Take knarr's accepts for the bridge out of iptables' FORWARD chain, if any."""
+    for rule in _forward_rules(bridge):
+        while True:
+            proc = _iptables("-D", "FORWARD", *rule)
+            if proc is None or proc.returncode != 0:
+                break

@@ -291,6 +291,11 @@ def drop_network(bridges, nft_table: str) -> None:
     for bridge in bridges:
         if os.path.exists(f"/sys/class/net/{bridge}"):
             subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        for way in ("-i", "-o"):  # accepts knarrd adds when iptables' FORWARD drops
+            rule = [way, bridge, "-m", "comment", "--comment", f"knarr {bridge}", "-j", "ACCEPT"]
+            while subprocess.run(["iptables", "-w", "-D", "FORWARD", *rule],
+                                 capture_output=True).returncode == 0:
+                pass
     subprocess.run(["nft", "delete", "table", "ip", nft_table], capture_output=True)
 
 
