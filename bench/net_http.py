@@ -89,6 +89,7 @@ class Stack:
              str(self.work / "kexec"), "-H", self.knarr_sock, "--bridge", "kbench0",
              "--bip", "10.216.0.0/24", "--nft-table", "knarr_bench"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.rules_before = {t: iptables_rules(t) for t in ("filter", "nat")}
         policy = sh(["iptables", "-w", "-S", "FORWARD"]).splitlines()[0].split()
         self.forward_policy = policy[-1] if policy[:2] == ["-P", "FORWARD"] else "ACCEPT"
         sh(["ip", "link", "add", "kbdock0", "type", "bridge"])
@@ -136,6 +137,8 @@ class Stack:
             except ProcessLookupError:
                 pass
         sh(["iptables", "-w", "-P", "FORWARD", self.forward_policy], check=False)
+        for table, before in getattr(self, "rules_before", {}).items():
+            undo_new_rules(table, before)
         for bridge in ("kbdock0", "kbench0"):
             sh(["ip", "link", "del", bridge], check=False)
         sh(["nft", "delete", "table", "ip", "knarr_bench"], check=False)
@@ -144,6 +147,30 @@ class Stack:
                     "ACCEPT"]
             sh(["iptables", "-w", "-D", "FORWARD", *rule], check=False)
         sh(["umount", "-R", "-l", str(self.work)], check=False)
+
+
+def iptables_rules(table: str) -> list[str]:
+    """`iptables -S` of a table: -N chain lines and -A rule lines."""
+    return sh(["iptables", "-w", "-t", table, "-S"], check=False).splitlines()
+
+
+def undo_new_rules(table: str, before: list[str]) -> None:
+    """Take out the rules and chains dockerd added to a table while the benchmark ran
+    (dockerd leaves them when it stops); what was there before stays."""
+    old = set(before)
+    now = iptables_rules(table)
+    for line in reversed(now):
+        if line.startswith("-A ") and line not in old:
+            sh(["iptables", "-w", "-t", table, "-D", *_split(line[3:])], check=False)
+    for line in now:
+        if line.startswith("-N ") and line not in old:
+            sh(["iptables", "-w", "-t", table, "-X", line.split()[1]], check=False)
+
+
+def _split(text: str) -> list[str]:
+    import shlex
+
+    return shlex.split(text)
 
 
 def wrk(url: str, duration: int) -> dict:

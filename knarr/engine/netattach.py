@@ -12,6 +12,7 @@ import concurrent.futures
 import logging
 import os
 import socket
+import time
 
 from knarr.engine.networks import PREDEFINED
 from knarr.errors import Conflict, FailedPrecondition, InvalidArgument, KnarrError, NotFound
@@ -111,6 +112,7 @@ class NetAttachMixin:
         if kind != "network" or not wanted:
             return None
         cid = record["Id"]
+        began = time.perf_counter()
         if cid in self.sandboxes:
             await self.net_stop(cid)
         path = self.netns_path(cid)
@@ -128,6 +130,7 @@ class NetAttachMixin:
             raise
         self._serve_dns(cid, socks)
         self._write_hosts(record, endpoints[0]["IPAddress"])
+        log.debug("network of %s set up in %.1f ms", cid[:12], (time.perf_counter() - began) * 1e3)
         return path
 
     def _joined_netns(self, ref: str) -> str:
