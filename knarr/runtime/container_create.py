@@ -144,8 +144,9 @@ def _drive(ch: Channel, stage1: int, ctx: dict, cgroup, record: dict, config: di
         _reap(stage1, kill=True)
         raise FailedPrecondition(f"{what}: unexpected message {message['kind']!r}")
     pid = message["pid"]
-    _reap(stage1)
     record["pid"] = pid
+    # stage1 has said all it had to say; it is reaped once init is ready, by when it
+    # has long exited, rather than waited for here.
     try:
         _set_oom_score(pid, config["process"].get("oomScoreAdj"))
         state_now = _hook_state(record, "creating")
@@ -154,8 +155,10 @@ def _drive(ch: Channel, stage1: int, ctx: dict, cgroup, record: dict, config: di
         ch.send("continue", hook_state=state_now)
         ch.expect("ready", what)
     except BaseException:
+        _reap(stage1)  # it exits by itself after "pid"; then init is no zombie of it
         _kill(pid)
         raise
+    _reap(stage1)
     return pid
 
 
