@@ -139,6 +139,11 @@ class _Extractor:
         self.as_root = os.geteuid() == 0
         self.count = 0
         self.name = ""
+        # Into an empty target (a new snapshot), a name can only exist if this
+        # archive made it: `made` lists those, and no other name is looked up first.
+        with os.scandir(self.root) as listing:
+            self.fresh = next(listing, None) is None
+        self.made: set[str] = set()
 
     def __enter__(self) -> "_Extractor":
         return self
@@ -187,6 +192,7 @@ class _Extractor:
             return
         parent = self.dir_fd(parts[:-1], create=True)
         self._clear_way(parent, parts, member)
+        self.made.add("/".join(parts))
         if member.isreg():
             self._file(parent, base, member, archive)
         elif member.isdir():
@@ -204,6 +210,10 @@ class _Extractor:
 
     def dir_fd(self, parts: list[str], create: bool) -> int:
         """An fd of the directory at `parts`, never through a symlink; made if `create`."""
+        if parts:
+            cached = self.dirs.get(tuple(parts))
+            if cached is not None:
+                return cached
         fd = self.root
         for i, component in enumerate(parts):
             key = tuple(parts[:i + 1])
@@ -224,6 +234,7 @@ class _Extractor:
             if not create:
                 raise self.refuse(f"{'/'.join(path)} does not exist in this layer") from None
             os.mkdir(component, 0o755, dir_fd=parent)
+            self.made.add("/".join(path))
             return os.open(component, _DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
@@ -234,6 +245,8 @@ class _Extractor:
 
     def _clear_way(self, parent: int, parts: list[str], member: tarfile.TarInfo) -> None:
         """Remove what an entry replaces; refuse symlink <-> directory swaps."""
+        if self.fresh and "/".join(parts) not in self.made:
+            return  # nothing there to replace (see `made`)
         try:
             st = os.lstat(parts[-1], dir_fd=parent)
         except FileNotFoundError:
@@ -337,6 +350,7 @@ class _Extractor:
         except FileNotFoundError:
             pass
         os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
+        self.made.add("/".join(parent_parts + [hidden]))
         self._own(parent, hidden, member)
 
     def _own(self, parent: int, base: str, member: tarfile.TarInfo) -> None:
