@@ -7,8 +7,6 @@ message with the image id, and a failure as `{"errorDetail": ..., "error": ...}`
 """
 
 import json
-import os
-import tempfile
 
 from knarr.build import BuildError, Options
 from knarr.errors import InvalidArgument, KnarrError
@@ -45,27 +43,20 @@ def _options(request) -> Options:
 
 async def build(engine, request, responder) -> None:
     options = _options(request)
-    fd, path = tempfile.mkstemp(prefix="build-context-", dir=engine.root)
+    await responder.start_stream(200, "application/json")
+
+    async def emit(message: dict) -> None:
+        await responder.chunk(json.dumps(message).encode() + b"\r\n")
+
     try:
-        with os.fdopen(fd, "wb") as f:
-            async for chunk in request.body_chunks():
-                f.write(chunk)
-        await responder.start_stream(200, "application/json")
-
-        async def emit(message: dict) -> None:
-            await responder.chunk(json.dumps(message).encode() + b"\r\n")
-
-        try:
-            await engine.build(path, options, emit)
-        except KnarrError as exc:
-            message = str(exc)
-            detail = {"message": message}
-            if isinstance(exc, BuildError):
-                detail["code"] = exc.code
-            await emit({"errorDetail": detail, "error": message})
-        await responder.end()
-    finally:
-        os.unlink(path)
+        await engine.build(request.body_chunks(), options, emit)
+    except KnarrError as exc:
+        message = str(exc)
+        detail: dict = {"message": message}
+        if isinstance(exc, BuildError):
+            detail["code"] = exc.code
+        await emit({"errorDetail": detail, "error": message})
+    await responder.end()
 
 
 ROUTES = [("POST", "/build", build)]

@@ -168,39 +168,49 @@ def extract(stream: BinaryIO, root: str) -> Context:
     """Unpack a context tar (plain) into the empty directory `root`; hash every file."""
     hashes: dict[str, str] = {}
     root = os.path.abspath(root)
+    os.makedirs(root, mode=0o755, exist_ok=True)
+    safe = {root}  # directories made here, known not to be symlinks
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as archive:
+        with tarfile.open(fileobj=stream, mode="r|*", bufsize=_CHUNK) as archive:
             for member in archive:
-                _extract_member(archive, member, root, hashes)
+                _extract_member(archive, member, root, hashes, safe)
     except tarfile.TarError as exc:
         raise InvalidArgument(f"build context: not a tar archive: {exc}") from exc
     return Context(root, hashes, owned=True)
 
 
 def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str,
-                    hashes: dict[str, str]) -> None:
+                    hashes: dict[str, str], safe: set[str]) -> None:
     name = posixpath.normpath(member.name.lstrip("/"))
     if name in (".", ""):
+        if member.isdir():
+            os.chmod(root, member.mode & 0o7777)
         return
     if name.startswith("../") or name == "..":
         raise InvalidArgument(f"build context: entry {member.name} is outside the context",
                               path=member.name)
     path = os.path.join(root, name)
     parent = os.path.dirname(path)
-    os.makedirs(parent, mode=0o755, exist_ok=True)
-    if not _within(os.path.realpath(parent), root):
-        raise InvalidArgument(f"build context: entry {member.name} goes through a symlink",
-                              path=member.name)
-    if os.path.lexists(path) and not (member.isdir() and os.path.isdir(path)):
-        if os.path.isdir(path) and not os.path.islink(path):
-            raise InvalidArgument(f"build context: entry {member.name} replaces a directory",
-                                  path=member.name)
-        os.unlink(path)
+    if parent not in safe:
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        if not _within(os.path.realpath(parent), root):
+            raise InvalidArgument(f"build context: entry {member.name} goes through a "
+                                  "symlink", path=member.name)
+        safe.add(parent)
     if member.isreg():
-        _write_file(archive, member, path, name, hashes)
-    elif member.isdir():
+        try:
+            _write_file(archive, member, path, name, hashes)
+        except FileExistsError:
+            _make_room(path, member)
+            _write_file(archive, member, path, name, hashes)
+        return
+    if os.path.lexists(path) and not (member.isdir() and os.path.isdir(path)):
+        _make_room(path, member)
+    if member.isdir():
         os.makedirs(path, exist_ok=True)
         os.chmod(path, member.mode & 0o7777)
+        if not os.path.islink(path):
+            safe.add(path)
     elif member.issym():
         os.symlink(member.linkname, path)
     elif member.islnk():
@@ -214,8 +224,16 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str
         return
     else:
         return  # devices, fifos: nothing a build copies
-    if not member.issym():
+    if member.isdir():
         os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+
+
+def _make_room(path: str, member: tarfile.TarInfo) -> None:
+    """An entry named again: the later one wins, but never over a directory."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise InvalidArgument(f"build context: entry {member.name} replaces a directory",
+                              path=member.name)
+    os.unlink(path)
 
 
 def _write_file(archive: tarfile.TarFile, member: tarfile.TarInfo, path: str, name: str,
@@ -236,6 +254,7 @@ def _write_file(archive: tarfile.TarFile, member: tarfile.TarInfo, path: str, na
                 view = view[os.write(fd, view):]
             remaining -= len(chunk)
         os.fchmod(fd, member.mode & 0o7777)
+        os.utime(fd, (member.mtime, member.mtime))
     finally:
         os.close(fd)
     hashes[name] = h.hexdigest()

@@ -54,36 +54,89 @@ def _pairs(values: list[str] | None, env_fallback: bool) -> dict:
     return out
 
 
-def _tar_context(root: str, extra: tuple[str, bytes] | None):
-    """A readable pipe carrying a tar of `root` (plus one extra file), written by a thread."""
-    import tarfile
-    import threading
+class _TarStream:
+    """A tar of a directory (plus one extra file), made as it is read: headers from
+    tarfile, file data read straight from each file in large pieces, owners 0:0."""
 
-    read_fd, write_fd = os.pipe()
+    def __init__(self, root: str, extra: tuple[str, bytes] | None) -> None:
+        self.root, self.extra = root, extra
+        self.pieces = self._pieces()
+        self.buffer = bytearray()
 
-    def as_root(info):
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
+    def _header(self, rel: str, st) -> bytes | None:
+        import stat
+        import tarfile
 
-    def write() -> None:
-        try:
-            with os.fdopen(write_fd, "wb", buffering=1 << 20) as out, \
-                    tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
-                                 bufsize=1 << 20) as tar:
-                for name in sorted(os.listdir(root)):
-                    tar.add(os.path.join(root, name), arcname=name, filter=as_root)
-                if extra is not None:
-                    import io
+        info = tarfile.TarInfo(rel)
+        info.mode, info.mtime = stat.S_IMODE(st.st_mode), int(st.st_mtime)
+        if stat.S_ISDIR(st.st_mode):
+            info.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(st.st_mode):
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(os.path.join(self.root,
+                                                                                 rel))
+        elif stat.S_ISREG(st.st_mode):
+            info.size = st.st_size
+        else:
+            return None  # devices, fifos, sockets: not part of a context
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
-                    info = tarfile.TarInfo(extra[0])
-                    info.size, info.mode = len(extra[1]), 0o644
-                    tar.addfile(info, io.BytesIO(extra[1]))
-        except BrokenPipeError:
-            pass
+    def _pieces(self):
+        import stat
 
-    threading.Thread(target=write, daemon=True).start()
-    return os.fdopen(read_fd, "rb", buffering=1 << 20)
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(dirnames + filenames):
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, self.root)
+                st = os.lstat(full)
+                header = self._header(rel, st)
+                if header is None:
+                    continue
+                yield header
+                if stat.S_ISREG(st.st_mode):
+                    yield from _file_data(full, st.st_size)
+        if self.extra is not None:
+            import tarfile
+
+            info = tarfile.TarInfo(self.extra[0])
+            info.size, info.mode = len(self.extra[1]), 0o644
+            yield info.tobuf(tarfile.PAX_FORMAT)
+            yield self.extra[1] + b"\0" * (-len(self.extra[1]) % 512)
+        yield b"\0" * 1024
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self.buffer) < n:
+            piece = next(self.pieces, None)
+            if piece is None:
+                break
+            self.buffer += piece
+        out = bytes(self.buffer[:n] if n >= 0 else self.buffer)
+        del self.buffer[:len(out)]
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pieces.close()
+
+
+def _file_data(path: str, size: int):
+    """A file's bytes in pieces of up to 1 MiB, padded to the tar block; exactly `size`
+    bytes even if the file changes meanwhile."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        left = size
+        while left > 0:
+            data = os.read(fd, min(left, 1 << 20))
+            if not data:
+                data = b"\0" * min(left, 1 << 20)  # truncated while read: keep the size
+            left -= len(data)
+            yield data
+    finally:
+        os.close(fd)
+    if size % 512:
+        yield b"\0" * (512 - size % 512)
 
 
 def _dockerfile(args, root: str | None) -> tuple[str | None, tuple[str, bytes] | None]:
@@ -112,7 +165,7 @@ def run(cli, args) -> int:
         raise cli.fail("unable to prepare context: unable to evaluate symlinks in Dockerfile "
                        f"path: lstat {os.path.join(root, 'Dockerfile')}: no such file or "
                        "directory", 1)
-    body = os.fdopen(0, "rb", closefd=False) if root is None else _tar_context(root, extra)
+    body = os.fdopen(0, "rb", closefd=False) if root is None else _TarStream(root, extra)
     query = {"t": args.tag or None, "dockerfile": dockerfile, "q": args.quiet,
              "nocache": args.no_cache, "pull": args.pull, "target": args.target,
              "rm": args.rm, "forcerm": args.force_rm, "networkmode": args.network,

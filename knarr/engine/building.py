@@ -9,6 +9,7 @@ Docker's JSON messages through `emit`.
 """
 
 import asyncio
+import fcntl
 import json
 import os
 import shutil
@@ -21,6 +22,8 @@ from knarr.oci import reference
 from knarr.snapshots import Snapshotter
 
 __all__ = ["BuildMixin"]
+
+_F_SETPIPE_SZ = 1031
 
 
 class _Backend:
@@ -64,13 +67,40 @@ class _Backend:
         self.snapshots.close()
 
 
+async def _feed(loop: asyncio.AbstractEventLoop, body, write_fd: int) -> None:
+    """Copy the request body into the pipe the build thread extracts from; if the build
+    stops reading, read the rest of the body and drop it."""
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(write_fd, "wb", buffering=0))
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    broken = False
+    try:
+        async for chunk in body:
+            if broken:
+                continue
+            try:
+                writer.write(chunk)
+                await writer.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                broken = True
+    finally:
+        transport.close()
+
+
 class BuildMixin:
     """POST /build."""
 
-    async def build(self, body_path: str, options: Options, emit) -> str:
-        """Build from a context tarball spooled at `body_path`; `emit(message)` gets
-        Docker's JSON progress messages. Return the image id; BuildError on failure."""
+    async def build(self, body, options: Options, emit) -> str:
+        """Build from a context tarball streamed by `body` (async byte chunks), unpacked
+        as it arrives; `emit(message)` gets Docker's JSON progress messages. Return the
+        image id; BuildError on failure."""
         loop = asyncio.get_running_loop()
+        read_fd, write_fd = os.pipe()
+        try:
+            fcntl.fcntl(write_fd, _F_SETPIPE_SZ, 1 << 20)
+        except OSError:
+            pass  # a smaller pipe only costs more wake-ups
+        feeder = asyncio.ensure_future(_feed(loop, body, write_fd))
         queue: asyncio.Queue = asyncio.Queue()
         base = os.path.join(self.root, "build")
         os.makedirs(os.path.join(base, "tmp"), mode=0o700, exist_ok=True)
@@ -82,8 +112,10 @@ class BuildMixin:
                 loop.call_soon_threadsafe(queue.put_nowait, {"stream": text})
 
         def run() -> str:
-            with open(body_path, "rb") as body:
-                context = extract(body, os.path.join(workdir, "context"))
+            with os.fdopen(read_fd, "rb", buffering=1 << 20) as stream:
+                context = extract(stream, os.path.join(workdir, "context"))
+                while stream.read(1 << 20):
+                    pass  # the tar's padding after its end marker
             builder = Builder(backend, context, options, output,
                               os.path.join(base, "cache"), workdir)
             return builder.build()
@@ -103,6 +135,7 @@ class BuildMixin:
                 break
             image_id = await task
         finally:
+            await feeder
             backend.close()
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         await emit({"aux": {"ID": image_id}})

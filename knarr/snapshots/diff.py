@@ -24,24 +24,31 @@ _CHUNK = 1 << 20
 
 
 class _HashingWriter:
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, hashed: bool = True) -> None:
         self.out = out
         self.hash = hashlib.sha256()
+        self.hashed = hashed
         self.size = 0
 
     def write(self, data: bytes) -> int:
-        self.hash.update(data)
+        if self.hashed:
+            self.hash.update(data)
         self.size += len(data)
         return self.out.write(data) or len(data)
 
 
-def write_diff(upper: str, out: BinaryIO) -> tuple[str, int]:
-    """Write the upper dir as an uncompressed layer tar; return (diff_id, size)."""
-    sink = _HashingWriter(out)
+def write_diff(upper: str, out: BinaryIO, hashed: bool = True) -> tuple[str, int]:
+    """Write the upper dir as an uncompressed layer tar; return (diff_id, size).
+
+    With `hashed` False the caller hashes what it is given (a content-store
+    writer does) and the diff_id returned is empty: the bytes are hashed once.
+    """
+    sink = _HashingWriter(out, hashed)
     with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore
                       bufsize=_CHUNK) as archive:
+        archive.copybufsize = _CHUNK  # file data in large pieces, not 16 KiB ones
         _add_tree(archive, upper, "")
-    return f"sha256:{sink.hash.hexdigest()}", sink.size
+    return (f"sha256:{sink.hash.hexdigest()}" if hashed else ""), sink.size
 
 
 def _add_tree(archive: tarfile.TarFile, top: str, rel: str) -> None:
