@@ -16,7 +16,7 @@ from knarr.build.parser import Instruction, ParseError
 from knarr.build.words import process_word, process_words, split_words
 from knarr.errors import InvalidArgument
 
-__all__ = ["apply", "name_value_pairs", "command_of", "parse_duration", "DEFAULT_SHELL"]
+__all__ = ["apply", "apply_changes", "name_value_pairs", "command_of", "parse_duration", "DEFAULT_SHELL"]
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -231,3 +231,21 @@ def apply(instruction: Instruction, config: dict, env: dict, escape: str = "\\")
 def is_config_only(keyword: str) -> bool:
     """Whether an instruction only changes the config (no layer)."""
     return keyword in _HANDLERS and keyword != "WORKDIR"
+
+
+_CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VOLUME", "WORKDIR")
+
+
+def apply_changes(config: dict, changes: list[str]) -> dict:
+    """`commit --change` and `import --change`: Dockerfile instructions applied to a run
+    config (a changed copy is returned)."""
+    from knarr.build.parser import parse_line
+
+    out = json.loads(json.dumps(config))
+    for text in changes:
+        ins = parse_line(text, 1)
+        if ins.keyword not in _CHANGES:
+            raise InvalidArgument(f"{ins.keyword.lower()} is not a valid change command")
+        env = dict(e.partition("=")[::2] for e in out.get("Env") or [])
+        apply(ins, out, env)
+    return out

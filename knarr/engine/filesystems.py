@@ -1,7 +1,6 @@
 """A container's file system: changes (diff), export, commit, and import of a tarball."""
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -10,7 +9,8 @@ import tarfile
 import tempfile
 import time
 
-from knarr.errors import InvalidArgument
+from knarr.build import write_layer_blob
+from knarr.build.dispatch import apply_changes
 from knarr.images import builtin
 from knarr.oci import image_spec, reference
 from knarr.snapshots import decompressed, detect
@@ -108,8 +108,6 @@ class FilesystemsMixin:
                      author: str, overrides: dict | None, changes: list[str],
                      pause: bool = True) -> str:
         """A new image: the container's image plus a layer of its changes; return its id."""
-        if changes:
-            raise InvalidArgument("commit --change is not supported yet")
         record = self.record(ref)
         cid = record["Id"]
         paused_here = False
@@ -118,7 +116,7 @@ class FilesystemsMixin:
             paused_here = True
         try:
             image_id = await self.in_image_thread(self._commit_sync, record, repo, tag,
-                                                  comment, author, overrides or {})
+                                                  comment, author, overrides or {}, changes or [])
         finally:
             if paused_here:
                 await self.unpause(cid)
@@ -126,11 +124,11 @@ class FilesystemsMixin:
         return image_id
 
     def _commit_sync(self, record: dict, repo, tag, comment: str, author: str,
-                     overrides: dict) -> str:
+                     overrides: dict, changes: list[str]) -> str:
         store = self.images
-        layer = io.BytesIO()
-        diff_id, size = store.snapshots.diff(record["_snapshot"]["key"], layer)
-        digest = store.content.put(layer.getvalue(), expected=diff_id)
+        digest, size = write_layer_blob(store.content,
+                                        store.snapshots.path(record["_snapshot"]["key"]))
+        diff_id = digest  # an uncompressed layer: its blob's digest is its diff_id
         parent = store.config(record["Image"])
         manifest = store.manifest(record["Image"])
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -139,7 +137,12 @@ class FilesystemsMixin:
                                "ExposedPorts", "StopSignal", "Healthcheck", "Volumes")
                       and v not in (None, "", {}, [])}
         run_config.update(overrides)
+        if changes:
+            run_config = apply_changes(run_config, changes)
         config = dict(parent, created=now, author=author, config=run_config)
+        config.pop("comment", None)
+        if comment:
+            config["comment"] = comment
         config["rootfs"] = {"type": "layers",
                             "diff_ids": list(parent["rootfs"]["diff_ids"]) + [diff_id]}
         config["history"] = list(parent.get("history") or []) + [

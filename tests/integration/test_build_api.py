@@ -203,3 +203,25 @@ def test_docker_clis_and_docker_py_build_against_knarr(daemon, tmp_path):
             client.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN false\n"))
     finally:
         client.close()
+
+
+def test_commit_with_changes_shares_the_layer_code(daemon):
+    run = _knarr(daemon, "run", "--name", "tocommit", "busybox", "sh", "-c",
+                 "echo kept > /kept && rm /etc/group")
+    assert run.returncode == 0, run
+    done = _knarr(daemon, "commit", "-a", "me <me@x>", "-m", "a message", "-c", "ENV A=1",
+                  "-c", 'CMD ["cat", "/kept"]', "-c", "EXPOSE 80", "-c", "WORKDIR /etc",
+                  "tocommit", "committed:changes")
+    assert done.returncode == 0, done
+    info = daemon.client.get("/images/committed:changes/json").json()
+    config = info["Config"]
+    assert "A=1" in config["Env"] and config["Cmd"] == ["cat", "/kept"]
+    assert config["ExposedPorts"] == {"80/tcp": {}} and config["WorkingDir"] == "/etc"
+    assert info["Author"] == "me <me@x>" and info["Comment"] == "a message"
+    out = _knarr(daemon, "run", "--rm", "committed:changes")
+    assert out.stdout == b"kept\n"
+    gone = _knarr(daemon, "run", "--rm", "committed:changes", "ls", "/etc/group")
+    assert gone.returncode != 0
+    bad = _knarr(daemon, "commit", "-c", "RUN true", "tocommit")
+    assert bad.returncode == 1 and b"run is not a valid change command" in bad.stderr
+    assert _knarr(daemon, "rm", "tocommit").returncode == 0
