@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -341,8 +342,12 @@ class Builder:
         run_config = state.run_config()
         shell = run_config.get("Shell") or dispatch.DEFAULT_SHELL
         rest = ins.rest
-        for doc in ins.heredocs:  # the shell reads the here-documents itself
-            rest += f"\n{doc.content}{doc.name}"
+        only = ins.heredocs[0] if len(ins.heredocs) == 1 else None
+        if only is not None and re.fullmatch(r"<<-?\s*(['\"]?)" + only.name + r"\1", rest):
+            rest = only.content  # the here-document is the script itself
+        else:
+            for doc in ins.heredocs:  # the shell reads the here-documents itself
+                rest += f"\n{doc.content}{doc.name}"
         argv = list(ins.json) if ins.json is not None else [*shell, rest]
         args = sorted((k, v) for k, v in state.args.items()
                       if v is not None and k not in _env_keys(run_config))

@@ -225,3 +225,34 @@ def test_commit_with_changes_shares_the_layer_code(daemon):
     bad = _knarr(daemon, "commit", "-c", "RUN true", "tocommit")
     assert bad.returncode == 1 and b"run is not a valid change command" in bad.stderr
     assert _knarr(daemon, "rm", "tocommit").returncode == 0
+
+
+def test_heredocs_chmod_scratch_and_add_url(daemon, tmp_path):
+    context = _context(str(tmp_path / "ctx"),
+                       "FROM busybox AS tools\n"
+                       "COPY --chmod=750 <<EOF /script.sh\n#!/bin/sh\necho from heredoc\nEOF\n"
+                       "RUN <<EOF\nset -e\n/script.sh > /ran\nstat -c %a /script.sh >> /ran\nEOF\n"
+                       "FROM scratch\nCOPY --from=tools /ran /ran\nCOPY f /f\n",
+                       {"f": "file\n"})
+    done = _knarr(daemon, "build", "-t", "misc:scratch", context)
+    assert done.returncode == 0, done
+    info = daemon.client.get("/images/misc:scratch/json").json()
+    assert len(info["RootFS"]["Layers"]) == 2
+    saved = daemon.client.get("/images/misc:scratch/get").body
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(saved)) as outer:
+        for member in outer:
+            if member.name.endswith(".tar") or "/blobs/" in member.name:
+                data = outer.extractfile(member).read()
+                try:
+                    with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                        for m in layer:
+                            if m.isreg():
+                                files[m.name] = layer.extractfile(m).read()
+                except tarfile.TarError:
+                    continue
+    assert files.get("ran") == b"from heredoc\n750\n" and files.get("f") == b"file\n"
+    url = _context(str(tmp_path / "url"), "FROM busybox\nADD http://example.invalid/x /x\n")
+    bad = _knarr(daemon, "build", url)
+    assert bad.returncode == 1
+    assert b"downloading from a URL is not supported" in bad.stderr
