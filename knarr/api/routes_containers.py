@@ -3,9 +3,9 @@
 import asyncio
 import json
 import os
-import tempfile
 
 from knarr.api import detach
+from knarr.engine.archives import stat_header
 from knarr.engine.monitor_io import frame
 from knarr.engine.timefmt import parse_since
 
@@ -226,41 +226,31 @@ async def commit(engine, request, responder) -> None:
 
 
 async def archive_head(engine, request, responder) -> None:
-    header = await asyncio.to_thread(engine.path_stat, request.params["id"],
-                                     _archive_path(request))
+    doc = await engine.path_stat(request.params["id"], _archive_path(request))
     await responder.send(200, b"", "application/x-tar",
-                         {"X-Docker-Container-Path-Stat": header, "Content-Length": "0"})
+                         {"X-Docker-Container-Path-Stat": stat_header(doc),
+                          "Content-Length": "0"})
 
 
 async def archive_get(engine, request, responder) -> None:
     if request.method == "HEAD":
         await archive_head(engine, request, responder)
         return
-    fd, path = tempfile.mkstemp(prefix="archive-", dir=engine.root)
-    os.close(fd)
+    doc, pieces = await engine.archive_get(request.params["id"], _archive_path(request))
     try:
-        header = await asyncio.to_thread(engine.archive_get, request.params["id"],
-                                         _archive_path(request), path)
         await responder.start_stream(200, "application/x-tar",
-                                     {"X-Docker-Container-Path-Stat": header})
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                await responder.chunk(chunk)
+                                     {"X-Docker-Container-Path-Stat": stat_header(doc)})
+        async for piece in pieces:
+            await responder.chunk(piece)
         await responder.end()
     finally:
-        os.unlink(path)
+        await pieces.aclose()
 
 
 async def archive_put(engine, request, responder) -> None:
-    fd, path = tempfile.mkstemp(prefix="archive-", dir=engine.root)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            async for chunk in request.body_chunks():
-                f.write(chunk)
-        await asyncio.to_thread(engine.archive_put, request.params["id"],
-                                _archive_path(request), path)
-    finally:
-        os.unlink(path)
+    await engine.archive_put(request.params["id"], _archive_path(request),
+                             request.body_chunks(), request.q_bool("copyUIDGID", False),
+                             request.q_bool("noOverwriteDirNonDir", False))
     await responder.send(200, b"", "text/plain")
 
 

@@ -105,11 +105,6 @@ async def system_df(engine, request, responder) -> None:
     await responder.json(200, await engine.system_df())
 
 
-async def volumes_prune(engine, request, responder) -> None:
-    # Named volumes come in their own issue: until then there are none to prune.
-    await responder.json(200, {"VolumesDeleted": [], "SpaceReclaimed": 0})
-
-
 ROUTES = [
     ("GET", "/_ping", ping),
     ("HEAD", "/_ping", ping),
@@ -117,5 +112,4 @@ ROUTES = [
     ("GET", "/info", info),
     ("GET", "/events", events),
     ("GET", "/system/df", system_df),
-    ("POST", "/volumes/prune", volumes_prune),
 ]

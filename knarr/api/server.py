@@ -22,6 +22,7 @@ from knarr.api import (
     routes_networks,
     routes_registry,
     routes_system,
+    routes_volumes,
 )
 from knarr.api.routes_system import MIN_API_VERSION
 from knarr.engine import API_VERSION, VERSION
@@ -55,7 +56,7 @@ class Server:
         self.engine = engine
         self.routes: list[tuple[str, re.Pattern, object]] = []
         for module in (routes_system, routes_containers, routes_exec, routes_images,
-                       routes_registry, routes_build, routes_networks):
+                       routes_registry, routes_build, routes_networks, routes_volumes):
             for method, pattern, handler in module.ROUTES:
                 self.routes.append((method, re.compile("^" + pattern + "$"), handler))
         self.base_headers = {"Api-Version": API_VERSION, "Docker-Experimental": "false",

@@ -40,8 +40,8 @@ def run(cli, args) -> int:
     if not src_c and not dst_c:
         raise cli.fail("must specify at least one container source", 1)
     if src_c:
-        return _from_container(cli, src_c, src, dst)
-    return _to_container(cli, src, dst_c, dst)
+        return _from_container(cli, src_c, src, dst, args)
+    return _to_container(cli, src, dst_c, dst, args)
 
 
 def _stat(cli, container: str, path: str) -> dict | None:
@@ -60,9 +60,18 @@ def _stat(cli, container: str, path: str) -> dict | None:
     return jsonc.loads(base64.b64decode(header)) if header else {}
 
 
-def _from_container(cli, container: str, path: str, dest: str) -> int:
-    import tarfile
+def _from_container(cli, container: str, path: str, dest: str, args) -> int:
+    from knarr import tarstream
 
+    if args.follow_link:
+        info = _stat(cli, container, path)
+        if info and info.get("linkTarget"):
+            rename_from = os.path.basename(info["linkTarget"].rstrip("/"))
+            path, link_name = info["linkTarget"], os.path.basename(path.rstrip("/"))
+        else:
+            rename_from = link_name = None
+    else:
+        rename_from = link_name = None
     resp = cli.client.request("GET", f"/containers/{quote_path(container)}/archive",
                               {"path": path}, what=("container:path", f"{container}:{path}"))
     try:
@@ -70,66 +79,80 @@ def _from_container(cli, container: str, path: str, dest: str) -> int:
             for chunk in resp.chunks():
                 sys.stdout.buffer.write(chunk)
             return 0
-        base = os.path.basename(path.rstrip("/")) or "/"
+        base = os.path.basename(os.path.normpath(path)) or "/"
+        contents = path.endswith("/.") or path.rstrip("/") == ""
         into, rename = dest, None
-        if not os.path.isdir(dest):
-            into, rename = os.path.dirname(os.path.abspath(dest)), os.path.basename(dest)
-        with tarfile.open(fileobj=_ChunkReader(resp.chunks()), mode="r|") as archive:
-            for member in archive:
-                if rename and (member.name == base or member.name.startswith(base + "/")):
-                    member.name = rename + member.name[len(base):]
-                if hasattr(tarfile, "tar_filter"):  # Python 3.11.4 and later
-                    archive.extract(member, into, filter="tar")
-                else:
-                    archive.extract(member, into)
+        if contents:
+            os.makedirs(dest, exist_ok=True)
+            rename = (base, ".")
+        elif os.path.isdir(dest):
+            rename = (rename_from, link_name) if rename_from else None
+        else:
+            into = os.path.dirname(os.path.abspath(dest))
+            if dest.endswith("/"):
+                raise cli.fail(f"invalid output path: directory {dest!r} does not exist", 1)
+            rename = (base, os.path.basename(dest))
+        fd = os.open(into, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            tarstream.extract(tarstream.Source(chunks=resp.chunks()), fd,
+                              chown=bool(args.archive) and os.geteuid() == 0, rename=rename)
+        except (tarstream.TarError, OSError) as exc:
+            raise cli.fail(f"copy {container}:{path} to {dest}: {exc}", 1) from None
+        finally:
+            os.close(fd)
     finally:
         resp.conn.close()
     return 0
 
 
-def _to_container(cli, src: str, container: str, path: str) -> int:
-    import tarfile
-    import tempfile
-
+def _to_container(cli, src: str, container: str, path: str, args) -> int:
     target = _stat(cli, container, path)
+    query = {"noOverwriteDirNonDir": True, "copyUIDGID": bool(args.archive) or None}
     if src == "-":
-        where, stream, length = path, os.fdopen(0, "rb", closefd=False), None
+        stream = os.fdopen(0, "rb", closefd=False)
+        cli.client.call("PUT", f"/containers/{quote_path(container)}/archive",
+                        {"path": path, **query}, stream=stream,
+                        headers={"Content-Type": "application/x-tar"})
+        return 0
+    if not os.path.lexists(src):
+        raise cli.fail(f"lstat {os.path.abspath(src)}: no such file or directory", 1)
+    contents = src.endswith("/.")
+    local = os.path.abspath(src)
+    name = os.path.basename(local)
+    if target is not None and target.get("mode", 0) & _DIR:
+        where, arcname = path, ("." if contents else name)
     else:
-        if not os.path.lexists(src):
-            raise cli.fail(f"lstat {src}: no such file or directory", 1)
-        if target is not None and target.get("mode", 0) & _DIR:
-            where, name = path, os.path.basename(os.path.abspath(src))
-        else:
-            where, name = os.path.dirname(path.rstrip("/")) or "/", os.path.basename(path)
-        stream = tempfile.TemporaryFile()
-        with tarfile.open(fileobj=stream, mode="w") as archive:
-            archive.add(src, arcname=name)
-        length = stream.tell()
-        stream.seek(0)
+        if path.endswith("/"):
+            raise cli.fail(f"Error response from daemon: Could not find the file {path} in "
+                           f"container {container}", 1)
+        where, arcname = os.path.dirname(path.rstrip("/")) or "/", os.path.basename(
+            path.rstrip("/"))
+    stream = _tar_pipe(local, arcname, args.follow_link)
     with stream:
         cli.client.call("PUT", f"/containers/{quote_path(container)}/archive",
-                        {"path": where, "noOverwriteDirNonDir": True}, stream=stream,
-                        length=length, headers={"Content-Type": "application/x-tar"})
+                        {"path": where, **query}, stream=stream,
+                        headers={"Content-Type": "application/x-tar"})
     return 0
 
 
-class _ChunkReader:
-    """A read()-able view of an iterator of byte chunks, for tarfile's stream mode."""
+def _tar_pipe(local: str, arcname: str, follow: bool):
+    """A readable end of a pipe a thread writes `local` into as a tar stream."""
+    import threading
 
-    def __init__(self, chunks) -> None:
-        self.chunks, self.buf = chunks, b""
+    from knarr import tarstream
 
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self.buf) < size:
-            chunk = next(self.chunks, None)
-            if chunk is None:
-                break
-            self.buf += chunk
-        if size < 0:
-            data, self.buf = self.buf, b""
-        else:
-            data, self.buf = self.buf[:size], self.buf[size:]
-        return data
+    r, w = os.pipe()
+    parent = os.open(os.path.dirname(local) or "/", os.O_RDONLY | os.O_DIRECTORY)
 
+    def write() -> None:
+        try:
+            tarstream.write_tree(w, parent, os.path.basename(local) or ".", arcname,
+                                 follow=follow)
+        except OSError:
+            pass
+        finally:
+            os.close(w)
+            os.close(parent)
 
-
+    threading.Thread(target=write, daemon=True).start()
+    return os.fdopen(r, "rb")

@@ -70,6 +70,8 @@ def declare(c: flags.Command) -> None:
     a("--oom-score-adj", type=int, help="Tune host's OOM preferences (-1000 to 1000)")
     a("--network", "--net", default="default", help="Connect a container to a network")
     a("-v", "--volume", action="append", help="Bind mount a volume")
+    a("--volumes-from", action="append",
+      help="Mount volumes from the specified container(s)")
     a("--mount", action="append", type=opts.mount,
       help="Attach a filesystem mount to the container")
     a("-p", "--publish", action="append", type=opts.publish,
@@ -164,6 +166,8 @@ def _host_config(args) -> dict:
     }
     if args.mount:
         hc["Mounts"] = args.mount
+    if args.volumes_from:
+        hc["VolumesFrom"] = args.volumes_from
     if args.publish:
         bindings: dict[str, list] = {}
         for port, binding in args.publish:

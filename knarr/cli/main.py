@@ -36,6 +36,8 @@ GROUPS = {
                 "inspect": "inspect", "rm": "network_rm", "remove": "network_rm",
                 "prune": "prune", "connect": "network_connect",
                 "disconnect": "network_disconnect"},
+    "volume": {v: "volume" for v in ("create", "ls", "list", "inspect", "rm", "remove",
+                                     "prune")},
 }
 _ALIASES = {"list", "remove", "ps"}  # shown only under their usual names
 _GLOBAL_VALUES = {"-H": "host", "--host": "host", "-l": "log_level", "--log-level": "log_level",
@@ -133,7 +135,7 @@ def _usage() -> str:
             "      --tlsverify      Use TLS and verify the remote (DOCKER_TLS_VERIFY)\n"
             "  -v, --version        Print version information and quit\n\n"
             "Management Commands:\n  container   Manage containers\n  image       Manage "
-            "images\n  network     Manage networks\n  system      Manage knarr\n\nCommands:\n"
+            "images\n  network     Manage networks\n  system      Manage knarr\n  volume      Manage volumes\n\nCommands:\n"
             "  daemon      Run the knarr daemon (knarrd; see 'knarr daemon --help')\n" + _summaries(COMMANDS) +
             "\nRun 'knarr COMMAND --help' for more information on a command.\n")
 

@@ -177,7 +177,17 @@ def mount(text: str) -> dict:
         elif key == "tmpfs-mode":
             out.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
         elif key == "volume-nocopy":
-            out.setdefault("VolumeOptions", {})["NoCopy"] = not eq or value == "true"
+            out.setdefault("VolumeOptions", {})["NoCopy"] = not eq or value.lower() in \
+                ("1", "true")
+        elif key == "volume-label":
+            label, _, label_value = value.partition("=")
+            out.setdefault("VolumeOptions", {}).setdefault("Labels", {})[label] = label_value
+        elif key == "volume-driver":
+            out.setdefault("VolumeOptions", {}).setdefault("DriverConfig", {})["Name"] = value
+        elif key == "volume-opt":
+            opt, _, opt_value = value.partition("=")
+            config = out.setdefault("VolumeOptions", {}).setdefault("DriverConfig", {})
+            config.setdefault("Options", {})[opt] = opt_value
         elif key in ("consistency",):
             out["Consistency"] = value
         else:

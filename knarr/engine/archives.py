@@ -1,97 +1,209 @@
-"""docker cp: a path of a container's file system as a tarball, out and in.
+"""docker cp: a path of a container's file system as a tar stream, out and in.
 
-The container's root is its mounted rootfs while it runs (the monitor's mount),
-else the snapshot mounted for the while. Paths are resolved inside that root
-(symlinks followed as the container would), and extraction refuses members
-that would land outside it.
+The file work happens in `cpchild`, a process of its own that enters the
+container's root (chroot into a running container's /proc/<pid>/root, or a
+private mount namespace with the overlay and the container's volumes and binds
+for a stopped one) before it resolves a path, so no symlink can take it outside.
+The daemon only moves bytes between that process's pipes and the HTTP stream.
 """
 
+import asyncio
 import base64
-import contextlib
 import json
 import os
-import stat
-import tarfile
+import subprocess
+import sys
 import tempfile
 
-from knarr.errors import InvalidArgument, NotFound
-from knarr.runtime.mounts import safe_join
+from knarr.errors import InvalidArgument, NotFound, Unavailable
 
-__all__ = ["ArchivesMixin"]
+__all__ = ["ArchivesMixin", "stat_header"]
 
-
-class ArchivesMixin:
-    """GET, HEAD and PUT of /containers/{id}/archive."""
-
-    @contextlib.contextmanager
-    def _root_of(self, record: dict):
-        from knarr import sys as ksys
-
-        rootfs = os.path.join(self.monitor_dir(record["Id"]), "rootfs")
-        if os.path.ismount(rootfs):
-            yield rootfs
-            return
-        here = tempfile.mkdtemp(prefix="archive-", dir=self.root)
-        try:
-            for m in record["_snapshot"]["mounts"]:
-                if m["type"] == "bind":
-                    ksys.mount(m["source"], here, None, ksys.MS_BIND)
-                else:
-                    ksys.mount("overlay", here, "overlay", 0, ",".join(m["options"]))
-            yield here
-        finally:
-            while os.path.ismount(here):
-                ksys.umount2(here, ksys.MNT_DETACH)
-            os.rmdir(here)
-
-    def path_stat(self, ref: str, path: str) -> str:
-        """Docker's X-Docker-Container-Path-Stat header value for a path."""
-        record = self.record(ref)
-        with self._root_of(record) as root:
-            return _stat_header(root, path, record["Id"])
-
-    def archive_get(self, ref: str, path: str, out_path: str) -> str:
-        """Write the path as a tarball to `out_path`; return the stat header."""
-        record = self.record(ref)
-        with self._root_of(record) as root:
-            header = _stat_header(root, path, record["Id"])
-            host = safe_join(root, path)
-            name = os.path.basename(os.path.normpath(path)) or "/"
-            with tarfile.open(out_path, "w", format=tarfile.PAX_FORMAT) as archive:
-                archive.add(host, arcname=name if name != "/" else ".")
-        return header
-
-    def archive_put(self, ref: str, path: str, tar_path: str) -> None:
-        """Extract a tarball into a directory of the container."""
-        record = self.record(ref)
-        with self._root_of(record) as root:
-            target = safe_join(root, path)
-            if not os.path.isdir(target):
-                raise NotFound(f"Could not find the file {path} in container "
-                               f"{record['Id']}", path=path)
-            try:
-                with tarfile.open(tar_path) as archive:
-                    archive.extractall(target, filter="tar")
-            except (tarfile.FilterError, tarfile.ReadError) as exc:
-                raise InvalidArgument(f"extract to {path}: {exc}", path=path) from exc
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_LAUNCH = (f"import sys; sys.path.insert(0, {_REPO!r}); "
+           "from knarr.engine import cpchild; cpchild.main()")
+_F_SETPIPE_SZ = 1031
+_PIPE_SIZE = 1 << 20
 
 
-def _stat_header(root: str, path: str, cid: str) -> str:
-    host = safe_join(root, path)
-    try:
-        st = os.lstat(host)
-    except FileNotFoundError:
-        raise NotFound(f"Could not find the file {path} in container {cid}",
-                       path=path) from None
-    mode = stat.S_IMODE(st.st_mode) | (1 << 31 if stat.S_ISDIR(st.st_mode) else 0) | \
-        (1 << 27 if stat.S_ISLNK(st.st_mode) else 0)
-    doc = {"name": os.path.basename(os.path.normpath(path)) or "/", "size": st.st_size,
-           "mode": mode, "mtime": _rfc3339(st.st_mtime),
-           "linkTarget": os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""}
+def stat_header(doc: dict) -> str:
+    """Docker's X-Docker-Container-Path-Stat header value for a stat document."""
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
-def _rfc3339(ts: float) -> str:
-    import time
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        import fcntl
 
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+        fcntl.fcntl(w, _F_SETPIPE_SZ, _PIPE_SIZE)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size: the default will do
+    return r, w
+
+
+async def _write_all(fd: int, data: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            ready = loop.create_future()
+            loop.add_writer(fd, ready.set_result, None)
+            try:
+                await ready
+            finally:
+                loop.remove_writer(fd)
+
+
+class CpChild:
+    """A running cpchild: its reply reader, the pipe into it, the process."""
+
+    def __init__(self, proc, reader: asyncio.StreamReader, stdin_fd: int | None,
+                 scratch: str | None) -> None:
+        self.proc, self.reader, self.stdin_fd, self.scratch = proc, reader, stdin_fd, scratch
+
+    async def reply(self, what: str) -> dict:
+        line = await self.reader.readline()
+        if not line:
+            err = await self.finish()
+            raise Unavailable(f"{what}: the copy process ended without a reply: {err}")
+        return json.loads(line)
+
+    async def finish(self) -> str:
+        """Close our ends, wait for the process, remove the scratch dir; its stderr."""
+        if self.stdin_fd is not None:
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+        err = await self.proc.stderr.read()
+        await self.proc.wait()
+        if self.scratch:
+            try:
+                os.rmdir(self.scratch)
+            except OSError:
+                pass
+        return err.decode(errors="replace").strip()[-2000:]
+
+
+class ArchivesMixin:
+    """HEAD, GET and PUT of /containers/{id}/archive, and volume copy-up."""
+
+    def _cp_root(self, record: dict) -> dict:
+        """Where cpchild finds the container's root: its pid, or mounts to make."""
+        cid = record["Id"]
+        state = self.state(cid)
+        if state["Running"] and state["Pid"]:
+            return {"pid": state["Pid"]}
+        rootfs = os.path.join(self.monitor_dir(cid), "rootfs")
+        binds = []
+        for m in record.get("Mounts") or []:
+            if m["Type"] == "volume":
+                binds.append({"source": self.volumes.mount(m["Name"]),
+                              "destination": m["Destination"], "ro": not m["RW"]})
+            elif m["Type"] == "bind" and os.path.exists(m["Source"]):
+                binds.append({"source": m["Source"], "destination": m["Destination"],
+                              "ro": not m["RW"]})
+        return {"rootfs": rootfs if os.path.ismount(rootfs) else None,
+                "mounts": record["_snapshot"]["mounts"], "binds": binds}
+
+    async def _cp_start(self, root: dict, request: dict, stdin: bool) -> CpChild:
+        scratch = None
+        if not root.get("pid") and not root.get("dir"):
+            scratch = tempfile.mkdtemp(prefix="cp-", dir=self.exec_root)
+        request = {**root, **request, "scratch": scratch}
+        out_r, out_w = _pipe()
+        in_r = in_w = None
+        if stdin:
+            in_r, in_w = _pipe()
+            os.set_blocking(in_w, False)
+        loop = asyncio.get_running_loop()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-S", "-c", _LAUNCH, json.dumps(request),
+                stdin=in_r if stdin else subprocess.DEVNULL, stdout=out_w,
+                stderr=subprocess.PIPE, pass_fds=())
+        finally:
+            os.close(out_w)
+            if in_r is not None:
+                os.close(in_r)
+        reader = asyncio.StreamReader(limit=1 << 22)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                     os.fdopen(out_r, "rb", 0))
+        return CpChild(proc, reader, in_w, scratch)
+
+    async def _cp_reply(self, child: CpChild, ref: str, path: str) -> dict:
+        reply = await child.reply(f"copy {path} of {ref}")
+        if "error" in reply:
+            await child.finish()
+            if reply["kind"] == "notfound":
+                raise NotFound(f"Could not find the file {path} in container {ref}", path=path)
+            raise InvalidArgument(reply["error"], path=path)
+        return reply
+
+    async def path_stat(self, ref: str, path: str) -> dict:
+        """The stat document of a path in a container (HEAD .../archive)."""
+        child = await self._cp_start(self._cp_root(self.record(ref)),
+                                     {"op": "stat", "path": path}, False)
+        reply = await self._cp_reply(child, ref, path)
+        await child.finish()
+        return reply["stat"]
+
+    async def archive_get(self, ref: str, path: str, follow: bool = False,
+                          root: dict | None = None, arcname: str | None = None):
+        """(stat document, async iterator of the tar stream's pieces) of a path."""
+        request = {"op": "get", "path": path, "follow": follow}
+        if arcname is not None:
+            request["arcname"] = arcname
+        child = await self._cp_start(root or self._cp_root(self.record(ref)), request, False)
+        reply = await self._cp_reply(child, ref, path)
+
+        async def pieces():
+            try:
+                while chunk := await child.reader.read(1 << 20):
+                    yield chunk
+            finally:
+                child.proc.kill() if child.proc.returncode is None else None
+                await child.finish()
+
+        return reply["stat"], pieces()
+
+    async def archive_put(self, ref: str, path: str, chunks, copy_uid_gid: bool = False,
+                          no_overwrite_dir_nondir: bool = False) -> None:
+        """Extract a tar stream (async iterator of pieces) into a directory of a container."""
+        record = self.record(ref)
+        request = {"op": "put", "path": path, "no_overwrite": no_overwrite_dir_nondir,
+                   "chown": True if copy_uid_gid else [0, 0]}
+        await self.put_tar(self._cp_root(record), request, chunks, ref)
+
+    async def put_tar(self, root: dict, request: dict, chunks, ref: str) -> None:
+        """Run a put cpchild in `root`, feeding it `chunks`."""
+        child = await self._cp_start(root, request, True)
+        await self._cp_reply(child, ref, request["path"])
+        broken = False
+        async for chunk in chunks:
+            if broken:
+                continue  # drain the request body
+            try:
+                await _write_all(child.stdin_fd, chunk)
+            except BrokenPipeError:
+                broken = True
+        os.close(child.stdin_fd)
+        child.stdin_fd = None
+        await self._cp_reply(child, ref, request["path"])
+        await child.finish()
+
+    async def copy_up(self, record: dict, path: str, volume_dir: str) -> None:
+        """Fill an empty volume with what the container's image has at `path`."""
+        root = self._cp_root(record)
+        root["binds"] = []  # the image's content, not what is mounted over it
+        try:
+            doc, pieces = await self.archive_get(record["Id"], path, root=root, arcname=".")
+        except NotFound:
+            return
+        if not doc["mode"] & (1 << 31):
+            async for _ in pieces:
+                pass
+            return
+        request = {"op": "put", "path": "/", "chown": True}
+        await self.put_tar({"dir": volume_dir}, request, pieces, record["Id"])

@@ -12,7 +12,7 @@ from knarr.errors import Conflict, InvalidArgument, KnarrError, NotFound
 
 __all__ = ["ContainersMixin"]
 
-_PRIVATE = ("_created", "_snapshot", "_networks")
+_PRIVATE = ("_created", "_snapshot", "_networks", "_mountopts")
 log = logging.getLogger("knarr.engine")
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -80,6 +80,7 @@ class ContainersMixin:
         record["_networks"] = self.resolve_network_mode(record["HostConfig"],
                                                         body.get("NetworkingConfig"))
         self.oci_config(record)  # refuse a bad capability, ulimit or profile now
+        made = self.prepare_mounts(record, image_config)
         cdir = self.container_dir(cid)
         os.makedirs(cdir, mode=0o710)
         key = f"container-{cid}"
@@ -96,9 +97,11 @@ class ContainersMixin:
                 if isinstance(result, BaseException):
                     raise result
             record["GraphDriver"] = {"Name": "overlay2", "Data": _graph_data(mounts)}
+            await self.copy_up_volumes(record)
             self.records.add(record)
         except BaseException:
             await self._drop_files(cid, record)
+            self.drop_volumes(made)
             raise
         self.publish(cid, "create")
         return {"Id": cid, "Warnings": []}
@@ -315,6 +318,8 @@ class ContainersMixin:
         # thread: image calls queue behind it there, so none sees the snapshot still in
         # use; a daemon killed before it is done sweeps the rest at its next start.
         self._drop_files_later(cid, record)
+        if volumes or record["HostConfig"].get("AutoRemove"):
+            self.remove_anonymous_volumes(record)
         self.stats_cache.pop(cid, None)
         for exec_id in [e for e, x in self.execs.items() if x["ContainerID"] == cid]:
             del self.execs[exec_id]

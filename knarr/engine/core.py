@@ -27,8 +27,10 @@ from knarr.engine.netattach import NetAttachMixin
 from knarr.engine.networks import NetworksMixin
 from knarr.engine.observe import ObserveMixin
 from knarr.engine.pulls import RegistryMixin
+from knarr.engine.volumeverbs import VolumesMixin
 from knarr.errors import KnarrError, NotFound
 from knarr.images import ImageStore, builtin
+from knarr.volumes import VolumeStore
 
 __all__ = ["Engine", "API_VERSION", "VERSION"]
 
@@ -41,7 +43,7 @@ _BUILTIN = {"docker.io/library/hello-world:latest": builtin.hello_world,
 
 class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMixin,
              FilesystemsMixin, ArchivesMixin, RegistryMixin,
-             BuildMixin, NetworksMixin, NetAttachMixin):
+             BuildMixin, NetworksMixin, NetAttachMixin, VolumesMixin):
     """Containers, images, exec, logs, stats and events for one state root."""
 
     def __init__(self, root: str, exec_root: str, helper: socket.socket | None,
@@ -55,6 +57,7 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         self.helper = helper
         self.records = records.Records(self.root)
         self.images = ImageStore(self.root, in_use=self.records.image_in_use)
+        self.volumes = VolumeStore(self.root)
         # The image store's SQLite connections are used from this one thread only.
         self.image_thread = concurrent.futures.ThreadPoolExecutor(1, "images")
         self.events = events.EventBus()

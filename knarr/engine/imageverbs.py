@@ -126,4 +126,4 @@ class ImagesMixin:
         containers = self.list(all_=True, size=True)
         df = await self.in_image_thread(self.images.df)
         return {"LayersSize": df["Size"], "Images": images, "Containers": containers,
-                "Volumes": [], "BuildCache": []}
+                "Volumes": self.volume_df(), "BuildCache": []}

@@ -139,6 +139,7 @@ class LifecycleMixin:
         self.died.discard(cid)
         pending = self.pending_attach.pop(cid, [])
         params = self._monitor_params(record, wait_go=bool(pending))
+        self.ready_volumes(record)
         netns = await self.net_start(record)
         self.write_json(os.path.join(mdir, "config.json"), self.oci_config(record, netns),
                         durable=False)

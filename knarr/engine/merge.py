@@ -7,7 +7,7 @@ the monitor owns) and the runtime-only fields the engine adds at start.
 import os
 import time
 
-from knarr.engine import names
+from knarr.engine import mountspecs, names
 from knarr.errors import InvalidArgument
 
 __all__ = ["merge", "validate_host_config", "parse_restart_policy", "rfc3339"]
@@ -178,25 +178,8 @@ def merge(request: dict, image: dict, image_id: str, image_name: str, container_
 
 
 def _mounts_of(host: dict) -> list[dict]:
-    out = []
-    for bind in host.get("Binds") or []:
-        parts = bind.split(":")
-        if len(parts) < 2 or not parts[0].startswith("/"):
-            raise InvalidArgument(f"invalid volume specification: '{bind}'", bind=bind)
-        mode = parts[2] if len(parts) > 2 else ""
-        out.append({"Type": "bind", "Source": parts[0], "Destination": parts[1],
-                    "Mode": mode, "RW": "ro" not in mode.split(","), "Propagation": "rprivate"})
-    for mount in host.get("Mounts") or []:  # --mount type=bind
-        if mount.get("Type") != "bind":
-            raise InvalidArgument(f"mount type {mount.get('Type')!r} is not supported yet: "
-                                  "only bind mounts", mount=mount.get("Type"))
-        source, target = mount.get("Source", ""), mount.get("Target", "")
-        if not source.startswith("/") or not target.startswith("/"):
-            raise InvalidArgument("invalid mount config for type \"bind\": source and "
-                                  "target must be absolute paths", mount=source)
-        out.append({"Type": "bind", "Source": source, "Destination": target, "Mode": "",
-                    "RW": not mount.get("ReadOnly"), "Propagation": "rprivate"})
-    return out
+    """The mount points checked now; the engine makes their volumes (prepare_mounts)."""
+    return mountspecs.public(mountspecs.parse(host))
 
 
 def check_name(name: str | None, taken) -> str:

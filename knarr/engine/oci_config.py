@@ -7,6 +7,7 @@ capability this host has (not a fixed list: this host lacks CAP_SYS_RESOURCE),
 no seccomp filter, every device and nothing masked.
 """
 
+from knarr.engine import mountspecs
 from knarr.errors import InvalidArgument
 from knarr.oci import runtime_spec
 
@@ -141,10 +142,8 @@ def _mounts(record: dict, files_dir: str) -> list[dict]:
     for name in ("resolv.conf", "hostname", "hosts"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind",
                        "source": f"{files_dir}/{name}", "options": ["rbind", "rprivate"]})
-    for m in record.get("Mounts") or []:
-        mode = ["rbind", "rprivate", "ro" if not m["RW"] else "rw"]
-        mounts.append({"destination": m["Destination"], "type": "bind", "source": m["Source"],
-                       "options": mode})
+    mounts += mountspecs.oci_mounts(record.get("Mounts") or [],
+                                    (record.get("_mountopts") or {}).get("tmpfs") or {})
     for dest, opts in (host.get("Tmpfs") or {}).items():
         options = ["nosuid", "nodev", "noexec"] + [o for o in opts.split(",") if o]
         mounts.append({"destination": dest, "type": "tmpfs", "source": "tmpfs",

@@ -42,9 +42,9 @@ MNT_DETACH = 2
 
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "pidfd_open": 434, "pidfd_send_signal": 424, "capget": 125,
-               "capset": 126, "setns": 308},
+               "capset": 126, "setns": 308, "openat2": 437},
     "aarch64": {"pivot_root": 41, "pidfd_open": 434, "pidfd_send_signal": 424, "capget": 90,
-                "capset": 91, "setns": 268},
+                "capset": 91, "setns": 268, "openat2": 437},
 }[os.uname().machine]
 
 _libc.syscall.restype = ctypes.c_long
@@ -193,3 +193,23 @@ def add_inode_flags(fd: int, flags: int) -> None:
     if current & flags != flags:
         fcntl.ioctl(fd, _FS_IOC_SETFLAGS, (current | flags).to_bytes(4, "little", signed=True)
                     + bytes(4))
+
+
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(2): open `path` relative to `dir_fd` under the RESOLVE_* rules; the new fd."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    return _check(_libc.syscall(_SYSCALLS["openat2"], ctypes.c_int(dir_fd),
+                                ctypes.c_char_p(_bytes(path)), ctypes.byref(how),
+                                ctypes.c_size_t(ctypes.sizeof(how))), "openat2", path)

@@ -1,0 +1,196 @@
+"""The process that does a `cp`'s file work, inside the container's root.
+
+The daemon starts it (a small fresh interpreter, single-threaded) for each
+archive request. It enters the container's root before it touches a path:
+
+- a running container: chroot into /proc/<pid>/root, the container's own root
+  with every mount it has (volumes, binds, tmpfs) exactly as the container sees
+  them;
+- a stopped one: a private mount namespace, the container's overlay (or the
+  monitor's still-mounted rootfs) bound at a scratch directory, each volume and
+  bind mounted at its destination, resolved inside that root by openat2
+  (RESOLVE_IN_ROOT) and mounted through the resulting fd, then chroot;
+- a plain directory (a volume being filled from its image): chroot into it.
+
+From then on the kernel resolves every path inside the root: a symlink to `/`
+or `..`, even one swapped in while the copy runs, names the container's root,
+never the host's. Members are created with *at calls on directory fds
+(`knarr.tarstream`). Protocol: argv[1] is a JSON request; the first line on
+stdout is a JSON reply ({"stat": ...} or {"error": ..., "kind": ...}); for
+`get` the tar stream follows it; `put` reads the tar on stdin and then replies.
+"""
+
+import json
+import os
+import stat
+import sys
+import time
+
+from knarr import tarstream
+
+__all__ = ["main"]
+
+_DIR = 1 << 31
+_SYMLINK = 1 << 27
+
+
+def _reply(doc: dict) -> None:
+    os.write(1, json.dumps(doc).encode() + b"\n")
+
+
+def _enter_pid(pid: int) -> None:
+    fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    os.fchdir(fd)
+    os.chroot(".")
+    os.chdir("/")
+    os.close(fd)
+
+
+def _enter_mounts(request: dict) -> None:
+    from knarr import sys as ksys
+
+    ksys.unshare(ksys.CLONE_NEWNS)
+    ksys.mount(None, "/", None, ksys.MS_REC | ksys.MS_PRIVATE)
+    here = request["scratch"]
+    if request.get("rootfs"):
+        ksys.mount(request["rootfs"], here, None, ksys.MS_BIND | ksys.MS_REC)
+    else:
+        for m in request["mounts"]:
+            if m["type"] == "bind":
+                ksys.mount(m["source"], here, None, ksys.MS_BIND)
+            else:
+                ksys.mount("overlay", here, "overlay", 0, ",".join(m["options"]))
+    root_fd = os.open(here, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    for bind in sorted(request.get("binds") or [], key=lambda b: b["destination"].count("/")):
+        _mount_in_root(root_fd, bind)
+    os.fchdir(root_fd)
+    os.chroot(".")
+    os.chdir("/")
+    os.close(root_fd)
+
+
+def _mount_in_root(root_fd: int, bind: dict) -> None:
+    from knarr import sys as ksys
+
+    source = bind["source"]
+    is_dir = os.path.isdir(source)
+    dest = _make_in_root(root_fd, bind["destination"], is_dir)
+    if dest is None:
+        return
+    try:
+        target = f"/proc/self/fd/{dest}"
+        ksys.mount(source, target, None, ksys.MS_BIND | ksys.MS_REC)
+        if bind.get("ro"):
+            ksys.mount(None, target, None, ksys.MS_REMOUNT | ksys.MS_BIND | ksys.MS_RDONLY)
+    finally:
+        os.close(dest)
+
+
+def _make_in_root(root_fd: int, path: str, is_dir: bool) -> int | None:
+    """An O_PATH fd of `path` resolved inside the root, made (dirs 0755) if missing."""
+    from knarr import sys as ksys
+
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    done = ""
+    for i, part in enumerate(parts):
+        done = f"{done}/{part}"
+        try:
+            fd = ksys.openat2(root_fd, done, os.O_PATH, 0, ksys.RESOLVE_IN_ROOT)
+        except FileNotFoundError:
+            parent = ksys.openat2(root_fd, done.rsplit("/", 1)[0] or "/",
+                                  os.O_PATH | os.O_DIRECTORY, 0, ksys.RESOLVE_IN_ROOT)
+            try:
+                real = os.open(".", os.O_RDONLY | os.O_DIRECTORY,
+                               dir_fd=parent)  # O_PATH fds cannot be used for mkdirat
+                try:
+                    if i < len(parts) - 1 or is_dir:
+                        os.mkdir(part, 0o755, dir_fd=real)
+                    else:
+                        os.close(os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY |
+                                         os.O_NOFOLLOW, 0o644, dir_fd=real))
+                finally:
+                    os.close(real)
+            finally:
+                os.close(parent)
+            fd = ksys.openat2(root_fd, done, os.O_PATH, 0, ksys.RESOLVE_IN_ROOT)
+        if i == len(parts) - 1:
+            return fd
+        os.close(fd)
+    return None
+
+
+def _rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _stat(path: str) -> dict:
+    st = os.lstat(path)
+    mode = stat.S_IMODE(st.st_mode) | (_DIR if stat.S_ISDIR(st.st_mode) else 0) | \
+        (_SYMLINK if stat.S_ISLNK(st.st_mode) else 0)
+    return {"name": os.path.basename(os.path.normpath(path)) or "/", "size": st.st_size,
+            "mode": mode, "mtime": _rfc3339(st.st_mtime),
+            "linkTarget": os.path.realpath(path) if stat.S_ISLNK(st.st_mode) else ""}
+
+
+def _split(path: str) -> tuple[str, str]:
+    """(parent directory, last name) of a container path; "/" is ("/", ".")."""
+    norm = os.path.normpath("/" + path.lstrip("/"))
+    if norm == "/":
+        return "/", "."
+    return os.path.dirname(norm), os.path.basename(norm)
+
+
+def _get(request: dict) -> None:
+    path = request["path"]
+    doc = _stat(path)
+    parent, name = _split(path)
+    parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    _reply({"stat": doc})
+    arcname = request.get("arcname", name if name != "." else ".")
+    try:
+        tarstream.write_tree(1, parent_fd, name, arcname, follow=bool(request.get("follow")))
+    except OSError:  # the reply is out: a broken stream is all the caller can be told
+        os._exit(1)
+
+
+def _put(request: dict) -> None:
+    path = request["path"]
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except NotADirectoryError:
+        _reply({"error": "extraction point is not a directory", "kind": "invalid"})
+        return
+    _reply({"ready": True})
+    chown = request.get("chown", True)
+    tarstream.extract(tarstream.Source(fd=0), fd, chown=tuple(chown) if
+                      isinstance(chown, list) else chown,
+                      no_overwrite_dir_nondir=bool(request.get("no_overwrite")))
+    _reply({"ok": True})
+
+
+def main() -> None:
+    """Enter the root the request names, then stat, get or put."""
+    import tarfile  # noqa: F401 - every module must be loaded before chroot leaves it behind
+
+    request = json.loads(sys.argv[1])
+    try:
+        if request.get("pid"):
+            _enter_pid(request["pid"])
+        elif request.get("dir"):
+            os.chroot(request["dir"])
+            os.chdir("/")
+        else:
+            _enter_mounts(request)
+        op = request["op"]
+        if op == "stat":
+            _reply({"stat": _stat(request["path"])})
+        elif op == "get":
+            _get(request)
+        else:
+            _put(request)
+    except BrokenPipeError:
+        pass
+    except FileNotFoundError as exc:
+        _reply({"error": str(exc.strerror), "kind": "notfound"})
+    except (OSError, tarstream.TarError) as exc:
+        _reply({"error": str(exc), "kind": "invalid"})

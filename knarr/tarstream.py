@@ -1,0 +1,439 @@
+"""Tar streams for `cp`: written with sendfile, read with splice, extracted through fds.
+
+`write_tree` emits a file-system tree as a PAX tar onto a file descriptor, file
+bodies moved by the kernel (sendfile), never by Python. `extract` reads a tar
+stream and creates every member relative to a directory fd, walking each
+member's parent one component at a time with O_NOFOLLOW: a member can never
+land outside that directory, whatever symlinks the archive or a concurrent
+process put in the way, and nothing is done by path string from the root.
+Shared by the engine (inside the container's root) and the CLI (on the host),
+so it sits on the floor beside `fastjson`; `tarfile` is imported only here,
+for its header codec.
+"""
+
+import errno
+import os
+import stat
+
+__all__ = ["write_tree", "extract", "Source", "TarError"]
+
+_BLOCK = 512
+_FLUSH = 1 << 20
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class TarError(Exception):
+    """A malformed archive or a member that cannot be placed."""
+
+
+# -- writing ------------------------------------------------------------------
+
+
+class _Out:
+    """Small writes gathered into one buffer; file bodies go by sendfile."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf = fd, bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= _FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        with memoryview(self.buf) as view:
+            done = 0
+            while done < len(view):
+                done += os.write(self.fd, view[done:])
+        self.buf.clear()
+
+    def file(self, fd: int, size: int) -> None:
+        if size <= 65536:
+            data = os.read(fd, size)
+            self.write(data + bytes(size - len(data)))  # a file that shrank: zeros
+            return
+        self.flush()
+        offset = 0
+        while offset < size:
+            sent = os.sendfile(self.fd, fd, offset, size - offset)
+            if sent == 0:
+                break
+            offset += sent
+        if offset < size:
+            self.write(bytes(size - offset))
+
+
+def _info(name: str, st: os.stat_result, link: str = ""):
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    kind = stat.S_IFMT(st.st_mode)
+    if link:
+        info.type, info.linkname = tarfile.LNKTYPE, link
+    elif kind == stat.S_IFDIR:
+        info.type = tarfile.DIRTYPE
+    elif kind == stat.S_IFLNK:
+        info.type = tarfile.SYMTYPE
+    elif kind == stat.S_IFREG:
+        info.type, info.size = tarfile.REGTYPE, st.st_size
+    elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+        info.type = tarfile.CHRTYPE if kind == stat.S_IFCHR else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif kind == stat.S_IFIFO:
+        info.type = tarfile.FIFOTYPE
+    else:
+        return None  # sockets are not archived
+    return info
+
+
+def _header(info) -> bytes:
+    import tarfile
+
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def write_tree(out_fd: int, dir_fd: int, name: str, arcname: str, follow: bool = False) -> None:
+    """Archive `name` (relative to `dir_fd`, a directory or any other file) as `arcname`
+    onto `out_fd`, then the two zero blocks; `follow` dereferences `name` itself."""
+    out = _Out(out_fd)
+    seen: dict[tuple[int, int], str] = {}
+    _write_entry(out, dir_fd, name, arcname, seen, follow)
+    out.write(bytes(_BLOCK * 2))
+    out.flush()
+
+
+def _write_entry(out: _Out, dir_fd: int, name: str, arcname: str, seen: dict,
+                 follow: bool = False) -> None:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=follow)
+    except FileNotFoundError:
+        return  # removed while we walked
+    key = (st.st_dev, st.st_ino)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in seen:
+        out.write(_header(_info(arcname, st, seen[key])))
+        return
+    if stat.S_ISLNK(st.st_mode):
+        info = _info(arcname, st)
+        info.linkname = os.readlink(name, dir_fd=dir_fd)
+        out.write(_header(info))
+        return
+    if stat.S_ISREG(st.st_mode):
+        _write_file(out, dir_fd, name, arcname, st, follow)
+        if st.st_nlink > 1:
+            seen[key] = arcname
+        return
+    info = _info(arcname + ("/" if stat.S_ISDIR(st.st_mode) else ""), st)
+    if info is None:
+        return
+    out.write(_header(info))
+    if stat.S_ISDIR(st.st_mode):
+        flags = _O_DIR & ~os.O_NOFOLLOW if follow else _O_DIR
+        sub = os.open(name, flags, dir_fd=dir_fd)
+        try:
+            for entry in sorted(os.listdir(sub)):
+                _write_entry(out, sub, entry, f"{arcname.rstrip('/')}/{entry}"
+                             if arcname not in ("", ".") else entry, seen)
+        finally:
+            os.close(sub)
+
+
+def _write_file(out: _Out, dir_fd: int, name: str, arcname: str, st, follow: bool) -> None:
+    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    try:
+        st = os.fstat(fd)  # the size of what is open now, not of what was listed
+        out.write(_header(_info(arcname, st)))
+        out.file(fd, st.st_size)
+        pad = -st.st_size % _BLOCK
+        if pad:
+            out.write(bytes(pad))
+    finally:
+        os.close(fd)
+
+
+# -- reading ------------------------------------------------------------------
+
+
+class Source:
+    """A tar stream from a file descriptor (a pipe is spliced from) or from an iterator of
+    byte chunks (an HTTP body)."""
+
+    def __init__(self, fd: int | None = None, chunks=None) -> None:
+        self.fd, self.chunks = fd, chunks
+        self.buf, self.pos = b"", 0
+        self.pipe = fd is not None and stat.S_ISFIFO(os.fstat(fd).st_mode)
+
+    def _more(self) -> bytes:
+        if self.fd is not None:
+            return os.read(self.fd, 1 << 20)
+        return next(self.chunks, b"")
+
+    def read(self, size: int) -> bytes:
+        """Exactly `size` bytes, or fewer at the end of the stream."""
+        while len(self.buf) - self.pos < size:
+            more = self._more()
+            if not more:
+                break
+            self.buf = self.buf[self.pos:] + more
+            self.pos = 0
+        data = self.buf[self.pos:self.pos + size]
+        self.pos += len(data)
+        return data
+
+    def copy_to(self, fd: int, size: int) -> None:
+        """Move the next `size` bytes into `fd` (or drop them when fd is -1)."""
+        held = min(size, len(self.buf) - self.pos)
+        if held:
+            if fd >= 0:
+                _write_all(fd, memoryview(self.buf)[self.pos:self.pos + held])
+            self.pos += held
+            size -= held
+        while size > 0:
+            if self.pipe and fd >= 0:
+                moved = os.splice(self.fd, fd, size)
+                if moved == 0:
+                    raise TarError("archive ended in the middle of a file")
+                size -= moved
+                continue
+            more = self._more()
+            if not more:
+                raise TarError("archive ended in the middle of a file")
+            use = more[:size]
+            if fd >= 0:
+                _write_all(fd, use)
+            size -= len(use)
+            if len(more) > len(use):
+                self.buf, self.pos = more, len(use)
+
+
+def _write_all(fd: int, data) -> None:
+    done = 0
+    while done < len(data):
+        done += os.write(fd, data[done:])
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    out, pos = {}, 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        length = int(data[pos:space])
+        key, _, value = data[space + 1:pos + length - 1].partition(b"=")
+        out[key.decode()] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+def _members(src: Source):
+    """(TarInfo, raw size) of each member; long names and PAX records applied."""
+    import tarfile
+
+    pax: dict[str, str] = {}
+    long_name = long_link = None
+    while True:
+        block = src.read(_BLOCK)
+        if len(block) < _BLOCK or block == bytes(_BLOCK):
+            return
+        try:
+            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as exc:
+            raise TarError(f"bad tar header: {exc}") from None
+        padded = info.size + (-info.size % _BLOCK)
+        if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME,
+                         tarfile.GNUTYPE_LONGLINK):
+            data = src.read(padded)[:info.size]
+            if info.type == tarfile.XHDTYPE:
+                pax.update(_pax_records(data))
+            elif info.type == tarfile.GNUTYPE_LONGNAME:
+                long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            elif info.type == tarfile.GNUTYPE_LONGLINK:
+                long_link = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            continue
+        info.name = pax.get("path", long_name or info.name)
+        info.linkname = pax.get("linkpath", long_link or info.linkname)
+        for key, attr, kind in (("size", "size", int), ("uid", "uid", int),
+                                ("gid", "gid", int), ("mtime", "mtime", float)):
+            if key in pax:
+                setattr(info, attr, kind(pax[key]))
+        pax, long_name, long_link = {}, None, None
+        yield info  # the consumer reads a regular file's body and its padding
+
+
+def _parts(name: str) -> list[str]:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise TarError(f"{name!r} is outside of the destination")
+    return parts
+
+
+def _open_parent(dest_fd: int, parts: list[str]) -> int:
+    """The fd of the directory holding parts[-1], walked without following symlinks;
+    missing directories are made (0755)."""
+    fd = os.dup(dest_fd)
+    for part in parts[:-1]:
+        try:
+            nxt = os.open(part, _O_DIR, dir_fd=fd)
+        except FileNotFoundError:
+            os.mkdir(part, 0o755, dir_fd=fd)
+            nxt = os.open(part, _O_DIR, dir_fd=fd)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise TarError(f"{'/'.join(parts)}: {part} is not a directory") from None
+            raise
+        os.close(fd)
+        fd = nxt
+    return fd
+
+
+def extract(src: Source, dest_fd: int, *, chown=True, rename: tuple[str, str] | None = None,
+            no_overwrite_dir_nondir: bool = False) -> None:
+    """Create every member of the archive under the directory `dest_fd`.
+
+    `chown`: True keeps the archive's owners, False leaves them to the caller, a
+    (uid, gid) pair gives every file that owner. `rename` = (old, new) renames the
+    archive's top entry, as `cp` does when the destination does not exist."""
+    dirs: list[tuple[list[str], object]] = []
+    for info in _members(src):
+        info.name = _renamed(info.name, rename)
+        if info.islnk():
+            info.linkname = _renamed(info.linkname, rename)
+        parts = _parts(info.name)
+        if not parts:
+            if info.isdir():
+                _set_attrs(dest_fd, None, info, chown)
+            elif info.isreg():
+                src.copy_to(-1, info.size + (-info.size % _BLOCK))
+            continue
+        parent = _open_parent(dest_fd, parts)
+        try:
+            _place(src, parent, parts[-1], info, dest_fd, chown, no_overwrite_dir_nondir)
+        finally:
+            os.close(parent)
+        if info.isdir():
+            dirs.append((parts, info))
+    for parts, info in reversed(dirs):  # times after the contents are in
+        try:
+            parent = _open_parent(dest_fd, parts)
+        except (TarError, OSError):
+            continue
+        try:
+            _set_attrs(parent, parts[-1], info, chown, times_only=True)
+        finally:
+            os.close(parent)
+
+
+def _renamed(name: str, rename: tuple[str, str] | None) -> str:
+    if rename and (name.rstrip("/") == rename[0] or name.startswith(rename[0] + "/")):
+        return rename[1] + name.rstrip("/")[len(rename[0]):]
+    return name
+
+
+def _clear(parent: int, name: str, info, no_overwrite_dir_nondir: bool) -> None:
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if info.isdir():
+            return
+        if no_overwrite_dir_nondir:
+            raise TarError(f"cannot overwrite directory {name!r} with non-directory")
+        _rmtree_at(parent, name)
+        return
+    if info.isdir() and no_overwrite_dir_nondir:
+        raise TarError(f"cannot overwrite non-directory {name!r} with directory")
+    os.unlink(name, dir_fd=parent)
+
+
+def _rmtree_at(parent: int, name: str) -> None:
+    fd = os.open(name, _O_DIR, dir_fd=parent)
+    try:
+        for entry in os.listdir(fd):
+            if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                _rmtree_at(fd, entry)
+            else:
+                os.unlink(entry, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def _place(src: Source, parent: int, name: str, info, dest_fd: int, chown,
+           no_overwrite_dir_nondir: bool) -> None:
+    _clear(parent, name, info, no_overwrite_dir_nondir)
+    if info.isdir():
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)
+        except FileExistsError:
+            pass
+        _set_attrs(parent, name, info, chown)
+    elif info.isreg():
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=parent)
+        try:
+            src.copy_to(fd, info.size)
+            src.copy_to(-1, -info.size % _BLOCK)
+            _set_attrs_fd(fd, info, chown)
+        finally:
+            os.close(fd)
+    elif info.issym():
+        os.symlink(info.linkname, name, dir_fd=parent)
+        _set_attrs(parent, name, info, chown)
+    elif info.islnk():
+        target = _parts(info.linkname)
+        tparent = _open_parent(dest_fd, target)
+        try:
+            os.link(target[-1], name, src_dir_fd=tparent, dst_dir_fd=parent,
+                    follow_symlinks=False)
+        finally:
+            os.close(tparent)
+    elif info.ischr() or info.isblk() or info.isfifo():
+        kind = stat.S_IFCHR if info.ischr() else stat.S_IFBLK if info.isblk() else stat.S_IFIFO
+        old = os.umask(0)
+        try:  # the mode is given whole here: chmod of a node needs /proc, so none follows
+            os.mknod(name, kind | (info.mode & 0o777), os.makedev(info.devmajor, info.devminor),
+                     dir_fd=parent)
+        finally:
+            os.umask(old)
+        _set_attrs(parent, name, info, chown)
+
+
+def _owner(info, chown) -> tuple[int, int] | None:
+    if chown is True:
+        return info.uid, info.gid
+    if chown:
+        return chown
+    return None
+
+
+def _set_attrs_fd(fd: int, info, chown) -> None:
+    owner = _owner(info, chown)
+    if owner is not None:
+        os.fchown(fd, *owner)
+    os.fchmod(fd, info.mode & 0o7777)  # after chown, which clears set-id bits
+    os.utime(fd, (info.mtime, info.mtime))
+
+
+def _set_attrs(parent: int, name: str | None, info, chown, times_only: bool = False) -> None:
+    """Owner, mode and times of a placed member, without following a symlink or using
+    /proc (inside a container's root there is none of ours)."""
+    if name is None or info.isdir():
+        fd = parent if name is None else os.open(name, _O_DIR, dir_fd=parent)
+        try:
+            if times_only:
+                os.utime(fd, (info.mtime, info.mtime))
+            else:
+                _set_attrs_fd(fd, info, chown)
+        finally:
+            if fd != parent:
+                os.close(fd)
+        return
+    owner = _owner(info, chown)
+    if owner is not None and not times_only:
+        os.chown(name, *owner, dir_fd=parent, follow_symlinks=False)
+    os.utime(name, (info.mtime, info.mtime), dir_fd=parent, follow_symlinks=False)
