@@ -164,6 +164,9 @@ class Server:
         if status == 304:
             await responder.send(304)
             return
+        if request.method == "HEAD":  # no body: a client would read it as the next response
+            await responder.send(status, b"", "application/json", {"Content-Length": "0"})
+            return
         await responder.json(status, {"message": str(exc)})
 
 

@@ -86,6 +86,7 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         self.netstore.close()
         self.records.close()
         self.images.close()
+        self.volumes.unmount_all()
 
     # -- paths --------------------------------------------------------------
 

@@ -136,9 +136,22 @@ class VolumeStore:
         doc = self.get(name)
         path = self.path(name)
         opts = doc.get("Options") or {}
-        if opts.get("type") and not os.path.ismount(path):
+        if opts.get("type") and not _is_mount(path):
             _mount_device(opts, path)
         return path
+
+    def unmount_all(self) -> None:
+        """Unmount every volume's device (the daemon is stopping; containers that run on
+        keep their own reference to the mount)."""
+        from knarr import sys as ksys
+
+        for name in self.names():
+            path = self.path(name)
+            while _is_mount(path):
+                try:
+                    ksys.umount2(path, ksys.MNT_DETACH)
+                except OSError:
+                    break
 
     def remove(self, name: str) -> None:
         """Delete a volume and its data (the caller has checked it is not in use)."""
@@ -146,8 +159,10 @@ class VolumeStore:
         path = self.path(name)
         from knarr import sys as ksys
 
-        while os.path.ismount(path):
+        while _is_mount(path):
             ksys.umount2(path, ksys.MNT_DETACH)
+        if _is_mount(path):  # never delete through a mount: it may be a host directory
+            raise OSError(f"remove volume {name}: {path} is still mounted")
         gone = os.path.join(self.dir, f".gone-{secrets.token_hex(8)}")
         os.rename(os.path.join(self.dir, name), gone)
         shutil.rmtree(gone, ignore_errors=True)
@@ -162,6 +177,15 @@ class VolumeStore:
                 except OSError:
                     pass
         return total
+
+
+def _is_mount(path: str) -> bool:
+    """Whether something is mounted at `path` (os.path.ismount misses a bind mount of a
+    directory of the same file system)."""
+    from knarr.runtime.mounts import read_mountinfo
+
+    real = os.path.realpath(path)
+    return any(m.mount_point == real for m in read_mountinfo())
 
 
 def _mount_device(opts: dict, path: str) -> None:
