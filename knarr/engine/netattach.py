@@ -93,7 +93,8 @@ class NetAttachMixin:
         wanted = {}
         endpoints = (networking or {}).get("EndpointsConfig") or {}
         for ref, config in endpoints.items():
-            other = self.network(ref)
+            # docker 25+ names the endpoint of `--network default` "default"
+            other = self.network(name if ref == "default" else ref)
             wanted[other["Id"]] = _endpoint_config(config, other)
         primary = _endpoint_config(endpoints.get(name) or endpoints.get(doc["Id"]) or
                                    wanted.get(doc["Id"]) or {}, doc)
