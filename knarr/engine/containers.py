@@ -312,6 +312,8 @@ class ContainersMixin:
                                id=cid)
             await self.kill_for_good(cid)
         await self.net_stop(cid)
+        if self.rootfs_mounted(cid):  # a monitor killed before it could unmount
+            await asyncio.to_thread(self.cleanup_orphan, cid)
         shutil.rmtree(self.monitor_dir(cid), ignore_errors=True)
         self.records.remove(cid)
         # The files go after the answer (`run --rm` waits for "removed"), in the image

@@ -132,10 +132,10 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         await self.in_image_thread(self.sweep_removed)
         base = os.path.join(self.exec_root, "containers")
         running = set()
+        known = {r["Id"] for r in self.records.all()}
         for cid in sorted(os.listdir(base)):
-            try:
-                self.records.get(cid)
-            except NotFound:
+            if cid not in known:  # killed between removing the record and this dir
+                await asyncio.to_thread(self.cleanup_orphan, cid)
                 continue
             if await self._attach_link(cid):
                 running.add(cid)
@@ -163,12 +163,18 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
 
         try:
             container_delete.delete(self.runtime_root, cid, force=True)
-        except Exception:  # noqa: BLE001 - best effort: it may be half gone already
-            pass
+        except NotFound:
+            pass  # the monitor removed it before it died
+        except Exception as exc:  # noqa: BLE001 - best effort: it may be half gone already
+            log.warning("tear down %s after its monitor: %s", cid, exc)
         rootfs = os.path.join(self.monitor_dir(cid), "rootfs")
         while os.path.ismount(rootfs):
             umount2(rootfs, MNT_DETACH)
         shutil.rmtree(self.monitor_dir(cid), ignore_errors=True)
+
+    def rootfs_mounted(self, cid: str) -> bool:
+        """Is the container's rootfs still mounted (its monitor unmounts it on exit)?"""
+        return os.path.ismount(os.path.join(self.monitor_dir(cid), "rootfs"))
 
     # -- state --------------------------------------------------------------
 

@@ -232,6 +232,9 @@ class LifecycleMixin:
             await asyncio.to_thread(self.cleanup_orphan, cid)
             self._mark_exited(cid, state, 255, "the container's monitor exited")
             self.publish(cid, "die", exitCode="255")
+        elif cid not in self.starting and self.rootfs_mounted(cid):
+            # The monitor died after saving its exit but before unmounting (SIGKILL).
+            await asyncio.to_thread(self.cleanup_orphan, cid)
         elif cid not in self.died:
             # The container ended before the watch could hear it (it exited between
             # its start and our watch): say what the watch would have said.

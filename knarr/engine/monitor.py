@@ -196,7 +196,8 @@ class Monitor(ClientsMixin, ExecMixin):
         go_r, go_w = os.pipe()
         try:
             pid, report = monitor_tasks.fork_task(monitor_tasks.starter, self.p, child,
-                                                  relay.path if relay else None, go_r)
+                                                  relay.path if relay else None, go_r,
+                                                  close=(go_w,))
             for fd in set(child) | {go_r}:
                 os.close(fd)
             self.starter = (pid, report, go_w)

@@ -56,14 +56,21 @@ def reap_child(pid: int) -> None:
         pass
 
 
-def fork_task(work, *args) -> tuple[int, int]:
-    """Fork a child running `work(report_fd, *args)`; return (pid, fd to read reports from)."""
+def fork_task(work, *args, close: tuple[int, ...] = ()) -> tuple[int, int]:
+    """Fork a child running `work(report_fd, *args)`; return (pid, fd to read reports from).
+
+    The child first closes `close`: the monitor's ends of pipes it shares with the child
+    (a fork inherits them; the starter kept the write end of its own "go" pipe and never
+    saw the EOF that says the monitor gave up, so both waited on each other forever).
+    """
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
             os.close(r)
+            for fd in close:
+                os.close(fd)
             work(w, *args)
         except BaseException as exc:  # noqa: BLE001 - reported to the monitor
             try:

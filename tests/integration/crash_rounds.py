@@ -1,0 +1,329 @@
+"""Crash rounds: SIGKILL knarrd (or a container's monitor) at a random moment during a
+load, a run, an exec, a create or a removal, restart it, and check that nothing was lost,
+half made or left behind.
+
+After every round:
+- the engine root passes `knarr.engine.check.check` (every blob's digest, every image's
+  blobs and layers, every container's record, directory and snapshot, no orphans);
+- every image and container the daemon acknowledged before the kill is still there
+  (unless its removal was acknowledged), each one inspectable;
+- the long-running "survivor" container still runs with the same pid, and every
+  acknowledged detached container still runs;
+- no process, mount or cgroup of a container that is not running is left.
+
+Run by tests/integration/test_hardening_crash.py, or by hand:
+    python tests/integration/crash_rounds.py --rounds 100 [--seed N] [--monitor]
+"""
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from peers import write_oci_archive  # noqa: E402
+from test_api_support import Daemon, cgroup_dirs, mounts_under, processes_under  # noqa: E402
+
+from knarr.engine.check import check  # noqa: E402
+
+KNARR = os.path.join(os.path.dirname(sys.executable), "knarr")
+MAX_IMAGES, MAX_CONTAINERS = 4, 6
+
+
+class Round:
+    """One operation started through the knarr CLI, and what it said."""
+
+    def __init__(self, kind: str, argv: list[str], subject: str = "") -> None:
+        self.kind, self.argv, self.subject = kind, argv, subject
+        self.proc: subprocess.Popen | None = None
+        self.out = self.err = b""
+        self.code: int | None = None
+
+
+class Crashes:
+    """A knarrd of its own, the state it acknowledged, and the rounds that kill it."""
+
+    def __init__(self, base: str, seed: int) -> None:
+        self.base = base
+        self.rng = random.Random(seed)
+        self.daemon = Daemon(base)
+        self.images: set[str] = set()          # acknowledged loads, by name
+        self.containers: set[str] = set()      # acknowledged creates, not yet removed
+        self.detached: set[str] = set()        # acknowledged `run -d`: must keep running
+        self.seen: set[str] = set()            # every container id ever heard of
+        self.figures = {"rounds": 0, "daemon_kills": 0, "monitor_kills": 0, "problems": [],
+                        "by_kind": {}}
+        self.serial = 0
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([KNARR, "-H", f"unix://{self.daemon.sock}", *args],
+                              capture_output=True, timeout=timeout)
+
+    def ok(self, *args: str) -> str:
+        result = self.cli(*args)
+        if result.returncode != 0:
+            raise AssertionError(f"knarr {' '.join(args)}: {result.stderr.decode()}")
+        return result.stdout.decode().strip()
+
+    def image_archive(self) -> tuple[str, str]:
+        """An OCI archive of a fresh one-layer image (2-6 MiB of random bytes)."""
+        self.serial += 1
+        name = f"crash/load:{self.serial}"
+        work = os.path.join(self.base, "archives")
+        os.makedirs(work, exist_ok=True)
+        rootfs = os.path.join(work, "rootfs")
+        os.makedirs(rootfs, exist_ok=True)
+        with open(os.path.join(rootfs, "data"), "wb") as f:
+            f.write(os.urandom(self.rng.randint(2, 6) << 20))
+        layer, archive = os.path.join(work, "layer.tar"), os.path.join(work, "image.tar")
+        import tarfile
+
+        with tarfile.open(layer, "w") as tar:
+            tar.add(os.path.join(rootfs, "data"), arcname="data")
+        write_oci_archive(layer, archive, f"docker.io/{name}")
+        return name, archive
+
+    # -- the rounds ----------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.daemon.start()
+        self.survivor = self.ok("run", "-d", "--name", "survivor", "busybox", "sleep", "1000000")
+        self.survivor_pid = self.pid(self.survivor)
+        self.seen.add(self.survivor)
+        self.containers.add(self.survivor)
+
+    def pid(self, cid: str) -> int:
+        return int(self.ok("inspect", "-f", "{{.State.Pid}}", cid))
+
+    def pick(self) -> Round:
+        kinds = ["load", "run_rm", "run_d", "create", "exec", "remove", "rmi"]
+        if len(self.images) >= MAX_IMAGES:
+            kinds = ["rmi", "run_rm", "exec"]
+        elif len(self.containers) >= MAX_CONTAINERS:
+            kinds = ["remove", "run_rm", "exec", "load"]
+        kind = self.rng.choice(kinds)
+        removable = sorted(self.containers - {self.survivor})
+        if kind == "remove" and not removable or kind == "rmi" and not self.images:
+            kind = "run_rm"
+        if kind == "load":
+            name, archive = self.image_archive()
+            return Round(kind, ["load", "-q", "-i", archive], name)
+        if kind == "run_rm":
+            return Round(kind, ["run", "--rm", "busybox", "sh", "-c", "echo hi; sleep 0.3"])
+        if kind == "run_d":
+            return Round(kind, ["run", "-d", "busybox", "sleep", "1000000"])
+        if kind == "create":
+            return Round(kind, ["create", "busybox", "true"])
+        if kind == "exec":
+            return Round(kind, ["exec", "survivor", "sh", "-c", "echo in; sleep 0.2"])
+        if kind == "remove":
+            cid = self.rng.choice(removable)
+            return Round(kind, ["rm", "-f", cid], cid)
+        name = self.rng.choice(sorted(self.images))
+        return Round(kind, ["rmi", name], name)
+
+    def start(self, r: Round) -> None:
+        r.proc = subprocess.Popen([KNARR, "-H", f"unix://{self.daemon.sock}", *r.argv],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def finish(self, r: Round) -> None:
+        try:
+            r.out, r.err = r.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            r.proc.kill()
+            r.out, r.err = r.proc.communicate()
+        r.code = r.proc.returncode
+        if r.code != 0:
+            return
+        # Acknowledged: from here on it must hold.
+        if r.kind == "load":
+            self.images.add(r.subject)
+        elif r.kind in ("run_d", "create"):
+            cid = r.out.decode().strip()
+            self.seen.add(cid)
+            self.containers.add(cid)
+            if r.kind == "run_d":
+                self.detached.add(cid)
+        elif r.kind == "remove":
+            self.containers.discard(r.subject)
+            self.detached.discard(r.subject)
+        elif r.kind == "rmi":
+            self.images.discard(r.subject)
+
+    def crash_round(self) -> None:
+        """Start an operation, SIGKILL the daemon at a random moment, restart, check."""
+        r = self.pick()
+        self.start(r)
+        time.sleep(self.rng.uniform(0.0, 0.9))
+        self.daemon.kill9()
+        self.finish(r)
+        self.daemon.proc = None
+        self.restart()
+        self.figures["daemon_kills"] += 1
+        self.after(r)
+
+    def restart(self) -> None:
+        try:
+            self.daemon.start()
+        except AssertionError:
+            from peers import pids_mentioning
+
+            for pid in pids_mentioning(self.base):
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/stack") as f:
+                        stack = f.read().splitlines()[:3]
+                    print(f"pid {pid} task {task} {_proc_paths(pid)} {_cmdline(pid)[-60:]}:"
+                          f" {stack}", file=sys.stderr)
+            raise
+
+    def monitor_round(self) -> None:
+        """Run a container, SIGKILL its monitor while it runs (or during an exec), check."""
+        cid = self.ok("run", "-d", "busybox", "sh", "-c", "sleep 1000000")
+        self.seen.add(cid)
+        r = Round("monitor", ["exec", cid, "sh", "-c", "echo in; sleep 0.5"], cid)
+        if self.rng.random() < 0.5:
+            self.start(r)
+        time.sleep(self.rng.uniform(0.0, 0.4))
+        monitor = self.monitor_of(cid)
+        if monitor is not None:
+            os.kill(monitor, signal.SIGKILL)
+        if r.proc is not None:
+            self.finish(r)
+        self.figures["monitor_kills"] += 1
+        deadline = time.monotonic() + 15
+        while self.ok("inspect", "-f", "{{.State.Running}}", cid) == "true":
+            if time.monotonic() > deadline:
+                self.problem(r, f"container {cid} still running 15 s after its monitor died")
+                break
+            time.sleep(0.05)
+        self.containers.add(cid)
+        self.after(r)
+        self.cli("rm", "-f", cid)
+        self.containers.discard(cid)
+
+    def monitor_of(self, cid: str) -> int | None:
+        mdir = os.path.join(self.daemon.exec_root, "containers", cid)
+        for pid in processes_under(mdir):
+            try:
+                if os.readlink(f"/proc/{pid}/root") == "/" and \
+                        os.readlink(f"/proc/{pid}/cwd").startswith(mdir):
+                    return pid
+            except OSError:
+                continue
+        return None
+
+    # -- the checks ----------------------------------------------------------------------
+
+    def problem(self, r: Round, text: str) -> None:
+        self.figures["problems"].append(f"round {self.figures['rounds']} ({r.kind} "
+                                        f"{r.subject}): {text}")
+
+    def after(self, r: Round) -> None:
+        self.figures["rounds"] += 1
+        self.figures["by_kind"][r.kind] = self.figures["by_kind"].get(r.kind, 0) + 1
+        for text in check(self.daemon.root, self.daemon.exec_root):
+            self.problem(r, f"check: {text}")
+        listed = {c for c in self.ok("ps", "-aq", "--no-trunc").split()}
+        self.seen |= listed
+        for cid in self.containers - listed:
+            self.problem(r, f"acknowledged container {cid} is lost")
+        for cid in listed:
+            if self.cli("inspect", cid).returncode != 0:
+                self.problem(r, f"listed container {cid} cannot be inspected")
+        running = {c for c in self.ok("ps", "-q", "--no-trunc").split()}
+        for cid in self.detached - running:
+            self.problem(r, f"acknowledged detached container {cid} is not running")
+        if self.survivor not in running or self.pid(self.survivor) != self.survivor_pid:
+            self.problem(r, "the survivor is not running with its pid")
+        names = self.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+        for name in self.images:
+            if f"docker.io/{name}" not in names and name not in names:
+                self.problem(r, f"acknowledged image {name} is lost")
+        self.leftovers(r, running)
+
+    def leftovers(self, r: Round, running: set[str]) -> None:
+        containers = os.path.join(self.daemon.exec_root, "containers")
+        allowed = [os.path.join(containers, cid) for cid in running]
+        for pid in processes_under(self.base):
+            if pid == self.daemon.proc.pid or _below_any(_proc_paths(pid), allowed):
+                continue
+            if _is_daemon_child(pid, self.daemon.proc.pid):
+                continue
+            self.problem(r, f"orphaned process {pid}: {_cmdline(pid)}")
+        for mount in mounts_under(self.base):
+            if not _below_any([mount], allowed):
+                self.problem(r, f"orphaned mount {mount}")
+        for cid in self.seen - running:
+            for d in cgroup_dirs(cid):
+                self.problem(r, f"orphaned cgroup {d}")
+
+    def run(self, rounds: int, monitor_every: int) -> dict:
+        self.setup()
+        try:
+            for n in range(rounds):
+                if monitor_every and n % monitor_every == monitor_every - 1:
+                    self.monitor_round()
+                else:
+                    self.crash_round()
+        finally:
+            self.figures["leftovers_at_teardown"] = self.daemon.teardown()
+        return self.figures
+
+
+def _proc_paths(pid: int) -> list[str]:
+    out = []
+    for link in ("cwd", "root"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/{link}"))
+        except OSError:
+            pass
+    return out
+
+
+def _below_any(paths: list[str], tops: list[str]) -> bool:
+    return any(p == t or p.startswith(t + "/") for p in paths for t in tops)
+
+
+def _is_daemon_child(pid: int, daemon: int) -> bool:
+    """The daemon's own fork helper (its cwd is wherever the daemon started)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1]) == daemon
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--monitor-every", type=int, default=5,
+                        help="every Nth round kills a container's monitor instead (0: never)")
+    args = parser.parse_args()
+    base = tempfile.mkdtemp(prefix="knarr-crash-")
+    figures = Crashes(base, args.seed).run(args.rounds, args.monitor_every)
+    figures["seed"] = args.seed
+    import json
+
+    print(json.dumps(figures, indent=1))
+    sys.exit(1 if figures["problems"] or figures["leftovers_at_teardown"] else 0)
+
+
+if __name__ == "__main__":
+    main()
