@@ -9,7 +9,8 @@ After every round:
   (unless its removal was acknowledged), each one inspectable;
 - the long-running "survivor" container still runs with the same pid, and every
   acknowledged detached container still runs;
-- no process, mount or cgroup of a container that is not running is left.
+- no process, mount, cgroup, network namespace or veth of a container that is not
+  running is left.
 
 Run by tests/integration/test_hardening_crash.py, or by hand:
     python tests/integration/crash_rounds.py --rounds 100 [--seed N] [--monitor]
@@ -28,7 +29,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from peers import write_oci_archive  # noqa: E402
-from test_api_support import Daemon, cgroup_dirs, mounts_under, processes_under  # noqa: E402
+from test_api_support import (  # noqa: E402
+    Daemon,
+    bridge_ports,
+    cgroup_dirs,
+    mounts_under,
+    netns_files,
+    processes_under,
+)
 
 from knarr.engine.check import check  # noqa: E402
 
@@ -258,9 +266,17 @@ class Crashes:
             if _is_daemon_child(pid, self.daemon.proc.pid):
                 continue
             self.problem(r, f"orphaned process {pid}: {_cmdline(pid)}")
+        netns = [os.path.join(self.daemon.exec_root, "netns", cid) for cid in running]
         for mount in mounts_under(self.base):
-            if not _below_any([mount], allowed):
+            if not _below_any([mount], allowed + netns):
                 self.problem(r, f"orphaned mount {mount}")
+        for name in netns_files(self.daemon.exec_root):
+            if name not in running:
+                self.problem(r, f"orphaned network namespace {name}")
+        veths = bridge_ports(self.daemon.bridge)
+        if len(veths) > len(running):
+            self.problem(r, f"{len(veths)} veths on {self.daemon.bridge} for {len(running)} "
+                         f"running containers: {veths}")
         for cid in self.seen - running:
             for d in cgroup_dirs(cid):
                 self.problem(r, f"orphaned cgroup {d}")
