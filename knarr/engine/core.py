@@ -83,6 +83,7 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
             task.cancel()
         self.image_thread.shutdown(wait=True)
         self.net_thread.shutdown(wait=True)
+        self.net_teardown_thread.shutdown(wait=True)
         self.netstore.close()
         self.records.close()
         self.images.close()

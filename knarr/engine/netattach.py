@@ -12,6 +12,7 @@ import concurrent.futures
 import logging
 import os
 import socket
+import threading
 import time
 
 from knarr.engine.networks import PREDEFINED
@@ -56,28 +57,36 @@ class NetAttachMixin:
         self.net_dns: dict[str, list] = {}
         self.net_pending: set[asyncio.Future] = set()
         self.net_next_port = _PORT_RANGE[0]
-        self._nl = None
+        # Teardowns (a veth's removal waits for RCU: tens of ms) run on a thread of their
+        # own, so the next start never queues behind the last container's end; names are
+        # unique per start, so the two never touch the same namespace or link.
+        self.net_teardown_thread = concurrent.futures.ThreadPoolExecutor(1, "net-teardown")
+        self._net_local = threading.local()
+        self._host_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.net_thread.submit(self._t_init)
 
     def _t_init(self) -> None:
-        """Open the host namespace and a netlink socket in it (on the network thread)."""
-        if self._nl is not None:
+        """A netlink socket in the host's namespace for the calling thread."""
+        if getattr(self._net_local, "nl", None) is not None:
             return
         from knarr.network.netlink import Netlink
 
         try:
-            self._host_ns = os.open("/proc/thread-self/ns/net",
-                                    os.O_RDONLY | os.O_CLOEXEC)
-            self._nl = Netlink()
+            self._net_local.nl = Netlink()
         except Exception as exc:  # noqa: BLE001 - reported again by the first real use
             log.warning("network: %s", exc)
             raise
+
+    @property
+    def _nl(self):
+        return self._net_local.nl
 
     async def _net_call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.net_thread, fn, *args)
 
     def netns_path(self, cid: str) -> str:
-        return os.path.join(self.exec_root, "netns", cid)
+        """A new namespace file for one start of the container."""
+        return os.path.join(self.exec_root, "netns", f"{cid[:12]}-{os.urandom(4).hex()}")
 
     # -- which networks ---------------------------------------------------------
 
@@ -178,7 +187,7 @@ class NetAttachMixin:
               "Gateway": gateway if not doc["Internal"] else "", "IPAddress": ip,
               "IPPrefixLen": net.prefixlen, "IPv6Gateway": "", "GlobalIPv6Address": "",
               "GlobalIPv6PrefixLen": 0, "DNSNames": None,
-              "_ifname": ifname, "_veth": f"kv{cid[:10]}{ifname[3:]}",
+              "_ifname": ifname, "_veth": f"kv{os.urandom(5).hex()}{ifname[3:]}",
               "_bridge": self.bridge_of(doc), "_mtu": self.mtu_of(doc),
               "_route": primary and not doc["Internal"], "_dns": user}
         if user:
@@ -348,8 +357,9 @@ class NetAttachMixin:
         if sandbox is None:
             return
         self.netstore.remove_sandbox(cid)
-        future = asyncio.ensure_future(self._net_call(self._t_teardown, sandbox["path"], veths,
-                                                      sandbox.get("ports") or []))
+        future = asyncio.get_running_loop().run_in_executor(
+            self.net_teardown_thread, self._t_teardown, sandbox["path"], veths,
+            sandbox.get("ports") or [])
         self.net_pending.add(future)
         future.add_done_callback(self._teardown_done)
 
@@ -400,9 +410,10 @@ class NetAttachMixin:
                     continue
                 self._serve_dns(cid, [sock] if sock else [])
         base = os.path.join(self.exec_root, "netns")
+        owned = {os.path.basename(s["path"]) for s in self.sandboxes.values()}
         if os.path.isdir(base):
             for name in os.listdir(base):
-                if name not in self.sandboxes:
+                if name not in owned:
                     await self._net_call(self._t_teardown, os.path.join(base, name), [], [])
         await self.net_settle()
 
