@@ -120,16 +120,17 @@ class NetworksMixin:
         default = ipaddress.ip_network(_DEFAULT_BRIDGE_SUBNETS)
         subnet = str(default) if not ipam.overlaps(default, used) else \
             ipam.pick_subnet(_BRIDGE_FALLBACK_POOL, 16, used)
-        from knarr.network import links
-        from knarr.network.netlink import Netlink
+        # `ip` rather than netlink here: this runs once, at start-up, where loading
+        # pyroute2 on the main thread would delay the daemon's first answer
+        import subprocess
 
-        nl = Netlink()
-        try:
-            net = ipaddress.ip_network(subnet)
-            links.ensure_bridge(nl, bridge, ipam.default_gateway(net), net.prefixlen,
-                                self.net_opts["mtu"])
-        finally:
-            nl.close()
+        net = ipaddress.ip_network(subnet)
+        for argv in (["link", "add", bridge, "mtu", str(self.net_opts["mtu"]), "type",
+                      "bridge"],
+                     ["addr", "add", f"{ipam.default_gateway(net)}/{net.prefixlen}", "dev",
+                      bridge],
+                     ["link", "set", bridge, "up"]):
+            subprocess.run(["ip", *argv], capture_output=True)
         return subnet
 
     def _network_doc(self, name: str, driver: str, config: list, options: dict, labels: dict,
