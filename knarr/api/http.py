@@ -61,8 +61,16 @@ class Request:
             parsed = json.loads(value)
         except ValueError:
             raise BadRequest(f"invalid {name}: {value!r}") from None
+        if not isinstance(parsed, dict):
+            raise BadRequest(f"invalid {name}: {value!r}: expected a JSON object")
         # Docker accepts {"key": ["v"]} and the older {"key": {"v": true}}.
-        return {k: list(v) if isinstance(v, (list, dict)) else [v] for k, v in parsed.items()}
+        out = {}
+        for key, values in parsed.items():
+            values = list(values) if isinstance(values, (list, dict)) else [values]
+            if not all(isinstance(v, str) for v in values):
+                raise BadRequest(f"invalid {name}: {key}: values must be strings")
+            out[key] = values
+        return out
 
     @property
     def wants_upgrade(self) -> bool:
@@ -82,6 +90,12 @@ class Request:
             return json.loads(raw)
         except ValueError as exc:
             raise BadRequest(f"invalid JSON: {exc}") from exc
+
+    async def json_as(self, schema: dict, struct: str):
+        """The JSON body, its fields' types checked against `schema` (knarr.api.schema)."""
+        from knarr.api.schema import check
+
+        return check(await self.json(), schema, struct)
 
     async def body_chunks(self):
         if self._body is not None:

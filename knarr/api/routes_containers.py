@@ -4,7 +4,7 @@ import asyncio
 import json
 import os
 
-from knarr.api import detach
+from knarr.api import detach, schema
 from knarr.engine.archives import stat_header
 from knarr.engine.monitor_io import frame
 from knarr.engine.timefmt import parse_since
@@ -21,7 +21,7 @@ def stream_type(tty: bool) -> str:
 
 
 async def create(engine, request, responder) -> None:
-    body = await request.json()
+    body = await request.json_as(schema.CREATE, "CreateRequest")
     result = await engine.create(body, request.q("name"))
     await responder.json(201, result)
 
@@ -213,7 +213,7 @@ async def export(engine, request, responder) -> None:
 
 
 async def commit(engine, request, responder) -> None:
-    body = await request.json() or {}
+    body = await request.json_as(schema.CONFIG, "Config") or {}
     overrides = {k: v for k, v in body.items() if v not in (None, "", [], {}) and
                  k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels",
                        "ExposedPorts", "StopSignal", "Healthcheck", "Volumes")}
@@ -264,7 +264,8 @@ def _archive_path(request) -> str:
 
 
 async def update(engine, request, responder) -> None:
-    warnings = await engine.update(request.params["id"], await request.json() or {})
+    body = await request.json_as(schema.UPDATE, "UpdateConfig") or {}
+    warnings = await engine.update(request.params["id"], body)
     await responder.json(200, {"Warnings": warnings})
 
 

@@ -112,8 +112,21 @@ async def prune(engine, request, responder) -> None:
     await responder.json(200, result)
 
 
+async def search(engine, request, responder) -> None:
+    term = request.q("term", "")
+    if not term:
+        from knarr.errors import InvalidArgument
+
+        raise InvalidArgument("term is required")
+    # Docker asks Docker Hub's v1 index; knarr talks only to registries (which have no
+    # search in the distribution spec), so this says so rather than pretending.
+    await responder.json(501, {"message": f"search {term}: image search is not supported by "
+                               "knarr: registries have no search API; pull by name instead"})
+
+
 ROUTES = [
     ("GET", "/images/json", list_),
+    ("GET", "/images/search", search),
     ("POST", "/images/load", load),
     ("GET", "/images/get", get_many),
     ("POST", "/images/create", pull),

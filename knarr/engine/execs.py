@@ -41,7 +41,7 @@ class ExecMixin:
             "OpenStderr": bool(body.get("AttachStderr")),
             "CanRemove": False, "ContainerID": cid, "DetachKeys": body.get("DetachKeys") or "",
             "_env": body.get("Env") or [], "_cwd": body.get("WorkingDir") or "",
-            "_size": body.get("ConsoleSize"),
+            "_size": body.get("ConsoleSize"), "_started": asyncio.Event(),
         }
         self.publish(cid, f"exec_create: {' '.join(cmd)}", execID=exec_id)
         return exec_id
@@ -76,18 +76,26 @@ class ExecMixin:
             process["consoleSize"] = {"height": x["_size"][0], "width": x["_size"][1]}
         return process
 
+    def exec_startable(self, exec_id: str) -> dict:
+        """The exec's record if it can start now; NotFound or Conflict (Docker's texts)."""
+        x = self.exec_get(exec_id)
+        if x["Running"] or x["ExitCode"] is not None:
+            raise Conflict(f"Error: Exec command {exec_id} is already running", exec=exec_id)
+        self._running_or_refuse(x["ContainerID"])
+        return x
+
     async def exec_start(self, exec_id: str, detach: bool = False,
                          tty: bool | None = None) -> Stream | None:
         """Run an exec; its Stream, or None when detached (it runs on by itself)."""
-        x = self.exec_get(exec_id)
+        x = self.exec_startable(exec_id)
         cid = x["ContainerID"]
-        if x["Running"] or x["ExitCode"] is not None:
-            raise Conflict(f"Error: Exec command {exec_id} is already running", exec=exec_id)
-        self._running_or_refuse(cid)
         tty = x["ProcessConfig"]["tty"] if tty is None else tty
         request = {"op": "exec", "process": self._exec_process(x, tty),
                    "stdin": x["OpenStdin"] and not detach, "user": x["ProcessConfig"]["user"]}
-        reply, reader, writer = await self.monitor_open(cid, request)
+        try:
+            reply, reader, writer = await self.monitor_open(cid, request)
+        finally:
+            x["_started"].set()  # a resize waiting for the start goes on (or fails)
         if "error" in reply:
             writer.close()
             x["ExitCode"] = reply.get("exit_code", 126)
@@ -116,6 +124,12 @@ class ExecMixin:
     async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
         """Set the size of an exec's terminal."""
         x = self.exec_get(exec_id)
+        if not x["Running"] and x["ExitCode"] is None:
+            # a client resizes as soon as it has the stream: wait for the start, as Docker does
+            try:
+                await asyncio.wait_for(x["_started"].wait(), 10)
+            except TimeoutError:
+                raise Conflict("timeout waiting for exec session ready", exec=exec_id) from None
         if not x["Running"]:
             raise Conflict(f"Exec {exec_id} is not running", exec=exec_id)
         await self.monitor_call(x["ContainerID"], {"op": "resize", "exec_pid": x["Pid"],
