@@ -138,10 +138,11 @@ def _check(value, kind, struct: str, path: str):
         container = list if kind[0] == "list" else dict
         if not isinstance(value, container):
             _fail(value, kind, struct, path)
-        fix = (lambda item: _zero(kind[1]) if item is None else
-               _check(item, kind[1], struct, path))
-        return [fix(v) for v in value] if container is list else \
-            {k: fix(v) for k, v in value.items()}
+        def item_of(item):
+            return _zero(kind[1]) if item is None else _check(item, kind[1], struct, path)
+
+        return [item_of(v) for v in value] if container is list else \
+            {k: item_of(v) for k, v in value.items()}
     if kind == STRSLICE:
         if not (isinstance(value, str) or
                 (isinstance(value, list) and all(isinstance(v, (str, type(None)))
