@@ -9,7 +9,6 @@ from knarr.oci import runtime_spec
 from knarr.runtime import (
     capabilities,
     cgroups,
-    console,
     devices,
     hooks,
     init,
@@ -95,7 +94,11 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
         # Opened here, as the host's root, and inherited: in a user namespace init runs as
         # an unprivileged host uid that cannot reach the state root or the caller's socket.
         ctx["fifo_fd"] = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        ctx["console"] = console.connect(console_socket) if console_socket else None
+        ctx["console"] = None
+        if console_socket:  # console (termios, fcntl, struct) only for terminals
+            from knarr.runtime import console
+
+            ctx["console"] = console.connect(console_socket)
         try:
             pid = _spawn(ctx, cgroup, record, config)
         finally:

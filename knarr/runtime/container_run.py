@@ -2,7 +2,7 @@
 
 import os
 
-from knarr.runtime import console, container_create, container_delete, container_start, signals
+from knarr.runtime import container_create, container_delete, container_start, signals
 from knarr.runtime.waiting import become_subreaper, wait_exit_status
 
 __all__ = ["run", "forward_signals"]
@@ -17,6 +17,8 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
     relay = None
     config = container_create.load_bundle(bundle)
     if config["process"].get("terminal") and not console_socket and not detach:
+        from knarr.runtime import console
+
         relay = console.Relay(root, container_id)
         console_socket = relay.path
     try:
@@ -44,6 +46,8 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
 def _wait(pid: int, master: int | None) -> int:
     forward_signals(pid, master)
     if master is not None:
+        from knarr.runtime import console
+
         console.proxy(master)
     return wait_exit_status(pid)
 
@@ -52,6 +56,8 @@ def forward_signals(pid: int, master: int | None) -> None:
     """Pass the signals a user sends us on to `pid`; a resize goes to the pty instead."""
     def forward(signum, _frame):
         if signum == signals.SIGWINCH and master is not None:
+            from knarr.runtime import console
+
             console.copy_size(0, master)
             return
         try:

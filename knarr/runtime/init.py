@@ -10,7 +10,7 @@ import os
 
 from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument
-from knarr.runtime import console, hooks, namespaces, process, rootfs, signals
+from knarr.runtime import hooks, namespaces, process, rootfs, signals
 from knarr.runtime.channel import Channel
 
 __all__ = ["stage1", "preload"]
@@ -116,6 +116,8 @@ def preload(config: dict) -> None:
         seccomp.validate(profile)
     if config.get("hooks", {}).get("startContainer"):
         import subprocess  # noqa: F401
+    if config.get("process", {}).get("terminal"):
+        from knarr.runtime import console  # noqa: F401  (used after pivot_root)
 
 
 def _set_names(config: dict, ns: dict) -> None:
@@ -133,6 +135,8 @@ def _set_names(config: dict, ns: dict) -> None:
 def _setup_terminal(sock, proc: dict) -> None:
     if sock is None:
         raise InvalidArgument("process.terminal is true but no --console-socket was given")
+    from knarr.runtime import console  # imported by preload, before pivot_root
+
     master, slave = console.open_pty()
     size = proc.get("consoleSize")
     if size:
