@@ -58,9 +58,10 @@ class NetAttachMixin:
         self.net_pending: set[asyncio.Future] = set()
         self.net_next_port = _PORT_RANGE[0]
         # Teardowns (a veth's removal waits for RCU: tens of ms) run on a thread of their
-        # own, so the next start never queues behind the last container's end; names are
-        # unique per start, so the two never touch the same namespace or link.
+        # own, so a start never queues behind another container's end; veth names are
+        # random, and a container's own start waits for its own teardown (same netns path).
         self.net_teardown_thread = concurrent.futures.ThreadPoolExecutor(1, "net-teardown")
+        self.net_teardowns: dict[str, asyncio.Future] = {}
         self._net_local = threading.local()
         self._host_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.net_thread.submit(self._t_init)
@@ -85,8 +86,8 @@ class NetAttachMixin:
         return await asyncio.get_running_loop().run_in_executor(self.net_thread, fn, *args)
 
     def netns_path(self, cid: str) -> str:
-        """A new namespace file for one start of the container."""
-        return os.path.join(self.exec_root, "netns", f"{cid[:12]}-{os.urandom(4).hex()}")
+        """The container's namespace file."""
+        return os.path.join(self.exec_root, "netns", cid)
 
     # -- which networks ---------------------------------------------------------
 
@@ -125,6 +126,8 @@ class NetAttachMixin:
         began = time.perf_counter()
         if cid in self.sandboxes:
             await self.net_stop(cid)
+        if cid in self.net_teardowns:
+            await asyncio.gather(self.net_teardowns[cid], return_exceptions=True)
         path = self.netns_path(cid)
         endpoints = []
         try:
@@ -361,10 +364,13 @@ class NetAttachMixin:
             self.net_teardown_thread, self._t_teardown, sandbox["path"], veths,
             sandbox.get("ports") or [])
         self.net_pending.add(future)
-        future.add_done_callback(self._teardown_done)
+        self.net_teardowns[cid] = future
+        future.add_done_callback(lambda f, cid=cid: self._teardown_done(cid, f))
 
-    def _teardown_done(self, future: asyncio.Future) -> None:
+    def _teardown_done(self, cid: str, future: asyncio.Future) -> None:
         self.net_pending.discard(future)
+        if self.net_teardowns.get(cid) is future:
+            del self.net_teardowns[cid]
         if not future.cancelled() and future.exception() is not None:
             log.warning("network teardown: %s", future.exception())
 
