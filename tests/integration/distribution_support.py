@@ -313,3 +313,36 @@ def http_get(addr: str, path: str) -> tuple[int, bytes]:
 
 
 _ = ssl
+
+
+def push_layout_raw(addr: str, repo: str, tag: str, layout: str) -> str:
+    """Upload an OCI layout's single image byte for byte (skopeo would compress plain
+    layers); return the manifest digest."""
+    with open(os.path.join(layout, "index.json")) as f:
+        mdesc = json.load(f)["manifests"][0]
+
+    def blob(digest: str) -> bytes:
+        with open(os.path.join(layout, "blobs", "sha256", digest[7:]), "rb") as f:
+            return f.read()
+
+    manifest = json.loads(blob(mdesc["digest"]))
+    for desc in [manifest["config"], *manifest["layers"]]:
+        conn = http.client.HTTPConnection(addr, timeout=30)
+        conn.request("POST", f"/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"})
+        resp = conn.getresponse()
+        resp.read()
+        location = urllib.parse.urlsplit(resp.getheader("Location"))
+        target = f"{location.path}?{location.query}&digest={desc['digest']}"
+        conn.request("PUT", target, body=blob(desc["digest"]),
+                     headers={"Content-Type": "application/octet-stream"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 201, resp.status
+        conn.close()
+    conn = http.client.HTTPConnection(addr, timeout=30)
+    conn.request("PUT", f"/v2/{repo}/manifests/{tag}", body=blob(mdesc["digest"]),
+                 headers={"Content-Type": mdesc["mediaType"]})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 201, resp.status
+    return mdesc["digest"]
