@@ -90,7 +90,16 @@ async def auth(engine, request, responder) -> None:
     await responder.json(200, await engine.registry_login(doc if isinstance(doc, dict) else {}))
 
 
+async def search(engine, request, responder) -> None:
+    """GET /images/search?term=&limit=."""
+    limit = int(request.q("limit") or 25)
+    found = await engine.registry_search(request.q("term", ""), limit,
+                                         request.headers.get("x-registry-auth"))
+    await responder.json(200, found)
+
+
 ROUTES = [
+    ("GET", "/images/search", search),
     ("POST", _NAME + "/push", push),
     ("POST", "/auth", auth),
 ]

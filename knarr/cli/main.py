@@ -18,7 +18,7 @@ COMMANDS = {
     "history": "history", "version": "version", "info": "info", "diff": "diff",
     "commit": "commit", "export": "export", "import": "import", "port": "port", "pull": "pull",
     "cp": "cp", "update": "update", "login": "login", "logout": "logout", "push": "push",
-    "build": "build",
+    "build": "build", "search": "search",
 }
 # management commands: `knarr container ls` and friends
 GROUPS = {

@@ -10,10 +10,11 @@ from knarr.distribution.login import login, server_domain
 from knarr.distribution.pull import Pulled, Puller
 from knarr.distribution.push import Pusher
 from knarr.distribution.registry import tags
+from knarr.distribution.search import search
 from knarr.distribution.session import Session
 
 __all__ = ["Credentials", "DEFAULT_CERTS_DIR", "Endpoint", "Hosts", "login", "server_domain",
-           "Pulled", "Puller", "Pusher", "Session", "list_tags"]
+           "Pulled", "Puller", "Pusher", "Session", "list_tags", "search"]
 
 
 def list_tags(hosts: Hosts, ref, creds: Credentials | None = None) -> list[str]:

@@ -13,7 +13,7 @@ import base64
 import threading
 
 from knarr import fastjson
-from knarr.distribution import Credentials, Hosts, Puller, Pusher, login
+from knarr.distribution import Credentials, Hosts, Puller, Pusher, login, search
 from knarr.errors import InvalidArgument, NotFound
 from knarr.images import unpack
 from knarr.oci import image_spec, reference
@@ -206,6 +206,10 @@ class RegistryMixin:
             raise NotFound(f"An image does not exist locally with the tag: "
                            f"{parsed.familiar_name}", image=parsed.name)
         return sorted(out, key=lambda item: item[0].tag)
+
+    async def registry_search(self, term: str, limit: int, auth: str | None) -> list[dict]:
+        """GET /images/search: the registry's v1 search, where it has one."""
+        return await asyncio.to_thread(search, self._hosts(), term, limit, decode_auth(auth))
 
     async def registry_login(self, doc: dict) -> dict:
         """Check credentials against a registry (POST /auth)."""

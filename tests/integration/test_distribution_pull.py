@@ -106,6 +106,9 @@ def test_pull_errors_are_clear(knarrd, registry, layout):
     # nothing listens there
     status, messages = _stream(knarrd, {"fromImage": "127.0.0.1:9/x/y", "tag": "v1"})
     assert status == 500 and "127.0.0.1:9" in messages[0]["message"]
+    # distribution has no search API: said plainly
+    out = knarr(knarrd, "search", f"{registry.addr}/team", check=False)
+    assert out.returncode == 1 and f"registry {registry.addr} has no search API" in out.stderr
     # the built-in images still come without a registry
     status, messages = _stream(knarrd, {"fromImage": "busybox", "tag": "latest"})
     assert status == 200 and messages[-1]["status"].startswith("Status:")
