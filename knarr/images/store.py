@@ -272,11 +272,14 @@ class ImageStore:
     def _remove(self, ref: str, force: bool, prune: bool) -> list[dict]:
         image_id = self.resolve(ref)
         names = self.records.names_of(image_id)
-        by_name = self._name_of(ref) in names
-        if by_name and len(names) > 1:
-            self.records.drop_name(self._name_of(ref))
-            return [{"Untagged": reference.parse(self._name_of(ref)).familiar()}]
-        if not by_name and len(names) > 1 and not force:
+        name = self._name_of(ref)
+        if name in names:
+            dropped = _dropped_with(name, names)
+            if len(dropped) < len(names):
+                for each in dropped:
+                    self.records.drop_name(each)
+                return [{"Untagged": reference.parse(n).familiar()} for n in dropped]
+        elif len({reference.parse(n).name for n in names}) > 1 and not force:
             short = image_id.removeprefix("sha256:")[:12]  # Docker's text: clients match it
             raise Conflict(f"conflict: unable to delete {short} (must be forced) - image is "
                            "referenced in multiple repositories", image=image_id)
@@ -381,6 +384,18 @@ class ImageStore:
         return {"Images": len(images), "Active": active,
                 "Size": self.content.usage() + self._snapshot_bytes(),
                 "Reclaimable": sum(i["Size"] for i in images if not self.in_use(i["Id"]))}
+
+
+def _dropped_with(name: str, names: list[str]) -> list[str]:
+    """The names an untag of `name` removes: itself, and (as Docker does) the digest names
+    of its repository when no other tag of that repository is left."""
+    parsed = reference.parse(name)
+    if parsed.digest:
+        return [name]
+    same_repo = [n for n in names if n != name and reference.parse(n).name == parsed.name]
+    if any(not reference.parse(n).digest for n in same_repo):
+        return [name]
+    return [name] + same_repo
 
 
 def _normalise(name: str) -> str:

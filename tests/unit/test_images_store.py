@@ -120,6 +120,26 @@ def test_tag_and_remove_like_rmi(store):
     assert list(store.content.walk()) == [] and store.snapshots.walk() == []
 
 
+@x86_64
+def test_removing_the_last_tag_drops_the_repo_digests_too(store):
+    """A pulled image has a tag and a repo digest; `rmi name:tag` deletes it, as Docker's."""
+    image_id = hello_world(store, machine="x86_64")
+    pinned = f"localhost:5000/greet@{store.get(image_id)['manifest']}"
+    store.records.set_name(f"docker.io/library/hello-world@{store.get(image_id)['manifest']}",
+                           image_id)
+    store.tag("hello-world", "localhost:5000/greet:v1")
+    store.records.set_name(pinned, image_id)
+    assert store.remove(image_id, force=True)[-1] == {"Deleted": image_id}
+    image_id = hello_world(store, machine="x86_64")
+    store.records.set_name(pinned, image_id)
+    store.tag("hello-world", "localhost:5000/greet:v1")
+    store.tag("hello-world", "localhost:5000/greet:v2")
+    assert store.remove("localhost:5000/greet:v1") == [{"Untagged": "localhost:5000/greet:v1"}]
+    assert store.remove("localhost:5000/greet:v2") == [{"Untagged": "localhost:5000/greet:v2"},
+                                                       {"Untagged": pinned}]
+    assert store.remove(image_id) == [{"Untagged": "hello-world:latest"}, {"Deleted": image_id}]
+
+
 def test_remove_refuses_an_image_in_use_unless_forced(tmp_path):
     used = set()
     store = ImageStore(str(tmp_path), in_use=lambda image_id: image_id in used)
