@@ -118,8 +118,14 @@ async def search(engine, request, responder) -> None:
         from knarr.errors import InvalidArgument
 
         raise InvalidArgument("term is required")
-    # Docker asks Docker Hub's v1 index; knarr talks only to registries (which have no
-    # search in the distribution spec), so this says so rather than pretending.
+    first, sep, _ = term.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        from knarr.api.routes_registry import search as registry_search
+
+        await registry_search(engine, request, responder)  # a registry named in the term
+        return
+    # Docker asks Docker Hub's v1 index; knarr does not (yet) send a search there, so
+    # this says so rather than pretending.
     await responder.json(501, {"message": f"search {term}: image search is not supported by "
                                "knarr: registries have no search API; pull by name instead"})
 

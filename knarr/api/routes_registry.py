@@ -91,7 +91,7 @@ async def auth(engine, request, responder) -> None:
 
 
 async def search(engine, request, responder) -> None:
-    """GET /images/search?term=&limit=."""
+    """GET /images/search?term=REGISTRY/...&limit= (routes_images.search sends it here)."""
     limit = int(request.q("limit") or 25)
     found = await engine.registry_search(request.q("term", ""), limit,
                                          request.headers.get("x-registry-auth"))
@@ -99,7 +99,6 @@ async def search(engine, request, responder) -> None:
 
 
 ROUTES = [
-    ("GET", "/images/search", search),
     ("POST", _NAME + "/push", push),
     ("POST", "/auth", auth),
 ]
