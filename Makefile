@@ -10,7 +10,7 @@ APT_PACKAGES := busybox-static libseccomp2 iproute2 runc crun podman containerd 
                 docker-registry nftables docker-compose
 BENCH_APT_PACKAGES := hyperfine wrk
 
-.PHONY: demo demo-runtime test lint unit integration bench deps clean
+.PHONY: demo demo-runtime test lint unit integration bench deps clean hardening fuzz
 
 deps: $(VENV)/.installed
 
@@ -44,6 +44,33 @@ integration: deps
 
 test: deps lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The hardening suite in full: probes side by side with Docker, 100 crash rounds, 50
+# concurrent run --rm and 500 lifecycles, 2000 examples per property; figures (JSON) in
+# .state/hardening/. `make test` runs the quick versions of the same tests.
+HARDENING_TESTS := tests/integration/test_hardening_probes.py \
+                   tests/integration/test_hardening_crash.py \
+                   tests/integration/test_hardening_load.py tests/unit/test_fuzz_properties.py
+hardening: deps
+	@mkdir -p .state/hardening
+	KNARR_HARDENING=full KNARR_HARDENING_OUT=$(CURDIR)/.state/hardening \
+	    $(PY) -m pytest -q -s -p no:cacheprovider $(HARDENING_TESTS)
+
+# Every atheris target for FUZZ_SECONDS each; corpora grow in .state/fuzz/<target>/,
+# a crash leaves .state/fuzz/crash-<sha1>; libFuzzer's figures are in .state/fuzz/*.log.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := reference image_spec dockerfile layer_tar http_request
+fuzz: deps
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[fuzz]'
+	@mkdir -p .state/fuzz
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p .state/fuzz/$$t; \
+	    (cd .state/fuzz && $(CURDIR)/$(PY) $(CURDIR)/fuzz/harness.py $$t \
+	        -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 \
+	        $$t $(CURDIR)/fuzz/seeds/$$t) > .state/fuzz/$$t.log 2>&1 || status=1; \
+	    echo "fuzz $$t: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' .state/fuzz/$$t.log ||\
+	        echo CRASHED, see .state/fuzz/$$t.log)"; \
+	done; exit $$status
 
 bench: deps
 	@scripts/install-deps $(BENCH_APT_PACKAGES)

@@ -104,7 +104,12 @@ class Request:
         if "chunked" in self.headers.get("transfer-encoding", "").lower():
             while True:
                 size_line = await self.reader.readline()
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                try:
+                    size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    raise BadRequest(f"invalid chunk size {size_line[:40]!r}") from None
+                if size < 0:
+                    raise BadRequest(f"invalid chunk size {size_line[:40]!r}")
                 if size == 0:
                     await self.reader.readline()
                     return
@@ -132,12 +137,20 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
         method, target, version = lines[0].split(" ", 2)
     except ValueError:
         raise BadRequest(f"malformed request line {lines[0]!r}") from None
+    if not target or not method.isascii() or not method.replace("-", "").isalnum():
+        raise BadRequest(f"malformed request line {lines[0][:80]!r}")
     headers = {}
     for line in lines[1:]:
         if line:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-    return Request(method, target, version, headers, reader)
+    length = headers.get("content-length", "0")
+    if not length or length.strip("0123456789"):  # str.isdigit() takes "\u00b2" too
+        raise BadRequest(f"invalid content-length {headers['content-length'][:40]!r}")
+    try:
+        return Request(method, target, version, headers, reader)
+    except ValueError as exc:  # urlsplit: "//[" is an invalid IPv6 host
+        raise BadRequest(f"malformed request target {target[:80]!r}: {exc}") from None
 
 
 class Responder:
