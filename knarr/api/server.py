@@ -62,8 +62,8 @@ class Server:
         self.base_headers = {"Api-Version": API_VERSION, "Docker-Experimental": "false",
                              "Ostype": "linux", "Server": f"knarr/{VERSION} (linux)"}
 
-    async def serve_unix(self, path: str) -> asyncio.AbstractServer:
-        """Listen on a unix socket (root and group knarr 0660, else root-only 0600)."""
+    async def serve_unix(self, path: str, group: str = "knarr") -> asyncio.AbstractServer:
+        """Listen on a unix socket: root and `group` 0660, root only (0600) without one."""
         if os.path.exists(path):
             os.unlink(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -72,7 +72,7 @@ class Server:
             server = await asyncio.start_unix_server(self.handle, path, limit=1 << 20)
         finally:
             os.umask(old)
-        gid = _knarr_gid()
+        gid = group_gid(group) if group else None
         if gid is not None:
             os.chown(path, 0, gid)
             os.chmod(path, 0o660)
@@ -170,12 +170,13 @@ class Server:
         await responder.json(status, {"message": str(exc)})
 
 
-def _knarr_gid() -> int | None:
+def group_gid(name: str) -> int | None:
+    """The gid of a group named in /etc/group, None if there is none."""
     try:
         with open("/etc/group") as f:
             for line in f:
                 fields = line.split(":")
-                if fields[0] == "knarr":
+                if fields[0] == name:
                     return int(fields[2])
     except OSError:
         pass

@@ -11,6 +11,7 @@ __all__ = ["entry"]
 DEFAULT_ROOT = "/var/lib/knarr"
 DEFAULT_EXEC_ROOT = "/run/knarr"
 DEFAULT_HOST = "unix:///run/knarr/knarr.sock"
+DEFAULT_GROUP = "knarr"
 
 
 def _parse(argv: list[str]):
@@ -34,6 +35,9 @@ def _parse(argv: list[str]):
     parser.add_argument("--insecure-tcp", action="store_true",
                         help="allow a tcp:// listener without TLS (anyone who reaches it "
                         "is root on this machine)")
+    parser.add_argument("-G", "--group", default=DEFAULT_GROUP,
+                        help="group owning the unix sockets, made if missing when it is the "
+                        f"default (default {DEFAULT_GROUP}; '' for root only)")
     parser.add_argument("--debug", "-D", action="store_true", help="log every request")
     parser.add_argument("--insecure-registry", action="append", default=[],
                         metavar="HOST[:PORT]|CIDR", help="a registry reached over plain HTTP "
@@ -125,7 +129,7 @@ async def _serve(args, helper) -> None:
     servers = []
     for host, (kind, where, port) in zip(args.host, args.listeners, strict=True):
         if kind == "unix":
-            servers.append(await api.serve_unix(where))
+            servers.append(await api.serve_unix(where, args.group))
         else:
             if args.tls_context is None:
                 logging.getLogger("knarr").warning(
@@ -161,6 +165,8 @@ def entry(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(message)s")
     if os.geteuid() != 0:
         raise SystemExit("knarrd: must run as root")
+    if args.group == DEFAULT_GROUP:
+        _ensure_group(DEFAULT_GROUP)
     try:
         asyncio.run(_serve(args, helper))
     except KeyboardInterrupt:
@@ -169,3 +175,23 @@ def entry(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     entry()
+
+
+def _ensure_group(name: str) -> None:
+    """Make the sockets' system group if it is missing, as Docker's packages make `docker`:
+    the socket is then 0660 root:knarr, and membership is what grants access."""
+    import logging
+    import subprocess
+
+    from knarr.api.server import group_gid
+
+    if group_gid(name) is not None:
+        return
+    try:
+        made = subprocess.run(["groupadd", "--system", name], capture_output=True, text=True)
+    except OSError as exc:
+        made = subprocess.CompletedProcess([], 1, "", str(exc))
+    if made.returncode not in (0, 9):  # 9: made meanwhile by another daemon
+        logging.getLogger("knarr").warning(
+            "knarrd: could not make group %s (%s); the socket stays root-only (0600)", name,
+            made.stderr.strip())
