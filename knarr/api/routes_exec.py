@@ -21,17 +21,19 @@ async def start(engine, request, responder) -> None:
     exec_id = request.params["id"]
     x = engine.exec_startable(exec_id)
     detach = bool(body.get("Detach"))
+    # The process gets a terminal if the exec was created with one; the start's Tty
+    # says only how the stream is framed (Docker's daemon does the same).
     tty = body.get("Tty")
     tty = x["ProcessConfig"]["tty"] if tty is None else bool(tty)
     if detach:
-        await engine.exec_start(exec_id, detach=True, tty=tty)
+        await engine.exec_start(exec_id, detach=True)
         await responder.send(200, b"", "application/json")
         return
     # The head goes out before the process starts, as Docker's does: a client that reads
     # the head through a buffer (docker-py) would lose output sent along with it.
     await responder.hijack(request, stream_type(tty))
     try:
-        stream = await engine.exec_start(exec_id, tty=tty)
+        stream = await engine.exec_start(exec_id)
     except KnarrError as exc:  # the status is sent: the error goes in the stream
         text = str(exc).encode() + b"\r\n"
         responder.writer.write(text if tty else frame(1, text))

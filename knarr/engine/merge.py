@@ -61,6 +61,21 @@ def _check_type(section: dict, key: str, kind: type, where: str) -> None:
                               f"{where}.{key} of type {go}", field=key)
 
 
+def parse_device_rule(rule: str) -> dict:
+    """`c 7:128 rwm` (Docker's --device-cgroup-rule) as an OCI linux.resources.devices entry."""
+    fields = rule.split()
+    numbers = fields[1].split(":") if len(fields) == 3 else []
+    if len(numbers) != 2 or fields[0] not in ("a", "b", "c") or \
+            not all(n == "*" or n.isdigit() for n in numbers) or \
+            not fields[2] or set(fields[2]) - set("rwm"):
+        raise InvalidArgument(f"invalid device cgroup rule format: '{rule}'", rule=rule)
+    entry = {"allow": True, "type": fields[0], "access": fields[2]}
+    for key, number in zip(("major", "minor"), numbers, strict=True):
+        if number != "*":
+            entry[key] = int(number)
+    return entry
+
+
 def parse_restart_policy(policy: dict | None) -> dict:
     """A checked RestartPolicy {Name, MaximumRetryCount}."""
     policy = dict(policy or {})
@@ -105,6 +120,8 @@ def validate_host_config(host: dict) -> dict:
     network = host.get("NetworkMode") or "default"
     if not isinstance(network, str) or network == "container:":
         raise InvalidArgument(f"invalid network mode: {network}", network=network)
+    for rule in host.get("DeviceCgroupRules") or []:
+        parse_device_rule(rule)
     out = dict(host)
     out["RestartPolicy"] = parse_restart_policy(host.get("RestartPolicy"))
     if out.get("AutoRemove") and out["RestartPolicy"]["Name"] not in ("", "no"):
@@ -113,8 +130,8 @@ def validate_host_config(host: dict) -> dict:
     log = dict(host.get("LogConfig") or {})
     log["Type"] = log.get("Type") or "json-file"
     if log["Type"] not in ("json-file", "none"):
-        raise InvalidArgument(f'failed to create logger: logger: no log driver named '
-                              f'\'{log["Type"]}\' is registered', driver=log["Type"])
+        raise InvalidArgument(f'logger: no log driver named \'{log["Type"]}\' is registered',
+                              driver=log["Type"])
     log["Config"] = log.get("Config") or {}
     out["LogConfig"] = log
     return out

@@ -8,6 +8,7 @@ no seccomp filter, every device and nothing masked.
 """
 
 from knarr.engine import mountspecs
+from knarr.engine.merge import parse_device_rule
 from knarr.errors import InvalidArgument
 from knarr.oci import runtime_spec
 
@@ -125,6 +126,7 @@ def _resources(host: dict) -> dict:
         out["devices"] = [{"allow": False, "access": "rwm"},
                           {"allow": True, "type": "c", "access": "m"},
                           {"allow": True, "type": "b", "access": "m"}]
+        out["devices"] += [parse_device_rule(r) for r in host.get("DeviceCgroupRules") or []]
     return out
 
 

@@ -2,6 +2,7 @@
 endpoint it has, through both its low-level APIClient and its models."""
 
 import io
+import os
 import tarfile
 import threading
 import time
@@ -163,3 +164,31 @@ def test_containers_list_filters_prune_and_events(client):
         assert actions[:3] == ["create", "start", "die"] and "destroy" in actions
     finally:
         b.remove(force=True)
+
+
+def test_exec_tty_framing_follows_the_start_and_create_checks(client):
+    api = client.api
+    c = client.containers.run("busybox", "cat", detach=True, stdin_open=True)
+    try:
+        # created with a terminal, started without Tty (docker-py's default): the process
+        # has a tty (CRLF), the stream is multiplexed, as Docker's daemon does it
+        exec_id = api.exec_create(c.id, ["sh", "-c", "echo out; echo err >&2"], tty=True)
+        assert api.exec_start(exec_id) == b"out\r\nerr\r\n"
+        assert api.exec_start(api.exec_create(c.id, "echo hello world")) == b"hello world\n"
+    finally:
+        c.remove(force=True)
+    rule = "c 7:128 rwm"
+    ruled = client.containers.run("busybox", "cat /sys/fs/cgroup/devices/devices.list",
+                                  device_cgroup_rules=[rule], detach=True)
+    ruled.wait()
+    assert ruled.attrs["HostConfig"]["DeviceCgroupRules"] == [rule]
+    if os.path.isdir("/sys/fs/cgroup/devices"):  # cgroup v1 shows the rules it was given
+        assert rule.encode() in ruled.logs()
+    ruled.remove()
+    with pytest.raises(docker.errors.APIError) as bad:
+        client.containers.create("busybox", "true", log_config=docker.types.LogConfig(
+            type="asdf-nope", config={}))
+    assert bad.value.explanation == "logger: no log driver named 'asdf-nope' is registered"
+    with pytest.raises(docker.errors.APIError) as bad:
+        client.containers.create("busybox", "true", device_cgroup_rules=["x 1:2 rwm"])
+    assert bad.value.status_code == 400
