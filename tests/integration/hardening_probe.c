@@ -160,7 +160,13 @@ static int escapes(int argc, char **argv) {
         "/proc/sys writable");
     TRY("write_sysrq_trigger", open_only("/proc/sysrq-trigger", O_WRONLY),
         "/proc/sysrq-trigger writable");
+    TRY("write_core_pattern", open_only("/proc/sys/kernel/core_pattern", O_WRONLY),
+        "core_pattern writable");
     TRY("write_sys", open_only("/sys/kernel/uevent_helper", O_WRONLY), "/sys writable");
+    TRY("write_sys_mm", open_only("/sys/kernel/mm/transparent_hugepage/enabled", O_WRONLY),
+        "/sys writable");
+    TRY("write_sys_module_param", open_only("/sys/module/kernel/parameters/panic", O_WRONLY),
+        "/sys writable");
     TRY("mkdir_sys_cgroup", mkdir("/sys/fs/cgroup/probe", 0700), "cgroupfs writable");
     rmdir("/sys/fs/cgroup/probe");
     TRY("mknod_char", mknod("/tmp/probe-null", S_IFCHR | 0600, makedev(1, 3)), "node made");
