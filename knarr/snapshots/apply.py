@@ -177,6 +177,8 @@ class _Extractor:
             raise self.refuse(f"truncated archive: {exc}") from exc
         except OSError as exc:
             raise self.refuse(os.strerror(exc.errno) if exc.errno else str(exc)) from exc
+        except ValueError as exc:  # a NUL byte in a (PAX) name or link target
+            raise self.refuse(str(exc)) from exc
 
     def _parts(self, name: str) -> list[str]:
         parts = _clean(name)

@@ -67,7 +67,8 @@ def test_escape_probes_at_least_as_strict_as_docker(engines):
     assert not weaker and not late, {n: (knarr[n], docker[n]) for n in weaker + late}
     # The escapes themselves, whatever Docker does.
     for name in ("mount_tmpfs", "umount_masked_kcore", "unshare_user", "ptrace_host_pid",
-                 "write_sysrq_trigger", "write_core_pattern", "write_sys_mm", "open_raw_block", "init_module", "finit_module",
+                 "write_sysrq_trigger", "write_core_pattern", "write_sys_mm", "open_raw_block",
+                 "init_module", "finit_module",
                  "settimeofday", "clock_settime", "sethostname", "read_proc_kcore",
                  "api_socket_path", "api_socket_listed"):
         assert denied(knarr[name]), (name, knarr[name])

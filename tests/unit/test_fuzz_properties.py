@@ -109,7 +109,7 @@ _names = st.one_of(st.sampled_from(["a", "b", "a/b", "../x", "../../canary", "/a
                                     "a/../../x", "l", "l/x", "l/../x", ".wh.a", ".wh..wh..opq",
                                     "d/", "./a", "a//b", "\u00e9", "..", ".", "a/.wh.b",
                                     "../sibling/x", "../../a/sibling/y"]),
-                   st.text(alphabet="ab./l", min_size=1, max_size=10))
+                   st.text(alphabet="ab./l\x00", min_size=1, max_size=10))
 _links = st.sampled_from(["/", "..", "../..", "../../canary", "a", "l", "/etc/passwd", "l/x",
                           "", "../../../a/sibling", "a/b", "/a"])
 _entries = st.lists(st.tuples(st.integers(0, 7), _names, _links, st.binary(max_size=32)),
@@ -124,6 +124,8 @@ _entries = st.lists(st.tuples(st.integers(0, 7), _names, _links, st.binary(max_s
 @example([(2, "l", "/", b""), (3, "h", "l/canary", b"")])            # a hard link via a link
 @example([(4, "dev", "", b""), (5, "blk", "", b""), (6, "fifo", "", b"")])  # device nodes
 @example([(7, "huge", "", b"x")])                                     # a header that lies
+@example([(0, "a\x00b", "", b"x")])                           # a NUL in a PAX name (atheris)
+@example([(2, "l", "a\x00b", b""), (3, "h", "a\x00b", b"")])  # and in link targets
 def test_layer_tars_write_nothing_outside_the_target(entries):
     targets.layer_tar(targets.tar_of(entries))
 
