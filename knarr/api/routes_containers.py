@@ -232,10 +232,38 @@ async def archive_head(engine, request, responder) -> None:
                           "Content-Length": "0"})
 
 
+def _take_socket(request, responder) -> tuple[int, bytes]:
+    """The connection's socket for a copy process: reading paused, a dup of the fd, the
+    bytes the server had already read; the server closes the connection afterwards."""
+    transport = responder.writer.transport
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return -1, b""
+    transport.pause_reading()
+    buffered = request.reader._buffer  # noqa: SLF001 - what asyncio read ahead of us
+    held = bytes(buffered)
+    buffered.clear()
+    responder.keep_alive = False
+    return os.dup(sock.fileno()), held
+
+
 async def archive_get(engine, request, responder) -> None:
     if request.method == "HEAD":
         await archive_head(engine, request, responder)
         return
+    if responder.writer.transport.get_write_buffer_size() == 0:
+        head = responder._head(200, {  # noqa: SLF001
+            "Content-Type": "application/x-tar", "X-Docker-Container-Path-Stat": "@STAT@",
+            "Connection": "close"}).decode("latin-1")
+        fd, _held = _take_socket(request, responder)
+        if fd >= 0:
+            try:
+                await engine.archive_get_to_socket(request.params["id"],
+                                                   _archive_path(request), fd, head)
+                responder.started = True
+            finally:
+                os.close(fd)
+            return
     doc, pieces = await engine.archive_get(request.params["id"], _archive_path(request))
     try:
         await responder.start_stream(200, "application/x-tar",
@@ -248,9 +276,22 @@ async def archive_get(engine, request, responder) -> None:
 
 
 async def archive_put(engine, request, responder) -> None:
-    await engine.archive_put(request.params["id"], _archive_path(request),
-                             request.body_chunks(), request.q_bool("copyUIDGID", False),
-                             request.q_bool("noOverwriteDirNonDir", False))
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    length = int(request.headers.get("content-length") or 0)
+    fd, held = _take_socket(request, responder) if chunked or length else (-1, b"")
+    if fd < 0:
+        await engine.archive_put(request.params["id"], _archive_path(request),
+                                 request.body_chunks(), request.q_bool("copyUIDGID", False),
+                                 request.q_bool("noOverwriteDirNonDir", False))
+    else:
+        try:
+            await engine.archive_put_from_socket(
+                request.params["id"], _archive_path(request), fd, held,
+                ("chunked",) if chunked else ("length", length),
+                request.q_bool("copyUIDGID", False),
+                request.q_bool("noOverwriteDirNonDir", False))
+        finally:
+            os.close(fd)
     await responder.send(200, b"", "text/plain")
 
 

@@ -93,16 +93,34 @@ def _from_container(cli, container: str, path: str, dest: str, args) -> int:
                 raise cli.fail(f"invalid output path: directory {dest!r} does not exist", 1)
             rename = (base, os.path.basename(dest))
         fd = os.open(into, os.O_RDONLY | os.O_DIRECTORY)
+        source = _source(resp)
         try:
-            tarstream.extract(tarstream.Source(chunks=resp.chunks()), fd,
-                              chown=bool(args.archive) and os.geteuid() == 0, rename=rename)
+            tarstream.extract(source, fd, chown=bool(args.archive) and os.geteuid() == 0,
+                              rename=rename)
         except (tarstream.TarError, OSError) as exc:
             raise cli.fail(f"copy {container}:{path} to {dest}: {exc}", 1) from None
         finally:
+            source.close()
             os.close(fd)
     finally:
         resp.conn.close()
     return 0
+
+
+def _source(resp):
+    """The body as a tarstream source: read straight off the socket (spliced into the files)
+    when the body runs to the connection's close on a plain socket, else its chunks."""
+    from knarr import tarstream
+
+    conn = resp.conn
+    framed = "transfer-encoding" in resp.headers or "content-length" in resp.headers
+    sock = getattr(conn, "sock", None)
+    if framed or not hasattr(sock, "setblocking") or hasattr(sock, "getpeercert"):  # TLS
+        return tarstream.Source(chunks=resp.chunks())
+    held = bytes(conn.buf)
+    conn.buf.clear()
+    conn.sock.setblocking(True)
+    return tarstream.Source(fd=conn.sock.fileno(), initial=held)
 
 
 def _to_container(cli, src: str, container: str, path: str, args) -> int:

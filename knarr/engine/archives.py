@@ -107,7 +107,8 @@ class ArchivesMixin:
         return {"rootfs": rootfs if os.path.ismount(rootfs) else None,
                 "mounts": record["_snapshot"]["mounts"], "binds": binds}
 
-    async def _cp_start(self, root: dict, request: dict, stdin: bool) -> CpChild:
+    async def _cp_start(self, root: dict, request: dict, stdin: bool,
+                        pass_fds: tuple = ()) -> CpChild:
         scratch = None
         if not root.get("pid") and not root.get("dir"):
             scratch = tempfile.mkdtemp(prefix="cp-", dir=self.exec_root)
@@ -122,7 +123,7 @@ class ArchivesMixin:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-S", "-c", _LAUNCH, json.dumps(request),
                 stdin=in_r if stdin else subprocess.DEVNULL, stdout=out_w,
-                stderr=subprocess.PIPE, pass_fds=())
+                stderr=subprocess.PIPE, pass_fds=pass_fds)
         finally:
             os.close(out_w)
             if in_r is not None:
@@ -167,6 +168,44 @@ class ArchivesMixin:
                 await child.finish()
 
         return reply["stat"], pieces()
+
+    async def archive_get_to_socket(self, ref: str, path: str, sock_fd: int, head: str) -> None:
+        """GET .../archive with the bytes off the daemon's path: cpchild writes `head` (the
+        response head, "@STAT@" standing for the stat header) and the tar stream straight
+        into the client's socket. An error before anything is written raises as usual."""
+        request = {"op": "get", "path": path, "sock_fd": sock_fd, "head": head}
+        child = await self._cp_start(self._cp_root(self.record(ref)), request, False,
+                                     (sock_fd,))
+        try:
+            await self._cp_reply(child, ref, path)
+        finally:
+            if child.proc.returncode is None:
+                await child.finish()
+
+    async def archive_put_from_socket(self, ref: str, path: str, sock_fd: int, held: bytes,
+                                      framing: tuple, copy_uid_gid: bool = False,
+                                      no_overwrite_dir_nondir: bool = False) -> None:
+        """PUT .../archive with cpchild reading the request body (`framing`: ("chunked",)
+        or ("length", n)) from the client's socket itself, after `held`, the part the
+        daemon had already read."""
+        record = self.record(ref)
+        request = {"op": "put", "path": path, "no_overwrite": no_overwrite_dir_nondir,
+                   "chown": True if copy_uid_gid else [0, 0], "sock_fd": sock_fd,
+                   "framing": list(framing)}
+        child = await self._cp_start(self._cp_root(record), request, True, (sock_fd,))
+        try:
+            await _write_all(child.stdin_fd, held)
+        except BrokenPipeError:
+            pass
+        os.close(child.stdin_fd)
+        child.stdin_fd = None
+        try:
+            reply = await self._cp_reply(child, ref, path)
+            if "ready" in reply:
+                await self._cp_reply(child, ref, path)
+        finally:
+            if child.proc.returncode is None:
+                await child.finish()
 
     async def archive_put(self, ref: str, path: str, chunks, copy_uid_gid: bool = False,
                           no_overwrite_dir_nondir: bool = False) -> None:

@@ -20,6 +20,7 @@ stdout is a JSON reply ({"stat": ...} or {"error": ..., "kind": ...}); for
 `get` the tar stream follows it; `put` reads the tar on stdin and then replies.
 """
 
+import base64
 import json
 import os
 import stat
@@ -145,25 +146,97 @@ def _get(request: dict) -> None:
     doc = _stat(path)
     parent, name = _split(path)
     parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    out = 1
+    if request.get("sock_fd"):  # the client's socket: the response head, then the tar
+        out = request["sock_fd"]
+        os.set_blocking(out, True)
+        stat_header = base64.b64encode(json.dumps(doc).encode()).decode()
+        _write_all(out, request["head"].replace("@STAT@", stat_header).encode("latin-1"))
     _reply({"stat": doc})
     arcname = request.get("arcname", name if name != "." else ".")
     try:
-        tarstream.write_tree(1, parent_fd, name, arcname, follow=bool(request.get("follow")))
+        tarstream.write_tree(out, parent_fd, name, arcname,
+                             follow=bool(request.get("follow")))
     except OSError:  # the reply is out: a broken stream is all the caller can be told
         os._exit(1)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    done = 0
+    while done < len(data):
+        done += os.write(fd, data[done:])
+
+
+class _Raw:
+    """Bytes the daemon had read (on stdin), then the client's socket."""
+
+    def __init__(self, fd: int) -> None:
+        self.buf = b""
+        while piece := os.read(0, 1 << 20):
+            self.buf += piece
+        self.fd = fd
+        os.set_blocking(fd, True)
+
+    def _fill(self) -> None:
+        piece = os.read(self.fd, 1 << 20)
+        if not piece:
+            raise tarstream.TarError("the request body ended early")
+        self.buf += piece
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def some(self, limit: int) -> bytes:
+        if not self.buf:
+            self._fill()
+        piece, self.buf = self.buf[:limit], self.buf[limit:]
+        return piece
+
+
+def _body(request: dict):
+    """The request body's bytes, its HTTP framing taken off."""
+    raw = _Raw(request["sock_fd"])
+    framing = request["framing"]
+    if framing[0] == "length":
+        left = framing[1]
+        while left > 0:
+            piece = raw.some(min(left, 1 << 20))
+            left -= len(piece)
+            yield piece
+        return
+    while True:
+        size = int(raw.line().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while raw.line():  # trailers
+                pass
+            return
+        while size > 0:
+            piece = raw.some(min(size, 1 << 20))
+            size -= len(piece)
+            yield piece
+        raw.line()
+
+
 def _put(request: dict) -> None:
     path = request["path"]
+    source = tarstream.Source(chunks=_body(request)) if request.get("sock_fd") else \
+        tarstream.Source(fd=0)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except NotADirectoryError:
-        _reply({"error": "extraction point is not a directory", "kind": "invalid"})
-        return
+    except OSError as exc:
+        if request.get("sock_fd"):  # read the body all the same: the client is sending it
+            while source.read(1 << 20):
+                pass
+        if isinstance(exc, NotADirectoryError):
+            _reply({"error": "extraction point is not a directory", "kind": "invalid"})
+            return
+        raise
     _reply({"ready": True})
     chown = request.get("chown", True)
-    tarstream.extract(tarstream.Source(fd=0), fd, chown=tuple(chown) if
-                      isinstance(chown, list) else chown,
+    tarstream.extract(source, fd, chown=tuple(chown) if isinstance(chown, list) else chown,
                       no_overwrite_dir_nondir=bool(request.get("no_overwrite")))
     _reply({"ok": True})
 

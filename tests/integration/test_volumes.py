@@ -260,9 +260,9 @@ def test_cp_never_leaves_the_container_root_through_symlinks(knarrd, tmp_path):
             member = tarfile.open(fileobj=io.BytesIO(resp.body)).extractfile(
                 os.path.basename(secret))
             assert member.read() == b"inside\n"
-        deadline = time.monotonic() + 4
+        deadline = time.monotonic() + 3
         rounds = 0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline or rounds < 3:  # a loaded host: at least 3 rounds
             name = f"pwned-{token}-{rounds}"
             status = _put(client, cid, "/w/x/tmp", _tar_of(name, b"x"))
             assert status in (200, 404, 400)
@@ -277,7 +277,6 @@ def test_cp_never_leaves_the_container_root_through_symlinks(knarrd, tmp_path):
                 assert _put(client, cid, link, _tar_of(name + "b", b"x")) == 200
                 assert not os.path.exists(f"/tmp/{name}b")
             rounds += 1
-        assert rounds >= 3  # each round is four copies racing the swap loop
         client.post(f"/containers/{cid}/kill")  # stopped: cp mounts the root itself
         wait_for(lambda: not client.inspect(cid)["State"]["Running"])
         for link in ("/up/tmp", "/w/dots/tmp", "/w/x/tmp"):  # /w/x: as the loop left it
