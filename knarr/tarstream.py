@@ -12,6 +12,7 @@ for its header codec.
 """
 
 import errno
+import fcntl
 import os
 import stat
 
@@ -30,10 +31,11 @@ class TarError(Exception):
 
 
 class _Out:
-    """Small writes gathered into one buffer; file bodies go by sendfile."""
+    """Small writes gathered into one buffer; file bodies go by sendfile. `chunked` frames
+    everything as HTTP/1.1 chunks (a request body written straight into the socket)."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd, self.buf = fd, bytearray()
+    def __init__(self, fd: int, chunked: bool = False) -> None:
+        self.fd, self.buf, self.chunked = fd, bytearray(), chunked
 
     def write(self, data: bytes) -> None:
         self.buf += data
@@ -41,6 +43,9 @@ class _Out:
             self.flush()
 
     def flush(self) -> None:
+        if self.chunked and self.buf:
+            self.buf[:0] = b"%x\r\n" % len(self.buf)
+            self.buf += b"\r\n"
         with memoryview(self.buf) as view:
             done = 0
             while done < len(view):
@@ -53,14 +58,18 @@ class _Out:
             self.write(data + bytes(size - len(data)))  # a file that shrank: zeros
             return
         self.flush()
+        if self.chunked:
+            _write_all(self.fd, b"%x\r\n" % size)
         offset = 0
         while offset < size:
             sent = os.sendfile(self.fd, fd, offset, size - offset)
             if sent == 0:
                 break
             offset += sent
-        if offset < size:
-            self.write(bytes(size - offset))
+        if offset < size:  # the file shrank: zeros, inside the chunk announced
+            _write_all(self.fd, bytes(size - offset))
+        if self.chunked:
+            _write_all(self.fd, b"\r\n")
 
 
 def _info(name: str, st: os.stat_result, link: str = ""):
@@ -94,10 +103,12 @@ def _header(info) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def write_tree(out_fd: int, dir_fd: int, name: str, arcname: str, follow: bool = False) -> None:
+def write_tree(out_fd: int, dir_fd: int, name: str, arcname: str, follow: bool = False,
+               chunked: bool = False) -> None:
     """Archive `name` (relative to `dir_fd`, a directory or any other file) as `arcname`
-    onto `out_fd`, then the two zero blocks; `follow` dereferences `name` itself."""
-    out = _Out(out_fd)
+    onto `out_fd`, then the two zero blocks; `follow` dereferences `name` itself;
+    `chunked` frames the stream as HTTP chunks (without the final empty one)."""
+    out = _Out(out_fd, chunked)
     seen: dict[tuple[int, int], str] = {}
     _write_entry(out, dir_fd, name, arcname, seen, follow)
     out.write(bytes(_BLOCK * 2))
@@ -159,19 +170,87 @@ def _write_file(out: _Out, dir_fd: int, name: str, arcname: str, st, follow: boo
 # -- reading ------------------------------------------------------------------
 
 
-class Source:
-    """A tar stream from a file descriptor (a pipe is spliced from) or from an iterator of
-    byte chunks (an HTTP body)."""
+class _Framed:
+    """An HTTP request body on a socket, its framing (chunked, or a length) taken off;
+    file data inside a chunk can be spliced straight from the socket."""
 
-    def __init__(self, fd: int | None = None, chunks=None, initial: bytes = b"") -> None:
+    def __init__(self, fd: int, raw: bytes, length: int | None) -> None:
+        self.fd, self.raw = fd, raw
+        self.chunked = length is None
+        self.left = length or 0  # data bytes left in the current chunk
+        self.crlf = False  # a chunk's closing CRLF is next
+        self.done = length == 0
+
+    def _fill(self) -> None:
+        piece = os.read(self.fd, 65536)
+        if not piece:
+            raise TarError("the request body ended early")
+        self.raw += piece
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.raw:
+            self._fill()
+        line, _, self.raw = self.raw.partition(b"\r\n")
+        return line
+
+    def _next_chunk(self) -> bool:
+        if not self.chunked or self.done:
+            self.done = True
+            return False
+        if self.crlf:
+            self._line()
+            self.crlf = False
+        size = int(self._line().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while self._line():  # trailers
+                pass
+            self.done = True
+            return False
+        self.left = size
+        return True
+
+    def more(self) -> bytes:
+        """The next piece of the body; b"" at its end."""
+        if self.left == 0 and not self._next_chunk():
+            return b""
+        if not self.raw:
+            self.raw = os.read(self.fd, min(self.left, 1 << 20))
+            if not self.raw:
+                raise TarError("the request body ended early")
+        piece, self.raw = self.raw[:self.left], self.raw[self.left:]
+        self.took(len(piece))
+        return piece
+
+    def budget(self) -> int:
+        """How many body bytes may be spliced from the socket now (0: read instead)."""
+        return 0 if self.raw else self.left
+
+    def took(self, count: int) -> None:
+        """`count` body bytes went by splice (or `more`)."""
+        self.left -= count
+        if self.left == 0:
+            self.crlf = self.chunked
+            self.done = not self.chunked
+
+
+class Source:
+    """A tar stream from a file descriptor (a pipe is spliced from), an HTTP body on a
+    socket (`framing`: (bytes already read, its length or None for chunked)) or an
+    iterator of byte chunks."""
+
+    def __init__(self, fd: int | None = None, chunks=None, initial: bytes = b"",
+                 framing: tuple[bytes, int | None] | None = None) -> None:
         self.fd, self.chunks = fd, chunks
         self.buf, self.pos = initial, 0
+        self.framed = _Framed(fd, *framing) if framing is not None else None
         mode = os.fstat(fd).st_mode if fd is not None else 0
         self.pipe = stat.S_ISFIFO(mode)
         self.sock = stat.S_ISSOCK(mode)
         self.relay: tuple[int, int] | None = None  # a pipe to splice a socket through
 
     def _more(self) -> bytes:
+        if self.framed is not None:
+            return self.framed.more()
         if self.fd is not None:
             return os.read(self.fd, 1 << 20)
         return next(self.chunks, b"")
@@ -203,8 +282,12 @@ class Source:
                     raise TarError("archive ended in the middle of a file")
                 size -= moved
                 continue
-            if self.sock and fd >= 0:
-                size -= self._splice_socket(fd, size)
+            budget = self.framed.budget() if self.framed is not None else size
+            if self.sock and fd >= 0 and budget:
+                moved = self._splice_socket(fd, min(size, budget))
+                if self.framed is not None:
+                    self.framed.took(moved)
+                size -= moved
                 continue
             more = self._more()
             if not more:
@@ -222,8 +305,6 @@ class Source:
         if self.relay is None:
             self.relay = os.pipe2(os.O_CLOEXEC)
             try:
-                import fcntl
-
                 fcntl.fcntl(self.relay[1], 1031, 1 << 20)  # F_SETPIPE_SZ
             except OSError:
                 pass

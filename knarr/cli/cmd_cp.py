@@ -145,7 +145,7 @@ def _to_container(cli, src: str, container: str, path: str, args) -> int:
                            f"container {container}", 1)
         where, arcname = os.path.dirname(path.rstrip("/")) or "/", os.path.basename(
             path.rstrip("/"))
-    stream = _tar_pipe(local, arcname, args.follow_link)
+    stream = _TarBody(local, arcname, args.follow_link)
     with stream:
         cli.client.call("PUT", f"/containers/{quote_path(container)}/archive",
                         {"path": where, **query}, stream=stream,
@@ -153,24 +153,51 @@ def _to_container(cli, src: str, container: str, path: str, args) -> int:
     return 0
 
 
-def _tar_pipe(local: str, arcname: str, follow: bool):
-    """A readable end of a pipe a thread writes `local` into as a tar stream."""
-    import threading
+class _TarBody:
+    """The request body of a copy in: `write_chunks` writes the tar stream as HTTP chunks
+    straight into a plain socket (file bodies by sendfile); `read` serves any other
+    transport (TLS) from a pipe a thread fills."""
 
-    from knarr import tarstream
+    def __init__(self, local: str, arcname: str, follow: bool) -> None:
+        self.local, self.arcname, self.follow = local, arcname, follow
+        self.pipe = None
 
-    r, w = os.pipe()
-    parent = os.open(os.path.dirname(local) or "/", os.O_RDONLY | os.O_DIRECTORY)
+    def _write(self, fd: int, chunked: bool) -> None:
+        from knarr import tarstream
 
-    def write() -> None:
+        parent = os.open(os.path.dirname(self.local) or "/", os.O_RDONLY | os.O_DIRECTORY)
         try:
-            tarstream.write_tree(w, parent, os.path.basename(local) or ".", arcname,
-                                 follow=follow)
-        except OSError:
-            pass
+            tarstream.write_tree(fd, parent, os.path.basename(self.local) or ".",
+                                 self.arcname, follow=self.follow, chunked=chunked)
         finally:
-            os.close(w)
             os.close(parent)
 
-    threading.Thread(target=write, daemon=True).start()
-    return os.fdopen(r, "rb")
+    def write_chunks(self, fd: int) -> None:
+        """Write the whole body, chunk-framed, into `fd`."""
+        self._write(fd, True)
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes of the plain tar stream."""
+        if self.pipe is None:
+            import threading
+
+            r, w = os.pipe()
+
+            def fill() -> None:
+                try:
+                    self._write(w, False)
+                except OSError:
+                    pass
+                finally:
+                    os.close(w)
+
+            threading.Thread(target=fill, daemon=True).start()
+            self.pipe = os.fdopen(r, "rb")
+        return self.pipe.read(size)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pipe is not None:
+            self.pipe.close()

@@ -162,6 +162,11 @@ class Connection:
             length -= len(data)
 
     def _send_chunked(self, stream) -> None:
+        if hasattr(stream, "write_chunks") and not hasattr(self.sock, "getpeercert"):
+            self.sock.setblocking(True)  # a body that writes itself into the socket (cp)
+            stream.write_chunks(self.sock.fileno())
+            self.sock.sendall(b"0\r\n\r\n")
+            return
         while True:
             data = stream.read(_RECV * 4)
             if not data:

@@ -167,63 +167,22 @@ def _write_all(fd: int, data: bytes) -> None:
         done += os.write(fd, data[done:])
 
 
-class _Raw:
-    """Bytes the daemon had read (on stdin), then the client's socket."""
-
-    def __init__(self, fd: int) -> None:
-        self.buf = b""
-        while piece := os.read(0, 1 << 20):
-            self.buf += piece
-        self.fd = fd
-        os.set_blocking(fd, True)
-
-    def _fill(self) -> None:
-        piece = os.read(self.fd, 1 << 20)
-        if not piece:
-            raise tarstream.TarError("the request body ended early")
-        self.buf += piece
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
-
-    def some(self, limit: int) -> bytes:
-        if not self.buf:
-            self._fill()
-        piece, self.buf = self.buf[:limit], self.buf[limit:]
-        return piece
-
-
-def _body(request: dict):
-    """The request body's bytes, its HTTP framing taken off."""
-    raw = _Raw(request["sock_fd"])
+def _socket_source(request: dict) -> tarstream.Source:
+    """The request body straight off the client's socket, after the bytes the daemon had
+    already read (sent on stdin)."""
+    held = b""
+    while piece := os.read(0, 1 << 20):
+        held += piece
+    fd = request["sock_fd"]
+    os.set_blocking(fd, True)
     framing = request["framing"]
-    if framing[0] == "length":
-        left = framing[1]
-        while left > 0:
-            piece = raw.some(min(left, 1 << 20))
-            left -= len(piece)
-            yield piece
-        return
-    while True:
-        size = int(raw.line().split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            while raw.line():  # trailers
-                pass
-            return
-        while size > 0:
-            piece = raw.some(min(size, 1 << 20))
-            size -= len(piece)
-            yield piece
-        raw.line()
+    return tarstream.Source(fd=fd, framing=(held, framing[1] if framing[0] == "length"
+                                             else None))
 
 
 def _put(request: dict) -> None:
     path = request["path"]
-    source = tarstream.Source(chunks=_body(request)) if request.get("sock_fd") else \
-        tarstream.Source(fd=0)
+    source = _socket_source(request) if request.get("sock_fd") else tarstream.Source(fd=0)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
