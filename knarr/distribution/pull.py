@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 
 from knarr import fastjson
+from knarr import sys as ksys
 from knarr.content import ContentStore
 from knarr.distribution import registry
 from knarr.distribution.auth import Credentials
@@ -142,6 +143,7 @@ class Puller:
 
     def _run(self, session, ref, jobs, progress, lease) -> dict:
         extracted: dict = {}
+        verified: list = []  # (writer, descriptor): checked, committed once all are in
         failed: list[BaseException] = []
         lock = threading.Lock()
         stop = threading.Event()
@@ -150,15 +152,17 @@ class Puller:
             if stop.is_set():
                 return
             try:
-                done = self._layer(session, ref, *job, progress, lease, stop)
+                done, writer = self._layer(session, ref, *job, progress, stop)
             except BaseException as exc:
                 stop.set()
                 with lock:
                     failed.append(exc)
                 return
-            if done is not None:
-                with lock:
+            with lock:
+                if done is not None:
                     extracted[job[0]["digest"]] = done
+                if writer is not None:
+                    verified.append((writer, job[0]))
 
         workers = min(self.max_concurrent, len(jobs)) or 1
         with concurrent.futures.ThreadPoolExecutor(workers, "pull") as pool:
@@ -166,19 +170,37 @@ class Puller:
         if failed:
             for key, _ in extracted.values():
                 self.discard(key)
+            for writer, _ in verified:
+                writer.abort()
             raise failed[0]
+        self._commit_all(verified, lease)
         return extracted
 
-    def _layer(self, session, ref, desc, extract, have_blob, progress, lease, stop):
+    def _commit_all(self, verified: list, lease) -> None:
+        """One syncfs for every blob (and the layers extracted beside them), then the
+        renames into the store: each commit's own fsync finds nothing left to write."""
+        if verified:
+            fd = os.open(self.content.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                ksys.syncfs(fd)
+            finally:
+                os.close(fd)
+        for writer, desc in verified:
+            writer.commit(size=desc["size"], expected=desc["digest"])
+            if lease is not None:
+                lease.add(desc["digest"])
+
+    def _layer(self, session, ref, desc, extract, have_blob, progress, stop):
+        """(extracted, writer holding the verified blob); either may be None."""
         ident = short_id(desc["digest"])
         label = f"pull {ref.familiar()}: layer {desc['digest']}"
         if have_blob and not extract:
-            return None
+            return None, None
         if have_blob:  # only the snapshot is missing: unpack the blob we hold
             with self.content.open(desc["digest"]) as blob:
                 done = self.extract(blob, label)
             progress.status("Pull complete", ident)
-            return done
+            return done, None
         stream = registry.BlobStream(session, desc, label)
         writer = self.content.writer(f"pull-{os.getpid()}-{secrets.token_hex(6)}")
         tee = _Tee(stream, writer, progress, ident, desc.get("size", 0), stop)
@@ -187,9 +209,7 @@ class Puller:
             if extract:
                 done = self._extract(tee, label, desc)
             tee.drain()
-            self._commit(writer, desc, label, progress, ident)
-            if lease is not None:
-                lease.add(desc["digest"])
+            self._verify(writer, desc, label, progress, ident)
         except BaseException:
             if done is not None:
                 self.discard(done[0])
@@ -200,7 +220,7 @@ class Puller:
         if done is not None:
             progress.bytes("Extracting", ident, desc.get("size", 0), desc.get("size", 0), True)
         progress.status("Pull complete", ident)
-        return done
+        return done, writer
 
     def _extract(self, tee: "_Tee", label: str, desc: dict):
         try:
@@ -213,13 +233,11 @@ class Puller:
             raise
 
     @staticmethod
-    def _commit(writer, desc: dict, label: str, progress: Progress, ident: str) -> None:
+    def _verify(writer, desc: dict, label: str, progress: Progress, ident: str) -> None:
         progress.status("Verifying Checksum", ident)
         actual = writer.digest()
         if actual != desc["digest"] or writer.offset != desc["size"]:
-            writer.abort()
             raise _mismatch(label, desc["digest"], actual)
-        writer.commit(size=desc["size"], expected=desc["digest"])
         progress.status("Download complete", ident)
 
 
