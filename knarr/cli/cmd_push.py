@@ -26,7 +26,10 @@ def run(cli, args) -> int:
     ref = args.args[0]
     if not args.all_tags:
         ref = image_ref(ref)
-    name, _, tag = ref.rpartition(":") if not args.all_tags else (ref, "", "")
+    if args.all_tags or "@" in ref:
+        name, tag = ref, ""
+    else:
+        name, _, tag = ref.rpartition(":")
     if not args.all_tags and not args.quiet and ref != args.args[0]:
         sys.stdout.write("Using default tag: latest\n")
     headers = auth.header_for(name)

@@ -55,12 +55,15 @@ class Pusher:
             self._blobs(session, layers, progress, sources)
             config = {"digest": row["id"], "size": self.content.info(row["id"]).size}
             self._blob(session, config, None, progress, sources)
-            digest = registry.put_manifest(session, target.tag or "latest", manifest,
-                                           row["manifest_type"])
+            where = target.digest or target.tag or "latest"
+            if target.digest and target.digest != row["manifest"]:
+                raise InvalidArgument(f"push {target}: the image's manifest is "
+                                      f"{row['manifest']}", digest=target.digest)
+            digest = registry.put_manifest(session, where, manifest, row["manifest_type"])
         finally:
             session.close()
-        tag = target.tag or "latest"
-        progress.status(f"{tag}: digest: {digest} size: {len(manifest)}")
+        tag = target.tag or ("" if target.digest else "latest")
+        progress.status(f"{tag or digest}: digest: {digest} size: {len(manifest)}")
         progress.aux({"Tag": tag, "Digest": digest, "Size": len(manifest)})
         return digest
 

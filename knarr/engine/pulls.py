@@ -14,7 +14,7 @@ import threading
 
 from knarr import fastjson
 from knarr.distribution import Credentials, Hosts, Puller, Pusher, login, search
-from knarr.errors import InvalidArgument, NotFound
+from knarr.errors import NotFound
 from knarr.images import unpack
 from knarr.oci import image_spec, reference
 from knarr.snapshots import Snapshotter
@@ -161,8 +161,9 @@ class RegistryMixin:
         """Push an image's tag (every tag of the repository without one) to its registry."""
         parsed = reference.parse(name, default_tag=False)
         if parsed.digest:
-            raise InvalidArgument("cannot push a digest reference")
-        names = await self.in_image_thread(self._push_names, parsed, tag)
+            names = [(parsed, await self.in_image_thread(self._by_manifest, parsed))]
+        else:
+            names = await self.in_image_thread(self._push_names, parsed, tag)
         loop = asyncio.get_running_loop()
 
         def send(msg: dict) -> None:
@@ -176,6 +177,14 @@ class RegistryMixin:
             await asyncio.to_thread(pusher.push, target, row, creds, send, sources)
         await asyncio.sleep(0)
         self.events.publish("image", "push", str(parsed), {"name": str(parsed)})
+
+    def _by_manifest(self, parsed) -> str:
+        """The image whose manifest has the digest a push names."""
+        for image_id in self.images.records.ids():
+            if self.images.records.get(image_id)["manifest"] == parsed.digest:
+                return image_id
+        raise NotFound(f"An image does not exist locally with the digest: {parsed.digest}",
+                       image=str(parsed))
 
     def _mount_sources(self, image_id: str, target) -> list[str]:
         """Other repositories of the target's registry this image is named in: a blob the

@@ -5,10 +5,12 @@ credential helper), then X-Registry-Auth, then the daemon.
 """
 
 import base64
+import hashlib
 import json
 import os
 import shutil
 import stat
+import subprocess
 
 import pytest
 from distribution_support import (
@@ -62,6 +64,12 @@ def test_push_then_pull_anonymous(daemon_with_certs, tmp_path):
         out = knarr(daemon, "push", f"{reg.addr}/other/box:v2").stdout
         assert "Mounted from team/box" in out, out
         assert manifest_digest(reg.addr, "other/box", "v2") == digest
+        # push by digest: the manifest put under its digest, no tag
+        out = knarr(daemon, "push", f"{reg.addr}/pinned/box@{digest}").stdout
+        assert f"{digest}: digest: {digest} size: " in out
+        seen = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                               f"docker://{reg.addr}/pinned/box@{digest}"], capture_output=True)
+        assert hashlib.sha256(seen.stdout).hexdigest() == digest[7:]
         # pull it back into an empty store, by digest, and run it
         knarr(daemon, "rmi", f"{reg.addr}/team/box:v1", f"{reg.addr}/other/box:v2", "busybox")
         out = knarr(daemon, "pull", "-q", f"{reg.addr}/team/box@{digest}").stdout

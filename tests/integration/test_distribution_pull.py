@@ -157,3 +157,22 @@ def test_multi_arch_index_and_platform(knarrd, registry, tmp_path):
     assert info["Architecture"] == "amd64" and info["Manifest"]["Digest"] == amd["digest"]
     out = knarr(knarrd, "pull", "--platform", "linux/s390x", f"{ref}:v1", check=False)
     assert out.returncode == 1 and "no manifest for platform linux/s390x" in out.stderr
+
+
+def test_docker_hub_names_go_to_a_mirror_first(tmp_path, registry, layout):
+    from test_api_support import Daemon
+
+    skopeo_copy(f"oci:{layout[0]}:latest", f"docker://{registry.addr}/library/knarrtest:v1",
+                "--dest-tls-verify=false")
+    base = tmp_path / "d"
+    base.mkdir()
+    daemon = Daemon(str(base)).start("--registry-mirror", f"http://{registry.addr}")
+    try:
+        out = knarr(daemon, "pull", "knarrtest:v1")
+        assert f"Digest: {layout[1]}" in out.stdout
+        assert out.stdout.endswith("docker.io/library/knarrtest:v1\n")
+        info = daemon.client.get("/images/knarrtest:v1/json").json()
+        assert info["RepoDigests"] == [f"knarrtest@{layout[1]}"]
+    finally:
+        leftovers = daemon.teardown()
+    assert not leftovers, leftovers
