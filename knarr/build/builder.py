@@ -294,8 +294,9 @@ class Builder:
         return dataclasses.replace(state, config=found[0], layers=found[1],
                                    args=dict(state.args))
 
-    def _finish(self, state: State, key: str) -> State:
-        self.cache.put(key, state.config, state.layers)
+    def _finish(self, state: State, key: str, hit: bool = False) -> State:
+        if not hit:
+            self.cache.put(key, state.config, state.layers)
         self.out(f" ---> {_short(state.id())}\n")
         return state
 
@@ -357,7 +358,7 @@ class Builder:
         key = key_of(state.id(), "run", argv, args)
         hit = self._cached(state, key)
         if hit is not None:
-            return self._finish(hit, key)
+            return self._finish(hit, key, hit=True)
         state = self._fork(state)
         env = list(run_config.get("Env") or []) + [f"{k}={v}" for k, v in args]
         spec = RunSpec(state.chain(), state.base_image, run_config, argv, env,
@@ -389,7 +390,7 @@ class Builder:
         key = key_of(state.id(), "workdir", comment)
         hit = self._cached(state, key)
         if hit is not None:
-            return self._finish(hit, key)
+            return self._finish(hit, key, hit=True)
         state = self._fork(state)
         state.config["config"] = config
         workdir = config["WorkingDir"].lstrip("/")
@@ -430,7 +431,7 @@ class Builder:
         hit = self._cached(state, key)
         if hit is not None:
             plan.cleanup()
-            return self._finish(hit, key)
+            return self._finish(hit, key, hit=True)
         state = self._fork(state)
         layer = self._new_layer(state)
         try:
@@ -452,7 +453,8 @@ class Builder:
                                                     len(config_bytes)),
                     "layers": state.layers}
         manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
-        self.backend.content.put(config_bytes, expected=config_digest)
+        if not self.backend.content.exists(config_digest):
+            self.backend.content.put(config_bytes, expected=config_digest)
         return self.backend.register(manifest_bytes, config_bytes, self.options.tags)
 
 

@@ -171,7 +171,7 @@ def extract(stream: BinaryIO, root: str) -> Context:
     os.makedirs(root, mode=0o755, exist_ok=True)
     safe = {root}  # directories made here, known not to be symlinks
     try:
-        with tarfile.open(fileobj=stream, mode="r|*", bufsize=_CHUNK) as archive:
+        with tarfile.open(fileobj=_Forward(stream), mode="r:") as archive:
             for member in archive:
                 _extract_member(archive, member, root, hashes, safe)
     except tarfile.TarError as exc:
@@ -226,6 +226,38 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str
         return  # devices, fifos: nothing a build copies
     if member.isdir():
         os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+
+
+class _Forward:
+    """A stream with the forward-only seek and tell that tarfile's random-access mode
+    needs: file data is then read straight from the stream, not through tarfile's own
+    stream buffer (which copies every block)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.position = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.position += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        got = self.stream.readinto(buffer)  # type: ignore[attr-defined]
+        self.position += got or 0
+        return got or 0
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset if whence == 0 else self.position + offset
+        if target < self.position:
+            raise OSError("build context: cannot seek backwards in a stream")
+        while self.position < target:
+            if not self.read(min(_CHUNK, target - self.position)):
+                break
+        return self.position
 
 
 def _make_room(path: str, member: tarfile.TarInfo) -> None:

@@ -55,13 +55,16 @@ def _pairs(values: list[str] | None, env_fallback: bool) -> dict:
 
 
 class _TarStream:
-    """A tar of a directory (plus one extra file), made as it is read: headers from
-    tarfile, file data read straight from each file in large pieces, owners 0:0."""
+    """A tar of a directory (plus one extra file), made as it is read: the headers are
+    made first (so the length is known and the body needs no chunked framing), file
+    data is read straight from each file in the pieces the client sends, owners 0:0."""
 
     def __init__(self, root: str, extra: tuple[str, bytes] | None) -> None:
-        self.root, self.extra = root, extra
+        self.root = root
+        self.entries = self._entries(extra)
+        self.length = sum(len(h) + _padded(size) for h, _, size in self.entries) + 1024
         self.pieces = self._pieces()
-        self.buffer = bytearray()
+        self.piece, self.offset = b"", 0
 
     def _header(self, rel: str, st) -> bytes | None:
         import stat
@@ -80,38 +83,51 @@ class _TarStream:
             return None  # devices, fifos, sockets: not part of a context
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
-    def _pieces(self):
+    def _entries(self, extra) -> list[tuple[bytes, str | bytes | None, int]]:
+        """(header, file path or inline data or None, data size) per entry."""
         import stat
 
+        out: list[tuple[bytes, str | bytes | None, int]] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames.sort()
             for name in sorted(dirnames + filenames):
                 full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, self.root)
                 st = os.lstat(full)
-                header = self._header(rel, st)
-                if header is None:
-                    continue
-                yield header
-                if stat.S_ISREG(st.st_mode):
-                    yield from _file_data(full, st.st_size)
-        if self.extra is not None:
+                header = self._header(os.path.relpath(full, self.root), st)
+                if header is not None:
+                    regular = stat.S_ISREG(st.st_mode)
+                    out.append((header, full if regular else None,
+                                st.st_size if regular else 0))
+        if extra is not None:
             import tarfile
 
-            info = tarfile.TarInfo(self.extra[0])
-            info.size, info.mode = len(self.extra[1]), 0o644
-            yield info.tobuf(tarfile.PAX_FORMAT)
-            yield self.extra[1] + b"\0" * (-len(self.extra[1]) % 512)
+            info = tarfile.TarInfo(extra[0])
+            info.size, info.mode = len(extra[1]), 0o644
+            out.append((info.tobuf(tarfile.PAX_FORMAT), extra[1], len(extra[1])))
+        return out
+
+    def _pieces(self):
+        for header, source, size in self.entries:
+            yield header
+            if isinstance(source, bytes):
+                yield source + b"\0" * (_padded(size) - size)
+            elif source is not None:
+                yield from _file_data(source, size)
         yield b"\0" * 1024
 
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self.buffer) < n:
+        """The next bytes, at most `n` (fewer at a piece's end); b"" at the end."""
+        while self.offset >= len(self.piece):
             piece = next(self.pieces, None)
             if piece is None:
-                break
-            self.buffer += piece
-        out = bytes(self.buffer[:n] if n >= 0 else self.buffer)
-        del self.buffer[:len(out)]
+                return b""
+            self.piece, self.offset = piece, 0
+        if self.offset == 0 and (n < 0 or len(self.piece) <= n):
+            self.offset = len(self.piece)
+            return self.piece
+        end = len(self.piece) if n < 0 else self.offset + n
+        out = self.piece[self.offset:end]
+        self.offset += len(out)
         return out
 
     def __enter__(self):
@@ -121,16 +137,21 @@ class _TarStream:
         self.pieces.close()
 
 
+def _padded(size: int) -> int:
+    return size + (-size % 512)
+
+
 def _file_data(path: str, size: int):
-    """A file's bytes in pieces of up to 1 MiB, padded to the tar block; exactly `size`
-    bytes even if the file changes meanwhile."""
+    """A file's bytes in the pieces the client sends, padded to the tar block; exactly
+    `size` bytes even if the file changes meanwhile."""
+    piece = 1 << 18
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         left = size
         while left > 0:
-            data = os.read(fd, min(left, 1 << 20))
+            data = os.read(fd, min(left, piece))
             if not data:
-                data = b"\0" * min(left, 1 << 20)  # truncated while read: keep the size
+                data = b"\0" * min(left, piece)  # truncated while read: keep the size
             left -= len(data)
             yield data
     finally:
@@ -166,6 +187,7 @@ def run(cli, args) -> int:
                        f"path: lstat {os.path.join(root, 'Dockerfile')}: no such file or "
                        "directory", 1)
     body = os.fdopen(0, "rb", closefd=False) if root is None else _TarStream(root, extra)
+    length = getattr(body, "length", None)
     query = {"t": args.tag or None, "dockerfile": dockerfile, "q": args.quiet,
              "nocache": args.no_cache, "pull": args.pull, "target": args.target,
              "rm": args.rm, "forcerm": args.force_rm, "networkmode": args.network,
@@ -174,6 +196,7 @@ def run(cli, args) -> int:
              "labels": json.dumps(_pairs(args.label, False)) if args.label else None}
     with body:
         messages = cli.client.stream_json("POST", "/build", query, stream=body,
+                                          length=length,
                                           headers={"Content-Type": "application/x-tar"})
         image_id = _show(cli, messages)
     if args.iidfile:

@@ -18,6 +18,7 @@ import tempfile
 from knarr.build import Builder, Options, RunSpec, extract
 from knarr.content import ContentStore
 from knarr.errors import KnarrError, NotFound
+from knarr.oci import digest as digests
 from knarr.oci import reference
 from knarr.snapshots import Snapshotter
 
@@ -60,8 +61,16 @@ class _Backend:
 
     def register(self, manifest: bytes, config: bytes, names: list[str]) -> str:
         store = self.engine.images
-        return self._call(self.engine.in_image_thread(
-            lambda: store.register(manifest, config, names, label="build")))
+
+        def run() -> str:
+            image_id = digests.sha256_of(config)
+            if store.records.get(image_id) is None:
+                return store.register(manifest, config, names, label="build")
+            for name in names:  # a rebuild from cache: the image is there, only tag it
+                if store.records.image_of(str(reference.parse(name))) != image_id:
+                    store.tag(image_id, name)
+            return image_id
+        return self._call(self.engine.in_image_thread(run))
 
     def close(self) -> None:
         self.snapshots.close()

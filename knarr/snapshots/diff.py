@@ -30,6 +30,9 @@ class _HashingWriter:
         self.hashed = hashed
         self.size = 0
 
+    def tell(self) -> int:
+        return self.size
+
     def write(self, data: bytes) -> int:
         if self.hashed:
             self.hash.update(data)
@@ -44,8 +47,9 @@ def write_diff(upper: str, out: BinaryIO, hashed: bool = True) -> tuple[str, int
     writer does) and the diff_id returned is empty: the bytes are hashed once.
     """
     sink = _HashingWriter(out, hashed)
-    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore
-                      bufsize=_CHUNK) as archive:
+    # mode "w", not the stream mode "w|": the bytes are the same, written straight out
+    # rather than gathered in tarfile's stream buffer (which copies every block again)
+    with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT) as archive:  # type: ignore
         archive.copybufsize = _CHUNK  # file data in large pieces, not 16 KiB ones
         _add_tree(archive, upper, "")
     return (f"sha256:{sink.hash.hexdigest()}" if hashed else ""), sink.size

@@ -191,8 +191,9 @@ def test_docker_clis_and_docker_py_build_against_knarr(daemon, tmp_path):
         assert done.returncode == 0, done
         out = done.stdout.decode()
         assert "Step 3/3 : RUN cat /f" in out and "Successfully tagged clis:latest" in out
-        assert _docker(daemon, cli, "run", "--rm", "clis", "cat", "/f").stdout == \
-            b"from the context\n"
+        ran = _knarr(daemon, "run", "--rm", "clis", "cat", "/f")
+        assert ran.stdout == \
+            b"from the context\n", ran
     client = docker.DockerClient(base_url=f"unix://{daemon.sock}")
     try:
         image, logs = client.images.build(path=context, tag="py:built", nocache=True)
