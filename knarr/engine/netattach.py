@@ -405,22 +405,25 @@ class NetAttachMixin:
                 await self.net_stop(cid)
         for cid in {c for (c, _n) in self.endpoints} - set(self.sandboxes):
             await self.net_stop(cid)
-        for cid, sandbox in self.sandboxes.items():
+        for cid, sandbox in list(self.sandboxes.items()):
             eps = [ep for (c, _n), ep in self.endpoints.items() if c == cid]
-            await self._net_call(self._t_prepare, eps)
-            if any(ep.get("_dns") for ep in eps):
-                try:
+            try:  # a network's trouble must not keep the daemon (and the rest) from starting
+                await self._net_call(self._t_prepare, eps)
+                if any(ep.get("_dns") for ep in eps):
                     sock = await self._net_call(self._t_dns_socket, sandbox["path"])
-                except OSError as exc:
-                    log.warning("dns for %s: %s", cid, exc)
-                    continue
-                self._serve_dns(cid, [sock] if sock else [])
+                    self._serve_dns(cid, [sock] if sock else [])
+            except (OSError, KnarrError) as exc:
+                log.warning("restore the network of %s: %s", cid, exc)
         base = os.path.join(self.exec_root, "netns")
         owned = {os.path.basename(s["path"]) for s in self.sandboxes.values()}
         if os.path.isdir(base):
             for name in os.listdir(base):
                 if name not in owned:
-                    await self._net_call(self._t_teardown, os.path.join(base, name), [], [])
+                    try:
+                        await self._net_call(self._t_teardown, os.path.join(base, name), [],
+                                             [])
+                    except (OSError, KnarrError) as exc:
+                        log.warning("remove network namespace %s: %s", name, exc)
         await self.net_settle()
 
     # -- documents --------------------------------------------------------------------
