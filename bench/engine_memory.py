@@ -10,7 +10,8 @@ benchkit/benchmarks/engines.py) it starts N busybox `sleep 1000` containers,
 finds each container's parent process (knarr's monitor, podman's conmon,
 docker's containerd-shim-runc-v2), sums their Pss from /proc/PID/smaps_rollup
 and divides by N. The daemon figure is knarrd with its fork helper, and dockerd
-with its containerd. Everything is removed and stopped at the end.
+with its containerd. Everything is removed and stopped at the end. With
+KNARR_BENCH_BASELINE=DIR, knarr@baseline (the knarr of DIR) is measured too.
 Goals (issue 4): knarr <= 1.0 MiB per container, its daemon <= 60 MiB.
 """
 
@@ -75,15 +76,16 @@ def main() -> int:
         for engine in engines.available():
             pids = []
             for i in range(args.n):
-                cid = engines.run_detached(engine, f"kbmem{engine}{i}", "sleep", "1000")
+                cid = engines.run_detached(engine, f"kbmem{engine.replace('@', '-')}{i}",
+                                           "sleep", "1000")
                 pids.append(int(_must(engines.argv(engine, "inspect", "-f", "{{.State.Pid}}",
                                                    cid))))
             shells = {ppid(pid) for pid in pids}
             per = sum(pss_kib(s) for s in shells) / args.n
-            line = (f"{engine:<7} {SHELLS[engine]}: {len(shells)} processes for {args.n} "
-                    f"containers, {per / 1024:.2f} MiB PSS per container")
-            if engine == "knarr":
-                daemon = engines.knarrd.proc.pid
+            line = (f"{engine:<7} {SHELLS[engine.split('@')[0]]}: {len(shells)} processes "
+                    f"for {args.n} containers, {per / 1024:.2f} MiB PSS per container")
+            if engine.startswith("knarr"):
+                daemon = (engines.knarrd if engine == "knarr" else engines.baseline).proc.pid
                 kib = pss_kib(daemon) + sum(pss_kib(c) for c in children(daemon))
                 line += f"; knarrd + fork helper {kib / 1024:.1f} MiB PSS"
             elif engine == "docker":

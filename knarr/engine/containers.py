@@ -315,20 +315,24 @@ class ContainersMixin:
         if self.rootfs_mounted(cid):  # a monitor killed before it could unmount
             await asyncio.to_thread(self.cleanup_orphan, cid)
         shutil.rmtree(self.monitor_dir(cid), ignore_errors=True)
-        self.records.remove(cid)
+        self.forget(cid, record, state.get("ExitCode", 0))
         # The files go after the answer (`run --rm` waits for "removed"), in the image
         # thread: image calls queue behind it there, so none sees the snapshot still in
         # use; a daemon killed before it is done sweeps the rest at its next start.
         self._drop_files_later(cid, record)
         if volumes or record["HostConfig"].get("AutoRemove"):
             self.remove_anonymous_volumes(record)
+
+    def forget(self, cid: str, record: dict, code: int) -> None:
+        """The container is removed for the API: record, execs, destroy event, waiters."""
+        self.records.remove(cid)
         self.stats_cache.pop(cid, None)
         for exec_id in [e for e, x in self.execs.items() if x["ContainerID"] == cid]:
             del self.execs[exec_id]
         self.events.publish("container", "destroy", cid, {
             **(record["Config"].get("Labels") or {}), "image": record["Config"]["Image"],
             "name": record["Name"].lstrip("/")})
-        self.wake(cid, "removed", state.get("ExitCode", 0))
+        self.wake(cid, "removed", code)
 
     def wake(self, cid: str, event: str, code: int) -> None:
         """Answer the waiters an event satisfies: die wakes next-exit and not-running."""

@@ -28,7 +28,7 @@ from knarr.engine.networks import NetworksMixin
 from knarr.engine.observe import ObserveMixin
 from knarr.engine.pulls import RegistryMixin
 from knarr.engine.volumeverbs import VolumesMixin
-from knarr.errors import KnarrError, NotFound
+from knarr.errors import Conflict, KnarrError, NotFound
 from knarr.images import ImageStore, builtin
 from knarr.volumes import VolumeStore
 
@@ -68,6 +68,7 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         self.starting: set[str] = set()
         self.died: set[str] = set()  # the watch has reported this run's die
         self.removing: set = set()  # removed containers' files, going in the image thread
+        self.forgotten: dict[str, dict] = {}  # --rm containers removed while monitors finish
         self.stats_cache: dict[str, tuple[float, dict]] = {}
         self._host_caps: list[str] | None = None
         self.networks_init(net_options)
@@ -130,19 +131,19 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
 
     async def restore(self) -> None:
         """Find containers whose monitors kept running while no daemon was up."""
-        await self.in_image_thread(self.sweep_removed)
         base = os.path.join(self.exec_root, "containers")
         running = set()
         known = {r["Id"] for r in self.records.all()}
         for cid in sorted(os.listdir(base)):
             if cid not in known:  # killed between removing the record and this dir
-                await asyncio.to_thread(self.cleanup_orphan, cid)
+                await self._clean_unrecorded(cid)
                 continue
             if await self._attach_link(cid):
                 running.add(cid)
             else:
                 await asyncio.to_thread(self.cleanup_orphan, cid)
         await self.net_restore(running)
+        await self.in_image_thread(self.sweep_removed)
         for record in self.records.all():
             cid = record["Id"]
             state = self.read_state(cid)
@@ -156,6 +157,26 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
                     await self.start(cid)
                 except KnarrError as exc:
                     log.warning("start %s with the daemon: %s", cid, exc)
+
+    async def _clean_unrecorded(self, cid: str) -> None:
+        """A monitor dir whose container has no record: an --rm container removed at its
+        die just before the daemon went down. Let its monitor finish (or stop it), then
+        clean up what is left; its files go with `sweep_removed`."""
+        try:
+            _reply, reader, writer = await self.monitor_open(cid, {"op": "watch"})
+        except Conflict:
+            pass  # no monitor
+        else:
+            try:
+                await self.monitor_call(cid, {"op": "stop", "signal": 9, "timeout": 0})
+            except Conflict:
+                pass  # it finished meanwhile
+            try:
+                await asyncio.wait_for(reader.read(), 15)
+            except (TimeoutError, OSError):
+                pass
+            writer.close()
+        await asyncio.to_thread(self.cleanup_orphan, cid)
 
     def cleanup_orphan(self, cid: str) -> None:
         """Tear down what a dead monitor left: the runtime container, the rootfs mount."""

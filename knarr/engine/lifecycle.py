@@ -220,13 +220,38 @@ class LifecycleMixin:
                 self.publish(cid, "oom")
             if message.get("restarting"):
                 self.wake(cid, "die", message["exit_code"])
+            elif message.get("removing"):
+                self._forget_at_die(cid, message["exit_code"])
             # else the waiters wake when the monitor is gone: the container is down for good
         elif event == "start":
             self.publish(cid, "start")
         elif event == "health_status":
             self.publish(cid, f"health_status: {message['status']}")
 
+    def _forget_at_die(self, cid: str, code: int) -> None:
+        """An --rm container's final die: it is removed now, for every later call and for
+        its waiters (`run --rm`), while its monitor tears down; its files go once the
+        monitor is gone (`_monitor_gone`)."""
+        try:
+            record = self.records.get(cid)
+        except NotFound:
+            return
+        # addresses and ports first: this task's first step (all of the release) runs
+        # before any waiter we wake below can answer its client
+        asyncio.ensure_future(self.net_stop(cid))
+        self.wake(cid, "die", code)
+        self.forgotten[cid] = record
+        self.forget(cid, record, code)
+
     async def _monitor_gone(self, cid: str) -> None:
+        record = self.forgotten.pop(cid, None)
+        if record is not None:  # removed at its die: what the monitor left, then the files
+            self.died.discard(cid)
+            await asyncio.to_thread(self.cleanup_orphan, cid)
+            await self.net_stop(cid)  # released at the die already; nothing if so
+            self._drop_files_later(cid, record)
+            self.remove_anonymous_volumes(record)  # --rm: as `rm -v`, now nothing mounts them
+            return
         state = self.read_state(cid)
         if state.get("Running"):  # the monitor died, not the container's end
             await asyncio.to_thread(self.cleanup_orphan, cid)

@@ -307,6 +307,9 @@ class Monitor(ClientsMixin, ExecMixin):
         for conn in [c for c in self.conns.values() if c.kind == "attach"]:
             self._close(conn)
         restart = self._should_restart(code)
+        if not restart and self.p.get("auto_remove"):
+            self._exited_for_removal(code)
+            return
         oom = self._teardown(in_process=not restart)
         self.state.update(Status="restarting" if restart else "exited", Running=False,
                           Paused=False, Restarting=restart, OOMKilled=oom, Pid=0,
@@ -317,6 +320,22 @@ class Monitor(ClientsMixin, ExecMixin):
             self.notify({"event": "die", "exit_code": code, "oom": oom, "restarting": True})
         else:
             self.finish()
+
+    def _exited_for_removal(self, code: int) -> None:
+        """--rm: say "die" (with "removing") first, then tear down, unmount and exit.
+
+        The daemon forgets the container at that die and answers its waiters while we
+        clean up; it drops the container's files once we are gone, and cleans up
+        itself whatever a monitor that dies half-way leaves.
+        """
+        oom = monitor_tasks.oom_killed(self.p)
+        self.state.update(Status="exited", Running=False, Paused=False, Restarting=False,
+                          OOMKilled=oom, Pid=0, ExitCode=code, FinishedAt=jsonlog.timestamp())
+        self.save_state()
+        self.notify({"event": "die", "exit_code": code, "oom": oom, "restarting": False,
+                     "removing": True})
+        monitor_tasks.delete_here(self.p)
+        self.finish(die_sent=True)
 
     def _teardown(self, in_process: bool = False) -> bool:
         """Remove the runtime's container (cgroup, state); whether the OOM killer struck.
@@ -365,15 +384,16 @@ class Monitor(ClientsMixin, ExecMixin):
             self.state.update(Error=str(exc))
             self._container_exited(128)
 
-    def finish(self) -> None:
+    def finish(self, die_sent: bool = False) -> None:
         """The container is down for good: unmount, record, tell the watchers, exit."""
         self.unmount_rootfs()
         self.state.update(Status="exited", Restarting=False, Running=False, Pid=0,
                           ManualStop=self.manual_stop)
         self.state.pop("MonitorPid", None)
         self.save_state(durable=not self.p.get("auto_remove"))  # --rm: gone in a moment
-        self.notify({"event": "die", "exit_code": self.state.get("ExitCode", 0),
-                     "oom": self.state.get("OOMKilled", False), "restarting": False})
+        if not die_sent:
+            self.notify({"event": "die", "exit_code": self.state.get("ExitCode", 0),
+                         "oom": self.state.get("OOMKilled", False), "restarting": False})
         self.done = True
         _remove_run_dir(self.p["bundle"])
 

@@ -16,7 +16,7 @@ from knarr.runtime import container as containers
 from knarr.runtime import container_create, container_delete, container_exec, container_start
 
 __all__ = ["TaskError", "fork_task", "read_message", "starter", "exec_child", "teardown",
-           "teardown_here", "signal_all", "reap_child"]
+           "teardown_here", "delete_here", "oom_killed", "signal_all", "reap_child"]
 
 
 class TaskError(Exception):
@@ -141,22 +141,28 @@ def exec_child(report: int, p: dict, process: dict | None, args: list[str] | Non
 
 def teardown(report: int, p: dict) -> None:
     """After init's exit: was it an OOM kill; then remove the runtime's container."""
-    oom = _oom_killed(p)
+    oom = oom_killed(p)
     container_delete.delete(p["runtime_root"], p["id"], force=True)
     _send(report, oom=oom)
 
 
 def teardown_here(p: dict) -> bool:
     """`teardown` in the calling process (a monitor on its way out); whether OOM struck."""
-    oom = _oom_killed(p)
+    oom = oom_killed(p)
+    delete_here(p)
+    return oom
+
+
+def delete_here(p: dict) -> None:
+    """Remove the runtime's container (cgroup, state) from the calling process."""
     try:
         container_delete.delete(p["runtime_root"], p["id"], force=True)
     except Exception:  # noqa: BLE001 - as a failed task child: the exit is recorded anyway
         pass
-    return oom
 
 
-def _oom_killed(p: dict) -> bool:
+def oom_killed(p: dict) -> bool:
+    """Whether the OOM killer struck in the container's cgroup."""
     try:
         return containers.load(p["runtime_root"], p["id"]).cgroup.oom_killed()
     except Exception:  # noqa: BLE001 - no cgroup, no OOM kill to report
