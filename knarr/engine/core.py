@@ -157,6 +157,8 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
                     await self.start(cid)
                 except KnarrError as exc:
                     log.warning("start %s with the daemon: %s", cid, exc)
+        # the files of what restore removed are gone before the first request is served
+        await asyncio.gather(*list(self.removing), return_exceptions=True)
 
     async def _clean_unrecorded(self, cid: str) -> None:
         """A monitor dir whose container has no record: an --rm container removed at its
