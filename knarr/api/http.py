@@ -204,6 +204,7 @@ class Responder:
         """Take the connection over for raw bytes both ways (101 if the client asked)."""
         self.started = True
         self.keep_alive = False
+        self.hijacked_at = asyncio.get_running_loop().time()
         if request.wants_upgrade:
             head = self._head(101, {"Content-Type": content_type, "Connection": "Upgrade",
                                     "Upgrade": "tcp"})

@@ -21,7 +21,8 @@ def stream_type(tty: bool) -> str:
 
 
 async def create(engine, request, responder) -> None:
-    body = await request.json_as(schema.CREATE, "CreateRequest")
+    body = schema.with_legacy_host_config(await request.json_as(schema.CREATE,
+                                                                "CreateRequest"))
     result = await engine.create(body, request.q("name"))
     await responder.json(201, result)
 
@@ -167,10 +168,14 @@ async def pump(request, responder, stream, tty: bool, stdin: bool,
         stream.close_input()
 
     feeder = asyncio.get_running_loop().create_task(copy_input()) if stdin else None
+    first = True
     try:
         while (item := await stream.read()) is not None:
             if detached:
                 continue
+            if first:
+                await _after_the_head(responder)
+                first = False
             number, data = item
             writer.write(data if tty else frame(number, data))
             await writer.drain()
@@ -179,6 +184,19 @@ async def pump(request, responder, stream, tty: bool, stdin: bool,
             feeder.cancel()
         stream.close()
         responder.keep_alive = False
+
+
+# docker-py reads a hijacked response's head through a buffered reader and then reads the
+# raw socket: bytes that came in the same read as the head are lost to it. Docker's
+# daemon is slow enough that they never do; output that is ready at once (logs=1, a
+# quick exec) waits this long after the head.
+HEAD_GAP = 0.05
+
+
+async def _after_the_head(responder) -> None:
+    wait = responder.hijacked_at + HEAD_GAP - asyncio.get_running_loop().time()
+    if wait > 0:
+        await asyncio.sleep(wait)
 
 
 async def stats(engine, request, responder) -> None:
@@ -311,12 +329,13 @@ async def update(engine, request, responder) -> None:
 
 
 async def prune(engine, request, responder) -> None:
-    deleted = []
-    for summary in engine.list(all_=True, filters=request.q_json("filters")):
+    deleted, reclaimed = [], 0
+    for summary in engine.list(all_=True, size=True, filters=request.q_json("filters")):
         if summary["State"] in ("exited", "created", "dead"):
             await engine.delete(summary["Id"])
             deleted.append(summary["Id"])
-    await responder.json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+            reclaimed += summary.get("SizeRw") or 0
+    await responder.json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed})
 
 
 ROUTES = [

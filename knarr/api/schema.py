@@ -9,7 +9,7 @@ fields pass (Go ignores them); null is every type's zero value.
 
 from knarr.errors import InvalidArgument
 
-__all__ = ["check", "CREATE", "UPDATE", "EXEC_CREATE", "EXEC_START", "CONFIG"]
+__all__ = ["check", "with_legacy_host_config", "CREATE", "UPDATE", "EXEC_CREATE", "EXEC_START", "CONFIG"]
 
 # Leaf types: Go's name for each, as its error messages print it.
 STR, INT, UINT, BOOL = "string", "int64", "uint64", "bool"
@@ -174,3 +174,15 @@ def check(body, schema: dict, struct: str):
             kind = schema[key]
             out[key] = _check(value, kind, key if isinstance(kind, dict) else struct, key)
     return out
+
+
+def with_legacy_host_config(body):
+    """A create body with no HostConfig takes its host settings from the top level, as
+    Docker's daemon still reads them (docker-py's create_container(runtime=...) sends
+    them there)."""
+    if not isinstance(body, dict) or body.get("HostConfig"):
+        return body
+    legacy = {k: v for k, v in body.items() if k in HOST_CONFIG and k not in CONFIG}
+    if not legacy:
+        return body
+    return {**body, "HostConfig": check(legacy, HOST_CONFIG, "HostConfig")}

@@ -192,3 +192,17 @@ def test_exec_tty_framing_follows_the_start_and_create_checks(client):
     with pytest.raises(docker.errors.APIError) as bad:
         client.containers.create("busybox", "true", device_cgroup_rules=["x 1:2 rwm"])
     assert bad.value.status_code == 400
+
+
+def test_attach_logs_prune_space_and_top_level_host_settings(client):
+    api = client.api
+    c = api.create_container("busybox", ["sh", "-c", "echo hello > /data.txt; echo hello"])
+    api.start(c)
+    api.wait(c)
+    # the output is all there before the head goes out: docker-py must still see it
+    assert api.attach(c, stream=False, logs=True) == b"hello\n"
+    pruned = api.prune_containers()
+    assert pruned["ContainersDeleted"] == [c["Id"]] and pruned["SpaceReclaimed"] > 0
+    legacy = api.create_container("busybox", ["true"], runtime="runc")  # no HostConfig
+    assert api.inspect_container(legacy)["HostConfig"]["Runtime"] == "runc"
+    api.remove_container(legacy)
