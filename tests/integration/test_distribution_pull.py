@@ -176,3 +176,26 @@ def test_docker_hub_names_go_to_a_mirror_first(tmp_path, registry, layout):
     finally:
         leftovers = daemon.teardown()
     assert not leftovers, leftovers
+
+
+def test_the_docker_cli_pulls_and_pushes_through_knarrd(knarrd, registry, layout):
+    """The real docker CLI reads knarr's progress streams (pull and push) as Docker's."""
+    env = dict(os.environ, DOCKER_HOST=f"unix://{knarrd.sock}",
+               DOCKER_CONFIG=os.path.join(knarrd.base, "docker-config"))
+    ref = f"{registry.addr}/team/box"
+    skopeo_copy(f"oci:{layout[0]}:latest", f"docker://{ref}:v1", "--dest-tls-verify=false")
+
+    def docker(*args):
+        done = subprocess.run(["docker", *args], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert done.returncode == 0, (args, done.stderr)
+        return done.stdout
+
+    out = docker("pull", f"{ref}:v1")
+    assert "Pull complete" in out and f"Digest: {layout[1]}" in out, out
+    assert out.rstrip().endswith(f"{ref}:v1")
+    docker("tag", f"{ref}:v1", f"{ref}:v2")
+    out = docker("push", f"{ref}:v2")
+    assert f"v2: digest: {layout[1]} size:" in out, out
+    out = docker("pull", "-q", f"{ref}@{layout[1]}")
+    assert out.strip() == f"{ref}@{layout[1]}"
