@@ -84,7 +84,8 @@ async def import_(engine, request, responder) -> None:
             async for chunk in request.body_chunks():
                 f.write(chunk)
         image_id = await engine.import_tarball(path, request.q("repo"), request.q("tag"),
-                                               request.q("message", ""))
+                                               request.q("message", ""),
+                                               request.query.get("changes", []))
     finally:
         os.unlink(path)
     await responder.start_stream(200, "application/json")

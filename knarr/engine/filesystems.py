@@ -140,6 +140,7 @@ class FilesystemsMixin:
         if changes:
             run_config = apply_changes(run_config, changes)
         config = dict(parent, created=now, author=author, config=run_config)
+        config["parent"] = record["Image"]  # Docker's image config keeps it; inspect shows it
         config.pop("comment", None)
         if comment:
             config["comment"] = comment
@@ -160,7 +161,7 @@ class FilesystemsMixin:
                               names, label=f"commit {record['Id'][:12]}")
 
     async def import_tarball(self, path: str, repo: str | None, tag: str | None,
-                             message: str) -> str:
+                             message: str, changes: list[str] | None = None) -> str:
         """A single-layer image from a (possibly compressed) file system tarball."""
         def run() -> str:
             with open(path, "rb") as f:
@@ -172,7 +173,8 @@ class FilesystemsMixin:
                     data = layer.read()
             names = [_name(repo, tag)] if repo else []
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
-            return builtin.build_image(self.images, data, {}, names, os.uname().machine,
+            run_config = apply_changes({}, changes or [])  # --change, as Docker's import
+            return builtin.build_image(self.images, data, run_config, names, os.uname().machine,
                                        message or f"Imported from - ({digest[:19]})")
 
         image_id = await self.in_image_thread(run)

@@ -236,7 +236,7 @@ class ImageStore:
         tags, repo_digests = self.names(row["id"])
         return {
             "Id": row["id"], "RepoTags": tags, "RepoDigests": repo_digests,
-            "Parent": "", "Comment": config.get("comment", ""),
+            "Parent": config.get("parent", ""), "Comment": config.get("comment", ""),
             "Created": config.get("created", ""), "Author": config.get("author", ""),
             "Config": config.get("config") or {}, "Architecture": config["architecture"],
             "Variant": config.get("variant"), "Os": config["os"], "Size": self._size(row["id"]),

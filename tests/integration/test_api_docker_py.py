@@ -2,6 +2,7 @@
 endpoint it has, through both its low-level APIClient and its models."""
 
 import io
+import json
 import os
 import tarfile
 import threading
@@ -206,3 +207,24 @@ def test_attach_logs_prune_space_and_top_level_host_settings(client):
     legacy = api.create_container("busybox", ["true"], runtime="runc")  # no HostConfig
     assert api.inspect_container(legacy)["HostConfig"]["Runtime"] == "runc"
     api.remove_container(legacy)
+
+
+def test_commit_parent_and_import_changes(client):
+    api = client.api
+    c = api.create_container("busybox", ["touch", "/test"])
+    api.start(c)
+    api.wait(c)
+    committed = api.commit(c)["Id"]
+    assert api.inspect_image(committed)["Parent"] == api.inspect_image("busybox")["Id"]
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tarfile.TarInfo("testdata")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"AAAAA"))
+    statuses = api.import_image_from_data(layer.getvalue(), repository="test/imported",
+                                          changes=["USER foobar", 'CMD ["echo"]'])
+    image = api.inspect_image(json.loads(statuses.splitlines()[-1])["status"])
+    assert (image["Config"]["Cmd"], image["Config"]["User"]) == (["echo"], "foobar")
+    api.remove_container(c)
+    api.remove_image(committed)
+    api.remove_image("test/imported")
