@@ -133,13 +133,21 @@ def _podman(workdir: Path, *args: str) -> list[str]:
 )
 def image_pull(workdir: Path) -> list[Subject]:
     """knarr, docker and podman pulling the same image from the same registry."""
+    stack = _Stack(workdir)
+    try:
+        return _prepare(workdir, stack)
+    except BaseException:
+        stack.stop()  # a prepare that fails half way leaves no registry or daemon running
+        raise
+
+
+def _prepare(workdir: Path, stack: _Stack) -> list[Subject]:
     for reason in (missing_program("skopeo"), None if DISTRIBUTION else
                    "docker-registry is not installed (Debian package docker-registry)"):
         if reason:
             raise RuntimeError(reason)
     cache, meta = image_data.ensure_image()
     total = make_layout(workdir / "layout", cache, meta)
-    stack = _Stack(workdir)
     port = _free_port()
     stack.registry = start_distribution(workdir / "registry", port)
     ref = f"127.0.0.1:{port}/{REPO}:latest"
