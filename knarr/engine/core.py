@@ -144,6 +144,9 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
                 await asyncio.to_thread(self.cleanup_orphan, cid)
         await self.net_restore(running)
         await self.in_image_thread(self.sweep_removed)
+        # Snapshot directories a killed prepare or unpack made before its record (no
+        # load is in flight yet, so none is in use).
+        await self.in_image_thread(self.images.snapshots.cleanup)
         for record in self.records.all():
             cid = record["Id"]
             state = self.read_state(cid)

@@ -65,6 +65,7 @@ class Crashes:
         self.containers: set[str] = set()      # acknowledged creates, not yet removed
         self.detached: set[str] = set()        # acknowledged `run -d`: must keep running
         self.seen: set[str] = set()            # every container id ever heard of
+        self.maybe_gone: set[str] = set()      # removals killed in flight: gone or not
         self.figures = {"rounds": 0, "daemon_kills": 0, "monitor_kills": 0, "problems": [],
                         "by_kind": {}}
         self.serial = 0
@@ -150,6 +151,13 @@ class Crashes:
             r.out, r.err = r.proc.communicate()
         r.code = r.proc.returncode
         if r.code != 0:
+            # Killed in flight: a removal may or may not have happened (or only stopped
+            # the container); neither outcome is a loss.
+            if r.kind == "remove":
+                self.detached.discard(r.subject)
+                self.maybe_gone.add(r.subject)
+            elif r.kind == "rmi":
+                self.maybe_gone.add(r.subject)
             return
         # Acknowledged: from here on it must hold.
         if r.kind == "load":
@@ -241,6 +249,7 @@ class Crashes:
             self.problem(r, f"check: {text}")
         listed = {c for c in self.ok("ps", "-aq", "--no-trunc").split()}
         self.seen |= listed
+        self.containers -= self.maybe_gone - listed
         for cid in self.containers - listed:
             self.problem(r, f"acknowledged container {cid} is lost")
         for cid in listed:
@@ -252,6 +261,9 @@ class Crashes:
         if self.survivor not in running or self.pid(self.survivor) != self.survivor_pid:
             self.problem(r, "the survivor is not running with its pid")
         names = self.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+        self.images -= {n for n in self.maybe_gone if f"docker.io/{n}" not in names and
+                        n not in names}
+        self.maybe_gone.clear()
         for name in self.images:
             if f"docker.io/{name}" not in names and name not in names:
                 self.problem(r, f"acknowledged image {name} is lost")
