@@ -176,8 +176,8 @@ async def _read(data: bytes) -> None:
         assert request.method and isinstance(request.path, str)
         try:
             await request.body()
-        except http.BadRequest:
-            return
+        except (http.BadRequest, asyncio.IncompleteReadError):
+            return  # the server answers 400, or closes: the client hung up mid-body
         try:
             await request.json()
         except (http.BadRequest, InvalidArgument):

@@ -74,7 +74,21 @@ class ContainersMixin:
             image_id, image_config = await self.image(image_ref)
         else:
             image_id, image_config = base[0], base[1]
-        name = merge.check_name(name, self.records.name_taken)
+        generated = not name
+        # A generated name is held from here to its record: concurrent creates between
+        # their check and their insert would otherwise draw the same one (50 at once did).
+        name = merge.check_name(name, lambda n: self.records.name_taken(n) or
+                                n in self.names_held)
+        if generated:
+            self.names_held.add(name)
+        try:
+            return await self._create_named(body, name, image_id, image_config, image_ref,
+                                            base)
+        finally:
+            self.names_held.discard(name)
+
+    async def _create_named(self, body: dict, name: str, image_id: str, image_config: dict,
+                            image_ref: str, base) -> dict:
         cid = self.new_id()
         record = merge.merge(body, image_config, image_id, image_ref, cid, name)
         record["_networks"] = self.resolve_network_mode(record["HostConfig"],

@@ -66,6 +66,7 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         self.pending_attach: dict[str, list[asyncio.Future]] = {}
         self.execs: dict[str, dict] = {}
         self.starting: set[str] = set()
+        self.names_held: set[str] = set()  # generated names whose records are being made
         self.died: set[str] = set()  # the watch has reported this run's die
         self.removing: set = set()  # removed containers' files, going in the image thread
         self.forgotten: dict[str, dict] = {}  # --rm containers removed while monitors finish
