@@ -34,7 +34,7 @@ demo-runtime: deps
 	@$(VENV)/bin/knarr-runtime --root .state/runtime run --bundle .state/demo-bundle demo-$$$$
 
 lint: deps
-	$(VENV)/bin/ruff check knarr tests bench
+	$(VENV)/bin/ruff check knarr tests bench fuzz
 
 unit: deps
 	$(PY) -m pytest -q tests/unit
