@@ -107,6 +107,10 @@ class Dockerd:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        # A dockerd that had to be killed leaves its overlay and netns mounts behind.
+        from peers import unmount_under
+
+        unmount_under(str(self.state))
         shutil.rmtree(self.state / "data", ignore_errors=True)
 
 
