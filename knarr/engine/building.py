@@ -27,6 +27,18 @@ __all__ = ["BuildMixin"]
 _F_SETPIPE_SZ = 1031
 
 
+def remove_stale_steps(snapshots) -> None:
+    """Drop step snapshots a killed daemon left (`build-<pid>-...`, pid gone)."""
+    for row in snapshots.walk():
+        pid = row["key"].removeprefix("build-").split("-", 1)[0]
+        if row["key"].startswith("build-") and pid.isdigit() and \
+                not os.path.exists(f"/proc/{pid}"):
+            try:
+                snapshots.remove(row["key"])
+            except KnarrError:
+                pass
+
+
 class _Backend:
     """The builder's view of the engine, called from the build thread."""
 
@@ -35,19 +47,8 @@ class _Backend:
         self.snapshots = Snapshotter(engine.root)
         self.content = ContentStore(engine.root)
         if not getattr(engine, "_build_swept", False):  # once per daemon
-            self._remove_stale()
+            remove_stale_steps(self.snapshots)
             engine._build_swept = True
-
-    def _remove_stale(self) -> None:
-        """Drop step snapshots a killed daemon left (`build-<pid>-...`, pid gone)."""
-        for row in self.snapshots.walk():
-            pid = row["key"].removeprefix("build-").split("-", 1)[0]
-            if row["key"].startswith("build-") and pid.isdigit() and \
-                    not os.path.exists(f"/proc/{pid}"):
-                try:
-                    self.snapshots.remove(row["key"])
-                except KnarrError:
-                    pass
 
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()

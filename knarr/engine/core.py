@@ -148,6 +148,8 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         # Snapshot directories a killed prepare or unpack made before its record (no
         # load is in flight yet, so none is in use).
         await self.in_image_thread(self.images.snapshots.cleanup)
+        # What a killed pull or build left: its ingests, its lease, its step snapshots.
+        await self.in_image_thread(self._sweep_transfers)
         for record in self.records.all():
             cid = record["Id"]
             state = self.read_state(cid)
@@ -183,6 +185,13 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
                 pass
             writer.close()
         await asyncio.to_thread(self.cleanup_orphan, cid)
+
+    def _sweep_transfers(self) -> None:
+        from knarr.engine.building import remove_stale_steps
+
+        self.images.content.clean_ingests()  # none is live at start
+        self.images.content.leased()  # drops the leases of dead processes
+        remove_stale_steps(self.images.snapshots)
 
     def cleanup_orphan(self, cid: str) -> None:
         """Tear down what a dead monitor left: the runtime container, the rootfs mount."""

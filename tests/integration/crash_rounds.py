@@ -1,5 +1,5 @@
 """Crash rounds: SIGKILL knarrd (or a container's monitor) at a random moment during a
-load, a run, an exec, a create or a removal, restart it, and check that nothing was lost,
+load, a pull, a build, a run, an exec, a create or a removal, restart it, and check that nothing was lost,
 half made or left behind.
 
 After every round:
@@ -14,6 +14,11 @@ After every round:
 
 Run by tests/integration/test_hardening_crash.py, or by hand:
     python tests/integration/crash_rounds.py --rounds 100 [--seed N] [--monitor]
+
+Pulls (a fresh three-layer image pushed to a local distribution 2.8 each time) and builds
+(POST /build through `knarr build`: FROM busybox, COPY, RUN) come every PULL_BUILD_EVERY
+rounds, alternating, so the quick run stays short; a pull or build killed in flight must
+leave nothing tagged (and the store check finds no orphaned blob or snapshot).
 """
 
 import argparse
@@ -28,7 +33,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from peers import write_oci_archive  # noqa: E402
+from distribution_support import Distribution, push_layout_raw  # noqa: E402
+from peers import _goarch, write_oci_archive  # noqa: E402
 from test_api_support import (  # noqa: E402
     Daemon,
     bridge_ports,
@@ -42,6 +48,7 @@ from knarr.engine.check import check  # noqa: E402
 
 KNARR = os.path.join(os.path.dirname(sys.executable), "knarr")
 MAX_IMAGES, MAX_CONTAINERS = 4, 6
+PULL_BUILD_EVERY = 3
 
 
 class Round:
@@ -69,6 +76,9 @@ class Crashes:
         self.figures = {"rounds": 0, "daemon_kills": 0, "monitor_kills": 0, "problems": [],
                         "by_kind": {}}
         self.serial = 0
+        self.crash_count = 0
+        self.registry: Distribution | None = None
+        self.half_done: set[str] = set()       # pulls/builds killed in flight: not tagged
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -100,6 +110,63 @@ class Crashes:
         write_oci_archive(layer, archive, f"docker.io/{name}")
         return name, archive
 
+    def push_image(self) -> str:
+        """Push a fresh three-layer image (1-3 MiB of random bytes a layer) to the local
+        registry; return the reference to pull."""
+        import hashlib
+        import json
+        import tarfile
+
+        if self.registry is None:
+            self.registry = Distribution(os.path.join(self.base, "registry")).start()
+        self.serial += 1
+        layout = os.path.join(self.base, "layout")
+        blobs = os.path.join(layout, "blobs", "sha256")
+        os.makedirs(blobs, exist_ok=True)
+
+        def blob(data: bytes, media: str) -> dict:
+            digest = hashlib.sha256(data).hexdigest()
+            with open(os.path.join(blobs, digest), "wb") as f:
+                f.write(data)
+            return {"mediaType": media, "digest": f"sha256:{digest}", "size": len(data)}
+
+        layers = []
+        for n in range(3):
+            data_path = os.path.join(self.base, "layerdata")
+            with open(data_path, "wb") as f:
+                f.write(os.urandom(self.rng.randint(1, 3) << 20))
+            tar_path = os.path.join(self.base, "layer.tar")
+            with tarfile.open(tar_path, "w") as tar:
+                tar.add(data_path, arcname=f"layer{n}")
+            with open(tar_path, "rb") as f:
+                layers.append(f.read())
+        layer_descs = [blob(d, "application/vnd.oci.image.layer.v1.tar") for d in layers]
+        config = {"architecture": _goarch(), "os": "linux", "config": {"Cmd": ["sh"]},
+                  "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layer_descs]}}
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": blob(json.dumps(config).encode(),
+                                   "application/vnd.oci.image.config.v1+json"),
+                    "layers": layer_descs}
+        mdesc = blob(json.dumps(manifest).encode(), manifest["mediaType"])
+        with open(os.path.join(layout, "index.json"), "w") as f:
+            json.dump({"schemaVersion": 2, "manifests": [mdesc]}, f)
+        tag = f"v{self.serial}"
+        push_layout_raw(self.registry.addr, "crash/pull", tag, layout)
+        return f"{self.registry.addr}/crash/pull:{tag}"
+
+    def build_context(self) -> str:
+        """A build context: COPY of a fresh 1-4 MiB file, then a RUN over it."""
+        self.serial += 1
+        ctx = os.path.join(self.base, "context")
+        os.makedirs(ctx, exist_ok=True)
+        with open(os.path.join(ctx, "payload"), "wb") as f:
+            f.write(os.urandom(self.rng.randint(1, 4) << 20))
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write(f"FROM busybox\nCOPY payload /payload\n"
+                    f"RUN sleep 0.{self.rng.randint(1, 5)} && md5sum /payload > /sum "
+                    f"&& echo {self.serial} > /serial\nCMD [\"cat\", \"/sum\"]\n")
+        return ctx
+
     # -- the rounds ----------------------------------------------------------------------
 
     def setup(self) -> None:
@@ -113,6 +180,14 @@ class Crashes:
         return int(self.ok("inspect", "-f", "{{.State.Pid}}", cid))
 
     def pick(self) -> Round:
+        self.crash_count += 1
+        turn = self.crash_count - 1
+        if PULL_BUILD_EVERY and turn % PULL_BUILD_EVERY == 1 and len(self.images) < MAX_IMAGES:
+            if (turn // PULL_BUILD_EVERY) % 2 == 0:
+                ref = self.push_image()
+                return Round("pull", ["pull", "-q", ref], ref)
+            name = f"crash/build:{self.serial + 1}"
+            return Round("build", ["build", "-q", "-t", name, self.build_context()], name)
         kinds = ["load", "run_rm", "run_d", "create", "exec", "remove", "rmi"]
         if len(self.images) >= MAX_IMAGES:
             kinds = ["rmi", "run_rm", "exec"]
@@ -158,9 +233,11 @@ class Crashes:
                 self.maybe_gone.add(r.subject)
             elif r.kind == "rmi":
                 self.maybe_gone.add(r.subject)
+            elif r.kind in ("pull", "build"):
+                self.half_done.add(r.subject)
             return
         # Acknowledged: from here on it must hold.
-        if r.kind == "load":
+        if r.kind in ("load", "pull", "build"):
             self.images.add(r.subject)
         elif r.kind in ("run_d", "create"):
             cid = r.out.decode().strip()
@@ -278,10 +355,20 @@ class Crashes:
         self.images -= {n for n in self.maybe_gone if f"docker.io/{n}" not in names and
                         n not in names}
         self.maybe_gone.clear()
+        for name in self.half_done:
+            # Killed after the tag was written (the reply not yet read): done, not half
+            # done; it must then be whole, and from here on it is acknowledged.
+            if f"docker.io/{name}" in names or name in names:
+                if self.cli("inspect", name).returncode != 0:
+                    self.problem(r, f"{name} is tagged but cannot be inspected")
+                self.images.add(name)
+                self.figures["done_before_kill"] = self.figures.get("done_before_kill", 0) + 1
+        self.half_done.clear()
         for name in self.images:
             if f"docker.io/{name}" not in names and name not in names:
                 self.problem(r, f"acknowledged image {name} is lost")
         self.leftovers(r, running)
+        self.store_leftovers(r)
 
     def leftovers(self, r: Round, running: set[str]) -> None:
         containers = os.path.join(self.daemon.exec_root, "containers")
@@ -307,6 +394,35 @@ class Crashes:
             for d in cgroup_dirs(cid):
                 self.problem(r, f"orphaned cgroup {d}")
 
+    def store_leftovers(self, r: Round) -> None:
+        """What a killed pull or build may leave in the store and no image or container
+        names: build step snapshots, ingests, leases, blobs, layer snapshots."""
+        from knarr.images import ImageStore
+
+        store = ImageStore(self.daemon.root)
+        try:
+            wanted_blobs, wanted_snaps = set(), set()
+            for image_id in store.records.ids():
+                row = store.records.get(image_id)
+                wanted_blobs |= {image_id, row["manifest"], *(x["digest"] for x in row["layers"])}
+                wanted_snaps |= set(store.chain_ids(image_id))
+            for row in store.snapshots.walk():
+                key = row["key"]
+                if key.startswith("build-"):
+                    self.problem(r, f"build step snapshot {key} left")
+                elif not key.startswith("container-") and key not in wanted_snaps:
+                    self.figures.setdefault("unnamed_snapshots", set()).add(key)
+            for ref, _size, live in store.content.ingests():
+                self.problem(r, f"ingest {ref} left (live: {live})")
+            leases = os.listdir(store.content.lease_root)
+            if leases:
+                self.problem(r, f"leases left: {leases}")
+            for info in store.content.walk():
+                if info.digest not in wanted_blobs:
+                    self.figures.setdefault("unnamed_blobs", set()).add(info.digest)
+        finally:
+            store.close()
+
     def run(self, rounds: int, monitor_every: int) -> dict:
         self.setup()
         try:
@@ -317,6 +433,10 @@ class Crashes:
                     self.crash_round()
         finally:
             self.figures["leftovers_at_teardown"] = self.daemon.teardown()
+            if self.registry is not None:
+                self.registry.stop()
+            for key in ("unnamed_snapshots", "unnamed_blobs"):
+                self.figures[key] = len(self.figures.get(key, ()))
         return self.figures
 
 

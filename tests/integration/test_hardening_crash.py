@@ -1,5 +1,5 @@
 """Crash consistency: SIGKILL the daemon, or a container's monitor, at random moments during
-loads, runs, execs, creates and removals; after each restart nothing may be lost, half
+loads, pulls, builds, runs, execs, creates and removals; after each restart nothing may be lost, half
 made or left behind (crash_rounds.py says what is checked). 10 rounds in `make test`,
 100 in `make hardening`."""
 
