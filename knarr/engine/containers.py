@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 
-from knarr.engine import merge, names, oci_config
+from knarr.engine import filtering, merge, names, oci_config
 from knarr.engine.timefmt import human_duration, parse_timestamp
 from knarr.errors import Conflict, InvalidArgument, KnarrError, NotFound
 
@@ -405,20 +405,12 @@ def _passes(record: dict, state: dict, filters: dict) -> bool:
         "status": lambda v: v == state["Status"],
         "exited": lambda v: not state["Running"] and str(state["ExitCode"]) == v and
         state["Status"] == "exited",
-        "label": lambda v: (labels.get(v.partition("=")[0]) == v.partition("=")[2])
-        if "=" in v else v in labels,
+        "label": lambda v: filtering.label_matches(labels, v),
         "ancestor": lambda v: v in (record["Config"]["Image"], record["Image"],
                                     record["Image"].removeprefix("sha256:")[:12]),
         "health": lambda v: (state.get("Health") or {}).get("Status", "none") == v,
     }
-    for key, values in filters.items():
-        check = checks.get(key)
-        if check is None:
-            raise InvalidArgument(f"invalid filter '{key}'", filter=key)
-        # Docker's rule: labels must all match; other filters, any of their values.
-        if not (all if key == "label" else any)(check(v) for v in values):
-            return False
-    return True
+    return filtering.matches(checks, filters)
 
 
 def _upper_of(mounts: list[dict]) -> str:

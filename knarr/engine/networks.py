@@ -10,7 +10,7 @@ import ipaddress
 import os
 import time
 
-from knarr.engine import names
+from knarr.engine import filtering, names
 from knarr.engine.merge import rfc3339
 from knarr.engine.netstore import NetStore
 from knarr.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
@@ -312,16 +312,9 @@ def _passes(doc: dict, filters: dict, in_use: bool) -> bool:
         "driver": lambda v: v == doc["Driver"],
         "scope": lambda v: v == "local",
         "type": lambda v: v == ("builtin" if doc["Name"] in PREDEFINED else "custom"),
-        "label": lambda v: (labels.get(v.partition("=")[0]) == v.partition("=")[2])
-        if "=" in v else v in labels,
+        "label": lambda v: filtering.label_matches(labels, v),
         "dangling": lambda v: (v.lower() in ("true", "1")) == (not in_use and
                                                               doc["Name"] not in PREDEFINED),
         "until": lambda v: True,
     }
-    for key, values in filters.items():
-        check = checks.get(key)
-        if check is None:
-            raise InvalidArgument(f"invalid filter '{key}'", filter=key)
-        if not (all if key == "label" else any)(check(v) for v in values):
-            return False
-    return True
+    return filtering.matches(checks, filters)
