@@ -4,6 +4,7 @@ import os
 import time
 
 from knarr import fastjson
+from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument, KnarrError, NotFound
 from knarr.oci import runtime_spec
 from knarr.runtime import (
@@ -118,39 +119,87 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
 
 def _spawn(ctx: dict, cgroup, record: dict, config: dict) -> int:
     parent, child = pair()
-    pid = os.fork()
-    if pid == 0:
-        parent.close()
-        init.stage1(child, ctx)
-    child.close()
+    ns = ctx["namespaces"]
+    # Without a user (or time) namespace the runtime forks init straight into its pid
+    # namespace; otherwise stage1 makes the user namespace, is mapped, and forks init.
+    direct = "user" not in ns and "time" not in ns
     try:
-        return _drive(parent, pid, ctx, cgroup, record, config)
+        first = _fork_init(child, ctx, ns) if direct else _fork_stage1(parent, child, ctx)
+    finally:
+        child.close()
+    try:
+        return _drive(parent, first, direct, ctx, cgroup, record, config)
     finally:
         parent.close()
 
 
-def _drive(ch: Channel, stage1: int, ctx: dict, cgroup, record: dict, config: dict) -> int:
-    """Walk stage1 and init through creation; return init's pid."""
-    what = f"create container {record['id']}"
+def _fork_stage1(parent: Channel, child: Channel, ctx: dict) -> int:
+    pid = os.fork()
+    if pid == 0:
+        parent.close()
+        init.stage1(child, ctx)
+    return pid
+
+
+def _fork_init(child: Channel, ctx: dict, ns: dict) -> int:
+    """Fork init as pid 1 of its new (or joined) pid namespace; this process stays in
+    its own. Init makes and joins the other namespaces itself."""
+    if "pid" not in ns:
+        return _fork(child, ctx)
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        cgroup.add_process(stage1)
-        ch.send("go")
-        message = _next(ch, what)
-        if message["kind"] == "userns":
-            namespaces.write_id_maps(stage1, config.get("linux", {}))
-            ch.send("mapped")
+        if ns["pid"]:
+            namespaces.join(namespaces.open_paths([("pid", ns["pid"])]))
+        else:
+            ksys.unshare(ksys.CLONE_NEWPID)
+        return _fork(child, ctx)
+    finally:
+        ksys.setns(own, ksys.CLONE_NEWPID)  # our later children (hooks) are the host's
+        os.close(own)
+
+
+def _fork(child: Channel, ctx: dict) -> int:
+    pid = os.fork()
+    if pid == 0:
+        init.direct(child, ctx)
+    return pid
+
+
+def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup, record: dict,
+           config: dict) -> int:
+    """Walk stage1 (unless `direct`: `first` is init itself) and init through creation;
+    return init's pid."""
+    what = f"create container {record['id']}"
+    stage1 = None if direct else first
+    pid = first
+    if stage1 is not None:
+        try:
             message = _next(ch, what)
-    except BaseException:
-        _reap(stage1, kill=True)
-        raise
-    if message["kind"] != "pid":
-        _reap(stage1, kill=True)
-        raise FailedPrecondition(f"{what}: unexpected message {message['kind']!r}")
-    pid = message["pid"]
+            if message["kind"] == "userns":
+                namespaces.write_id_maps(stage1, config.get("linux", {}))
+                ch.send("mapped")
+                message = _next(ch, what)
+        except BaseException:
+            _reap(stage1, kill=True)
+            raise
+        if message["kind"] != "pid":
+            _reap(stage1, kill=True)
+            raise FailedPrecondition(f"{what}: unexpected message {message['kind']!r}")
+        pid = message["pid"]
     record["pid"] = pid
     # stage1 has said all it had to say; it is reaped once init is ready, by when it
     # has long exited, rather than waited for here.
     try:
+        # init is moved, not stage1: the first cgroup.procs write waits for an RCU grace
+        # period, and meanwhile init makes its namespaces and first mounts. It waits
+        # for "cgroup" before anything that depends on its cgroup (a new cgroup
+        # namespace, cgroup mounts, device nodes).
+        try:
+            cgroup.add_process(pid)
+            ch.send("cgroup")
+        except BaseException:
+            _raise_reported(ch)  # init's own error, when that is why it is gone
+            raise
         _set_oom_score(pid, config["process"].get("oomScoreAdj"))
         state_now = _hook_state(record, "creating")
         hooks.run(config, "prestart", state_now)
@@ -158,10 +207,12 @@ def _drive(ch: Channel, stage1: int, ctx: dict, cgroup, record: dict, config: di
         ch.send("continue", hook_state=state_now)
         ch.expect("ready", what)
     except BaseException:
-        _reap(stage1)  # it exits by itself after "pid"; then init is no zombie of it
+        if stage1 is not None:
+            _reap(stage1)  # it exits by itself after "pid"; then init is no zombie of it
         _kill(pid)
         raise
-    _reap(stage1)
+    if stage1 is not None:
+        _reap(stage1)
     return pid
 
 
@@ -174,6 +225,21 @@ def _next(ch: Channel, what: str) -> dict:
 
         raise error_from(message)
     return message
+
+
+def _raise_reported(ch: Channel) -> None:
+    """Raise the error init reported, if it has (without waiting for one)."""
+    ch.sock.setblocking(False)
+    try:
+        message = ch.recv()
+    except OSError:
+        return
+    finally:
+        ch.sock.setblocking(True)
+    if message is not None and message["kind"] == "error":
+        from knarr.runtime.channel import error_from
+
+        raise error_from(message)
 
 
 def _set_oom_score(pid: int, score: int | None) -> None:

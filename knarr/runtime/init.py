@@ -1,9 +1,12 @@
 """The container's side of create: the forked processes that become the container.
 
-stage1 (child of the runtime) joins and makes namespaces, then forks init, which
-is pid 1 of a new pid namespace. init builds the root file system, reports
-ready, and blocks on the exec fifo until `start`; then it becomes the user's
-process. Every step reports failure to the runtime over the channel.
+Without a user namespace the runtime forks init straight into its pid namespace
+(`direct`); init joins and makes the other namespaces. With one, stage1 (child
+of the runtime) makes it, is mapped, joins and makes namespaces, then forks
+init, which is pid 1 of a new pid namespace. Either way the runtime then moves
+init into the container's cgroup while init makes its first mounts. init builds
+the root file system, reports ready, and blocks on the exec fifo until `start`;
+then it becomes the user's process. Every step reports failure to the runtime over the channel.
 """
 
 import os
@@ -13,13 +16,13 @@ from knarr.errors import FailedPrecondition, InvalidArgument
 from knarr.runtime import hooks, namespaces, process, rootfs, signals
 from knarr.runtime.channel import Channel
 
-__all__ = ["stage1", "preload"]
+__all__ = ["stage1", "direct", "preload"]
 
 
 def stage1(ch: Channel, ctx: dict) -> None:
-    """Run in the runtime's child; never returns."""
+    """Run in the runtime's child when there is a user namespace to make or join (or
+    a time namespace); never returns."""
     try:
-        ch.expect("go", "container init")
         _enter_namespaces(ch, ctx)
         pid = os.fork()
         if pid == 0:
@@ -29,6 +32,22 @@ def stage1(ch: Channel, ctx: dict) -> None:
     except BaseException as exc:  # noqa: BLE001 - everything is reported, then we exit
         ch.send_error(exc)
         os._exit(1)
+
+
+def direct(ch: Channel, ctx: dict) -> None:
+    """Run in the runtime's child forked straight into its pid namespace (no user
+    namespace): make and join the other namespaces, then be init; never returns."""
+    try:
+        ns = ctx["namespaces"]
+        namespaces.join(namespaces.open_paths(
+            [(kind, path) for kind, path in namespaces.join_paths(ns) if kind != "pid"]))
+        flags = namespaces.new_flags(ns, skip=("pid", "cgroup"))
+        if flags:
+            ksys.unshare(flags)
+    except BaseException as exc:  # noqa: BLE001
+        ch.send_error(exc)
+        os._exit(1)
+    _init(ch, ctx)
 
 
 def _enter_namespaces(ch: Channel, ctx: dict) -> None:
@@ -41,9 +60,26 @@ def _enter_namespaces(ch: Channel, ctx: dict) -> None:
         ch.expect("mapped", "map user ids")
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-    flags = namespaces.new_flags(ns, skip=("user",))
+    # A new cgroup namespace is made by init, once it is in the container's cgroup.
+    flags = namespaces.new_flags(ns, skip=("user", "cgroup"))
     if flags:
         ksys.unshare(flags)
+
+
+class _InCgroup:
+    """Wait (once) until the runtime has moved init into the container's cgroup, then
+    make the new cgroup namespace, if any: it is rooted where init is at that time."""
+
+    def __init__(self, ch: Channel, ns: dict) -> None:
+        self.ch, self.ns, self.done = ch, ns, False
+
+    def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.ch.expect("cgroup", "join the container's cgroup")
+        if "cgroup" in self.ns and not self.ns["cgroup"]:
+            ksys.unshare(ksys.CLONE_NEWCGROUP)
 
 
 def _init(ch: Channel, ctx: dict) -> None:
@@ -67,14 +103,17 @@ def _setup(ch: Channel, ctx: dict) -> None:
     ns = ctx["namespaces"]
     new_mount = "mount" in ns and not ns["mount"]
     sock, fifo = ctx["console"], ctx["fifo_fd"]  # opened by the runtime, see create
+    in_cgroup = _InCgroup(ch, ns)
     preload(config)
-    # The mounts are made while the runtime reaps stage1 and runs the prestart and
-    # createRuntime hooks (as runc does: those hooks see the mounts, not yet the
-    # pivot_root). A failure here is reported at once; stage1's one message is short
-    # and written whole, so the two cannot interleave on the channel.
+    # The mounts are made while the runtime moves init into the cgroup, reaps stage1
+    # and runs the prestart and createRuntime hooks (as runc does: those hooks see the
+    # mounts, not yet the pivot_root). A failure here is reported at once; stage1's one
+    # message is short and written whole, so the two cannot interleave on the channel.
     if new_mount:
         rootfs.prepare_rootfs(config, ctx["rootfs"], in_cgroupns="cgroup" in ns,
-                              in_userns="user" in ns, bundle=ctx["bundle"])
+                              in_userns="user" in ns, bundle=ctx["bundle"],
+                              in_cgroup=in_cgroup)
+    in_cgroup()
     hook_state = ch.expect("continue", "run createRuntime hooks")["hook_state"]
     hooks.run(config, "createContainer", hook_state)
     fd_dir = None

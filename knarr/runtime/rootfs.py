@@ -80,7 +80,7 @@ def _mount(what: str, source: str | None, target: str, fstype: str | None, flags
 
 
 def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: bool,
-                   bundle: str | None = None) -> None:
+                   bundle: str | None = None, in_cgroup=None) -> None:
     """Mount everything the config asks for inside `rootfs`, and make its /dev.
 
     Runs in the container's fresh mount namespace, before `pivot_into`.
@@ -88,17 +88,27 @@ def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: b
     namespace's root); `in_userns`: device nodes cannot be made, so the
     host's are bind-mounted. A relative bind source is relative to `bundle`
     (config.md), or to the working directory when `bundle` is None.
+    `in_cgroup`, if given, is called before the first step that depends on the
+    process's cgroup (a cgroup mount, device nodes); it may be called again.
     """
+    in_cgroup = in_cgroup or _nothing
     rootfs = os.path.abspath(rootfs)
     _set_root_propagation(config.get("linux", {}).get("rootfsPropagation"))
     _make_parent_private(rootfs)
     _mount(rootfs, rootfs, rootfs, None, MS_BIND | MS_REC)
     mounts = config.get("mounts", [])
     for entry in mounts:
+        if entry.get("type") == "cgroup":
+            in_cgroup()
         _mount_entry(rootfs, entry, in_cgroupns=in_cgroupns, bundle=bundle)
     if not _dev_is_bound(mounts):
+        in_cgroup()
         create_devices(rootfs, devices_of(config), bind=in_userns)
         create_dev_links(rootfs)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _set_root_propagation(name: str | None) -> None:
