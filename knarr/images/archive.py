@@ -199,7 +199,8 @@ def load(store: ImageStore, stream: BinaryIO, default_name: str | None = None) -
         staged = _Staged(store)
         try:
             with store.content.lease("load") as lease:
-                _read(staged, stream)
+                with unpack.WritingBack(store.root):
+                    _read(staged, stream)
                 images = _plan(staged, default_name)
                 unpack.make_durable(store.root)  # the ingests and extracted layers, all at once
                 for image in images:

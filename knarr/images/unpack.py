@@ -8,10 +8,12 @@ next unpack finds the leftover by its key (its pid no longer runs) and
 removes it. A chain id already committed is not unpacked again.
 
 A layer's files are made durable before its snapshot is committed: one
-`sync` per layer (or per load, for layers extracted while an archive is
+syncfs per layer (or per load, for layers extracted while an archive is
 read) rather than an fsync per file, which on this kind of disk costs more
-than the extraction. (`os.sync` flushes every file system; knarr.sys has no
-syncfs yet, and the store and its layers share one file system anyway.)
+than the extraction. While a layer is extracted, `WritingBack` starts that
+writing early (a syncfs every 0.2 s in a thread), so the disk writes while
+the extraction runs and the syncfs before the commit has little left to do
+(on the bench image: 0.1 s instead of 1.2-1.9 s of waiting).
 
 `extract_layer` applies a layer to a snapshot with no parent, for a caller
 that reads a layer before it knows where in a chain it goes (load reads an
@@ -32,7 +34,8 @@ from knarr.oci import digest as digests
 from knarr.snapshots import Applied, HashingReader, Snapshotter, decompressed, detect
 
 __all__ = ["unpack_layer", "unpack_image", "extract_layer", "commit_extracted", "make_durable",
-           "remove_stale_extractions", "is_stale_extraction", "DIFF_ID_LABEL", "DIFF_SIZE_LABEL"]
+           "WritingBack", "remove_stale_extractions", "is_stale_extraction", "DIFF_ID_LABEL",
+           "DIFF_SIZE_LABEL"]
 
 _EXTRACT = "extract-"
 _CHUNK = 1 << 20
@@ -51,7 +54,8 @@ def unpack_layer(snaps: Snapshotter, stream: BinaryIO, parent: str | None,
     key = _temporary_key(label)
     snaps.prepare(key, parent)
     try:
-        applied = _apply(snaps, key, stream, label, max_bytes)
+        with WritingBack(snaps.root):
+            applied = _apply(snaps, key, stream, label, max_bytes)
         make_durable(snaps.root)
         chain = _commit(snaps, key, parent, applied, diff_id, label)
     except BaseException:
@@ -88,6 +92,40 @@ def make_durable(path: str) -> None:
         ksys.syncfs(fd)
     finally:
         os.close(fd)
+
+
+class WritingBack:
+    """While a long unpack runs, a thread writes out what it made so far (a syncfs of
+    the store's file system every `interval` seconds), so that the disk works while
+    the extraction does, and the `make_durable` before the commit finds little left
+    to write. It makes nothing durable by itself: the commit still waits for
+    `make_durable`."""
+
+    def __init__(self, path: str, interval: float = 0.2) -> None:
+        self.path = path
+        self.interval = interval
+        self.stop = threading.Event()
+        self.fd = -1
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> "WritingBack":
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.thread = threading.Thread(target=self._run, name="layer-write-back", daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                ksys.syncfs(self.fd)
+            except OSError:
+                return  # the final make_durable reports what is wrong
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+        os.close(self.fd)
 
 
 def extract_layer(snaps: Snapshotter, stream: BinaryIO, *, label: str = "layer",
