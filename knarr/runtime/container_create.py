@@ -17,6 +17,7 @@ from knarr.runtime import (
     signals,
     state,
 )
+from knarr.runtime.cgroups import prime
 from knarr.runtime.channel import Channel, pair
 
 __all__ = ["create", "load_bundle"]
@@ -196,6 +197,7 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup, record: dic
         # namespace, cgroup mounts, device nodes).
         try:
             cgroup.add_process(pid)
+            prime.stop()
             ch.send("cgroup")
         except BaseException:
             _raise_reported(ch)  # init's own error, when that is why it is gone

@@ -1,9 +1,66 @@
-"""ctypes bindings to libc and raw syscalls (x86_64 and aarch64)."""
+"""Bindings to libc and raw syscalls (x86_64 and aarch64).
 
-import ctypes
+Built on `_ctypes` itself: the `ctypes` package's own start-up (its type
+checks, caches, `struct`, the endian structures) costs knarr-runtime more than
+all the calls made here; the few C types needed are declared below the way
+`ctypes` declares them.
+"""
+
+import _ctypes
 import os
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+class c_int(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class c_uint(_ctypes._SimpleCData):
+    _type_ = "I"
+
+
+class c_long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class c_ulong(_ctypes._SimpleCData):
+    _type_ = "L"
+
+
+class c_uint64(_ctypes._SimpleCData):
+    _type_ = "Q"
+
+
+class c_char_p(_ctypes._SimpleCData):
+    _type_ = "z"
+
+
+class c_void_p(_ctypes._SimpleCData):
+    _type_ = "P"
+
+
+c_uint32 = c_uint
+c_size_t = c_ulong  # LP64 (x86_64, aarch64)
+byref, sizeof, get_errno = _ctypes.byref, _ctypes.sizeof, _ctypes.get_errno
+
+
+class _Function(_ctypes.CFuncPtr):
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_int
+
+
+class _Library:
+    """What CFuncPtr needs of a library: its dlopen handle (here the process's own
+    symbols, libc among them)."""
+
+    _handle = _ctypes.dlopen(None, 0)
+
+    def __getattr__(self, name: str) -> _Function:
+        function = _Function((name, self))
+        setattr(self, name, function)
+        return function
+
+
+_libc = _Library()
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
@@ -47,17 +104,17 @@ _SYSCALLS = {
                 "capset": 91, "setns": 268, "openat2": 437},
 }[os.uname().machine]
 
-_libc.syscall.restype = ctypes.c_long
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_void_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong]
+_libc.syscall.restype = c_long
+_libc.mount.argtypes = [c_char_p, c_char_p, c_char_p, c_ulong,
+                        c_void_p]
+_libc.umount2.argtypes = [c_char_p, c_int]
+_libc.prctl.argtypes = [c_int, c_ulong, c_ulong, c_ulong,
+                        c_ulong]
 
 
 def _check(result: int, what: str, *paths: object) -> int:
     if result < 0:
-        err = ctypes.get_errno()
+        err = get_errno()
         detail = " ".join(str(p) for p in paths if p is not None)
         raise OSError(err, f"{what} {detail}: {os.strerror(err)}".replace("  ", " "))
     return result
@@ -71,20 +128,20 @@ def _bytes(value: str | bytes | None) -> bytes | None:
 
 def unshare(flags: int) -> None:
     """Move the calling process into new namespaces named by CLONE_* flags."""
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    _check(_libc.unshare(c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
     """Join the namespace behind the open file descriptor `fd`."""
-    _check(_libc.syscall(_SYSCALLS["setns"], ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    _check(_libc.syscall(_SYSCALLS["setns"], c_int(fd), c_int(nstype)), "setns")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None) -> None:
     """mount(2); `data` is the comma-separated option string."""
     data_b = _bytes(data)
-    _check(_libc.mount(_bytes(source), _bytes(target), _bytes(fstype), ctypes.c_ulong(flags),
-                       ctypes.c_char_p(data_b) if data_b is not None else None),
+    _check(_libc.mount(_bytes(source), _bytes(target), _bytes(fstype), c_ulong(flags),
+                       c_char_p(data_b) if data_b is not None else None),
            "mount", source, "on", target)
 
 
@@ -95,8 +152,8 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2): make `new_root` the root, moving the old root to `put_old`."""
-    _check(_libc.syscall(_SYSCALLS["pivot_root"], ctypes.c_char_p(_bytes(new_root)),
-                         ctypes.c_char_p(_bytes(put_old))), "pivot_root", new_root)
+    _check(_libc.syscall(_SYSCALLS["pivot_root"], c_char_p(_bytes(new_root)),
+                         c_char_p(_bytes(put_old))), "pivot_root", new_root)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
@@ -107,24 +164,24 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 def sethostname(name: str) -> None:
     """sethostname(2) in the current UTS namespace."""
     raw = name.encode()
-    _check(_libc.sethostname(ctypes.c_char_p(raw), ctypes.c_size_t(len(raw))), "sethostname",
+    _check(_libc.sethostname(c_char_p(raw), c_size_t(len(raw))), "sethostname",
            name)
 
 
 def setdomainname(name: str) -> None:
     """setdomainname(2) in the current UTS namespace."""
     raw = name.encode()
-    _check(_libc.setdomainname(ctypes.c_char_p(raw), ctypes.c_size_t(len(raw))),
+    _check(_libc.setdomainname(c_char_p(raw), c_size_t(len(raw))),
            "setdomainname", name)
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(_ctypes.Structure):
+    _fields_ = [("version", c_uint32), ("pid", c_int)]
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+class _CapData(_ctypes.Structure):
+    _fields_ = [("effective", c_uint32), ("permitted", c_uint32),
+                ("inheritable", c_uint32)]
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -134,7 +191,7 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     """Return (effective, permitted, inheritable) capability masks of `pid` (0: self)."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
     data = (_CapData * 2)()
-    _check(_libc.syscall(_SYSCALLS["capget"], ctypes.byref(header), data), "capget")
+    _check(_libc.syscall(_SYSCALLS["capget"], byref(header), data), "capget")
     join = lambda lo, hi: lo | (hi << 32)  # noqa: E731
     return (join(data[0].effective, data[1].effective),
             join(data[0].permitted, data[1].permitted),
@@ -149,24 +206,24 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.syscall(_SYSCALLS["capset"], ctypes.byref(header), data), "capset")
+    _check(_libc.syscall(_SYSCALLS["capset"], byref(header), data), "capset")
 
 
 def syncfs(fd: int) -> None:
     """syncfs(2): write out the file system that holds `fd`, and only that one."""
-    _check(_libc.syncfs(ctypes.c_int(fd)), "syncfs")
+    _check(_libc.syncfs(c_int(fd)), "syncfs")
 
 
 def pidfd_open(pid: int) -> int:
     """pidfd_open(2): a file descriptor that refers to process `pid`."""
-    return _check(_libc.syscall(_SYSCALLS["pidfd_open"], ctypes.c_int(pid), ctypes.c_uint(0)),
+    return _check(_libc.syscall(_SYSCALLS["pidfd_open"], c_int(pid), c_uint(0)),
                   "pidfd_open", pid)
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     """Send `sig` to the process behind `pidfd`, race-free against pid reuse."""
-    _check(_libc.syscall(_SYSCALLS["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(sig),
-                         None, ctypes.c_uint(0)), "pidfd_send_signal")
+    _check(_libc.syscall(_SYSCALLS["pidfd_send_signal"], c_int(pidfd), c_int(sig),
+                         None, c_uint(0)), "pidfd_send_signal")
 
 
 # FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (linux/fs.h; the kernel reads and writes an int)
@@ -202,14 +259,14 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
+class _OpenHow(_ctypes.Structure):
+    _fields_ = [("flags", c_uint64), ("mode", c_uint64),
+                ("resolve", c_uint64)]
 
 
 def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2): open `path` relative to `dir_fd` under the RESOLVE_* rules; the new fd."""
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    return _check(_libc.syscall(_SYSCALLS["openat2"], ctypes.c_int(dir_fd),
-                                ctypes.c_char_p(_bytes(path)), ctypes.byref(how),
-                                ctypes.c_size_t(ctypes.sizeof(how))), "openat2", path)
+    return _check(_libc.syscall(_SYSCALLS["openat2"], c_int(dir_fd),
+                                c_char_p(_bytes(path)), byref(how),
+                                c_size_t(sizeof(how))), "openat2", path)

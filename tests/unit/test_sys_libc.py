@@ -1,0 +1,56 @@
+"""knarr.sys.libc's C types (declared on _ctypes, without the ctypes package) and a few
+harmless calls through them, compared with what the kernel and ctypes say."""
+
+import ctypes
+import os
+import subprocess
+import sys
+
+from knarr.sys import libc
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(libc.__file__))))
+
+
+def test_c_types_have_ctypes_sizes():
+    for ours, theirs in ((libc.c_int, ctypes.c_int), (libc.c_uint, ctypes.c_uint),
+                         (libc.c_long, ctypes.c_long), (libc.c_ulong, ctypes.c_ulong),
+                         (libc.c_uint64, ctypes.c_uint64), (libc.c_char_p, ctypes.c_char_p),
+                         (libc.c_void_p, ctypes.c_void_p), (libc.c_size_t, ctypes.c_size_t)):
+        assert libc.sizeof(ours) == ctypes.sizeof(theirs)
+    assert libc.c_ulong(2**63 + 5).value == 2**63 + 5  # unsigned, 64 bits
+    assert libc.c_int(-1).value == -1
+
+
+def test_capget_matches_proc_status():
+    effective, permitted, _ = libc.capget()
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
+                  if ":\t" in line)
+    assert effective == int(status["CapEff"], 16)
+    assert permitted == int(status["CapPrm"], 16)
+
+
+def test_errors_carry_errno_and_the_call():
+    try:
+        libc.umount2("/nonexistent/knarr-test")
+    except OSError as exc:
+        assert exc.errno in (2, 1)  # ENOENT as root, EPERM otherwise
+        assert "umount /nonexistent/knarr-test" in str(exc)
+    else:
+        raise AssertionError("umount2 of a missing path succeeded")
+
+
+def test_openat2_and_pidfd():
+    fd = libc.openat2(-100, "/proc/self/status", os.O_RDONLY, 0, libc.RESOLVE_NO_MAGICLINKS)
+    try:
+        assert os.read(fd, 5) == b"Name:"
+    finally:
+        os.close(fd)
+    pidfd = libc.pidfd_open(os.getpid())
+    os.close(pidfd)
+
+
+def test_importing_knarr_sys_leaves_ctypes_out():
+    code = "import sys; import knarr.sys; print('ctypes' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=_REPO)
+    assert out.stdout.strip() == "False"
