@@ -404,12 +404,17 @@ def _open_parent(dest_fd: int, parts: list[str]) -> int:
 
 
 def extract(src: Source, dest_fd: int, *, chown=True, rename: tuple[str, str] | None = None,
-            no_overwrite_dir_nondir: bool = False) -> None:
+            no_overwrite_dir_nondir: bool = False, in_place: bool = False) -> None:
     """Create every member of the archive under the directory `dest_fd`.
 
     `chown`: True keeps the archive's owners, False leaves them to the caller, a
     (uid, gid) pair gives every file that owner. `rename` = (old, new) renames the
-    archive's top entry, as `cp` does when the destination does not exist."""
+    archive's top entry, as `cp` does when the destination does not exist.
+    `in_place`: a regular file already there (one link, ours) is rewritten in place,
+    as GNU cp does, rather than unlinked and made anew: its blocks are reused, not
+    freed (with ext4's discard, freeing a written-back file's blocks is the most
+    expensive thing an overwriting copy does). Not for an overlay, where writing a
+    lower file copies all of it up first."""
     dirs: list[tuple[list[str], object]] = []
     for info in _members(src):
         info.name = _renamed(info.name, rename)
@@ -424,7 +429,8 @@ def extract(src: Source, dest_fd: int, *, chown=True, rename: tuple[str, str] | 
             continue
         parent = _open_parent(dest_fd, parts)
         try:
-            _place(src, parent, parts[-1], info, dest_fd, chown, no_overwrite_dir_nondir)
+            _place(src, parent, parts[-1], info, dest_fd, chown, no_overwrite_dir_nondir,
+                   in_place)
         finally:
             os.close(parent)
         if info.isdir():
@@ -446,10 +452,15 @@ def _renamed(name: str, rename: tuple[str, str] | None) -> str:
     return name
 
 
-def _clear(parent: int, name: str, info, no_overwrite_dir_nondir: bool) -> None:
+def _lstat(parent: int, name: str) -> os.stat_result | None:
     try:
-        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        return os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
+        return None
+
+
+def _clear(parent: int, name: str, info, no_overwrite_dir_nondir: bool, st) -> None:
+    if st is None:
         return
     if stat.S_ISDIR(st.st_mode):
         if info.isdir():
@@ -476,9 +487,36 @@ def _rmtree_at(parent: int, name: str) -> None:
     os.rmdir(name, dir_fd=parent)
 
 
+def _open_in_place(parent: int, name: str, st, chown) -> int | None:
+    """An fd to rewrite the regular file `name` through, or None when it must be replaced:
+    another link shares it, it is not ours (without a chown to come), or it cannot be
+    opened for writing (a running program, a read-only mode for a non-root caller)."""
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        return None
+    if not chown and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        return None  # a new file would be the caller's
+    try:
+        return os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError:
+        return None
+
+
 def _place(src: Source, parent: int, name: str, info, dest_fd: int, chown,
-           no_overwrite_dir_nondir: bool) -> None:
-    _clear(parent, name, info, no_overwrite_dir_nondir)
+           no_overwrite_dir_nondir: bool, in_place: bool = False) -> None:
+    st = _lstat(parent, name)
+    if in_place and st is not None and info.isreg():
+        fd = _open_in_place(parent, name, st, chown)
+        if fd is not None:
+            try:
+                src.copy_to(fd, info.size)
+                src.copy_to(-1, -info.size % _BLOCK)
+                if st.st_size > info.size:
+                    os.ftruncate(fd, info.size)
+                _set_attrs_fd(fd, info, chown)
+            finally:
+                os.close(fd)
+            return
+    _clear(parent, name, info, no_overwrite_dir_nondir, st)
     if info.isdir():
         try:
             os.mkdir(name, 0o700, dir_fd=parent)

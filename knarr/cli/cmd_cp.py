@@ -96,7 +96,7 @@ def _from_container(cli, container: str, path: str, dest: str, args) -> int:
         source = _source(resp)
         try:
             tarstream.extract(source, fd, chown=bool(args.archive) and os.geteuid() == 0,
-                              rename=rename)
+                              rename=rename, in_place=True)
         except (tarstream.TarError, OSError) as exc:
             raise cli.fail(f"copy {container}:{path} to {dest}: {exc}", 1) from None
         finally:
