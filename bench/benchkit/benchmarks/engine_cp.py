@@ -10,7 +10,8 @@ and copied into one `sleep` container per engine before the first clock starts.
 Every run copies the whole tree again over the previous copy (out: into a
 directory of the scratch dir; in: into /in of the container), so no run pays
 for a removal and the disk never holds more than one extra tree per engine.
-Goal (issue 10): knarr within 0.5x docker, both ways.
+Goal (issue 10): knarr within 0.5x docker, both ways. With KNARR_BENCH_BASELINE
+set, knarr@baseline (that checkout's CLI and knarrd) copies the same tree too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from benchkit.benchmarks.engine_hello import prepare
 from benchkit.benchmarks.engines import _must
 from benchkit.registry import Goal, register
 
-ENGINES = ("docker", "knarr")
+ENGINES = ("docker", "knarr", "knarr@baseline")
 
 
 def make_tree(top: Path) -> Path:
@@ -37,15 +38,19 @@ def make_tree(top: Path) -> Path:
     return top
 
 
+def _engines(engines) -> list[str]:
+    return [e for e in ENGINES if e in engines.engines()]
+
+
 def _prepare(workdir: Path):
     engines = prepare(workdir)
     try:
         tree = make_tree(workdir / "tree")
         ids = {}
-        for e in ENGINES:
+        for e in _engines(engines):
             if e in engines.unavailable:
                 continue
-            ids[e] = engines.run_detached(e, f"kbcp{e}", "sleep", "100000")
+            ids[e] = engines.run_detached(e, f"kbcp{e.replace('@', '-')}", "sleep", "100000")
             _must(engines.argv(e, "exec", ids[e], "mkdir", "/in"))
             _must(engines.argv(e, "cp", str(tree), f"{ids[e]}:/tree"), timeout=300)
             (workdir / "out" / e).mkdir(parents=True)
@@ -64,7 +69,7 @@ def engine_cp_out(workdir: Path):
     """Out of the container, over the previous copy."""
     engines, ids, _tree = _prepare(workdir)
     return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
-        e, "cp", f"{ids[e]}:/tree", str(workdir / "out" / e))) for e in ENGINES]
+        e, "cp", f"{ids[e]}:/tree", str(workdir / "out" / e))) for e in _engines(engines)]
 
 
 @register(
@@ -76,4 +81,4 @@ def engine_cp_in(workdir: Path):
     """Into the container, over the previous copy."""
     engines, ids, tree = _prepare(workdir)
     return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
-        e, "cp", str(tree), f"{ids[e]}:/in")) for e in ENGINES]
+        e, "cp", str(tree), f"{ids[e]}:/in")) for e in _engines(engines)]
