@@ -93,8 +93,13 @@ def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: b
     """
     in_cgroup = in_cgroup or _nothing
     rootfs = os.path.abspath(rootfs)
-    _set_root_propagation(config.get("linux", {}).get("rootfsPropagation"))
-    _make_parent_private(rootfs)
+    propagation = config.get("linux", {}).get("rootfsPropagation")
+    _set_root_propagation(propagation)
+    applied = PROPAGATION[propagation or "rslave"]
+    if not (applied & MS_REC and applied & (MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE)):
+        # rslave, rprivate and runbindable (made rprivate) on / leave no mount
+        # shared, so only the others need rootfs's parent mount looked up
+        _make_parent_private(rootfs)
     _mount(rootfs, rootfs, rootfs, None, MS_BIND | MS_REC)
     mounts = config.get("mounts", [])
     for entry in mounts:

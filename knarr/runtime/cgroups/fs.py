@@ -143,8 +143,14 @@ def remove_tree(cgdir: str, timeout: float) -> None:
     A cgroup stays busy for a moment after its last process is killed (the
     exit is not finished yet), so EBUSY is retried until `timeout`.
     """
-    if not os.path.isdir(cgdir):
+    try:
+        os.rmdir(cgdir)  # the usual case: no cgroup below it, no process left
         return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+            raise error(exc, cgdir, "remove") from exc
     for dirpath, _, _ in os.walk(cgdir, topdown=False):
         _remove_one(dirpath, time.monotonic() + timeout)
 
