@@ -52,6 +52,7 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
 
 
 def _spawn(ctx: dict, c: containers.Container) -> int:
+    ctx["cgroup"] = c.cgroup
     parent, child = pair()
     pid = os.fork()
     if pid == 0:
@@ -65,8 +66,6 @@ def _spawn(ctx: dict, c: containers.Container) -> int:
 
 
 def _drive(ch: Channel, stage1: int, c: containers.Container) -> int:
-    c.cgroup.add_process(stage1)
-    ch.send("go")
     try:
         message = ch.expect("pid", f"exec in container {c.id}")
     finally:
@@ -86,14 +85,23 @@ def _drive(ch: Channel, stage1: int, c: containers.Container) -> int:
 
 
 def _stage1(ch: Channel, ctx: dict) -> None:
+    """Join the container's cgroup and namespaces, fork the process there, report its pid.
+
+    stage1 moves itself into the v1 hierarchies (`tasks`, no migration lock) and forks
+    the process straight into the v2 directory (clone3): no cgroup.procs write, so no
+    wait for an RCU grace period. It stays in our cgroup namespace until then (clone3
+    checks the target against the caller's); the child joins it.
+    """
     try:
-        ch.expect("go", "exec")
         sock = console.connect(ctx["console_socket"]) if ctx["console_socket"] else None
+        v2 = ctx["cgroup"].join_self()
+        v2_fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if v2 else -1
         opened = namespaces.open_paths(namespaces.join_paths(ctx["namespaces"]))
-        namespaces.join(opened)
-        pid = os.fork()
+        cgroup_ns = [(kind, fd) for kind, fd in opened if kind == "cgroup"]
+        namespaces.join([(kind, fd) for kind, fd in opened if kind != "cgroup"])
+        pid = _fork_into(v2_fd)
         if pid == 0:
-            _become(ch, ctx, sock)
+            _become(ch, ctx, sock, cgroup_ns)
         ch.send("pid", pid=pid)
         os._exit(0)
     except BaseException as exc:  # noqa: BLE001
@@ -101,8 +109,29 @@ def _stage1(ch: Channel, ctx: dict) -> None:
         os._exit(1)
 
 
-def _become(ch: Channel, ctx: dict, sock) -> None:
+def _fork_into(v2_fd: int) -> int:
+    """os.fork, the child born in the cgroup v2 directory open at `v2_fd` (if not -1)."""
+    if v2_fd < 0:
+        return os.fork()
+    from knarr import sys as ksys
+
     try:
+        return ksys.fork_into_cgroup(v2_fd)
+    except OSError:
+        pass
+    # no clone3 into a cgroup here (old kernel, a seccomp filter): move ourselves first;
+    # opened by fd, since our mount namespace may be the container's by now
+    fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=v2_fd)
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    return os.fork()
+
+
+def _become(ch: Channel, ctx: dict, sock, cgroup_ns: list[tuple[str, int]]) -> None:
+    try:
+        namespaces.join(cgroup_ns)
         proc = ctx["process"]
         os.setsid()
         if proc.get("terminal"):

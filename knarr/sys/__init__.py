@@ -6,6 +6,7 @@ failure into OSError with errno set and the call named.
 """
 
 from knarr.sys.libc import (
+    CLONE_INTO_CGROUP,
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
     CLONE_NEWNET,
@@ -33,6 +34,7 @@ from knarr.sys.libc import (
     add_inode_flags,
     capget,
     capset,
+    fork_into_cgroup,
     inode_flags,
     mount,
     openat2,
@@ -57,6 +59,7 @@ __all__ = [
     "CLONE_NEWTIME",
     "CLONE_NEWUSER",
     "CLONE_NEWUTS",
+    "CLONE_INTO_CGROUP",
     "FS_TOPDIR_FL",
     "MNT_DETACH",
     "MS_BIND",
@@ -76,6 +79,7 @@ __all__ = [
     "add_inode_flags",
     "capget",
     "capset",
+    "fork_into_cgroup",
     "inode_flags",
     "mount",
     "openat2",

@@ -99,9 +99,9 @@ MNT_DETACH = 2
 
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "pidfd_open": 434, "pidfd_send_signal": 424, "capget": 125,
-               "capset": 126, "setns": 308, "openat2": 437},
+               "capset": 126, "setns": 308, "openat2": 437, "clone3": 435},
     "aarch64": {"pivot_root": 41, "pidfd_open": 434, "pidfd_send_signal": 424, "capget": 90,
-                "capset": 91, "setns": 268, "openat2": 437},
+                "capset": 91, "setns": 268, "openat2": 437, "clone3": 435},
 }[os.uname().machine]
 
 _libc.syscall.restype = c_long
@@ -270,3 +270,55 @@ def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, resolve: int = 0)
     return _check(_libc.syscall(_SYSCALLS["openat2"], c_int(dir_fd),
                                 c_char_p(_bytes(path)), byref(how),
                                 c_size_t(sizeof(how))), "openat2", path)
+
+
+CLONE_INTO_CGROUP = 0x200000000
+_SIGCHLD = 17
+
+
+class _CloneArgs(_ctypes.Structure):  # struct clone_args, version 2 (with cgroup)
+    _fields_ = [(name, c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+        "tls", "set_tid", "set_tid_size", "cgroup")]
+
+
+class _HeldFunction(_ctypes.CFuncPtr):
+    """A call that keeps the GIL (as ctypes' PyDLL): fork(2) must be made holding it."""
+
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_PYTHONAPI | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_long
+
+
+class _HeldLibrary(_Library):
+    def __getattr__(self, name: str) -> _HeldFunction:
+        function = _HeldFunction((name, self))
+        setattr(self, name, function)
+        return function
+
+
+_held = _HeldLibrary()
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """fork(2) whose child starts in the cgroup v2 directory open at `cgroup_fd`.
+
+    clone3(2) with CLONE_INTO_CGROUP: the child is born there, so no write to
+    cgroup.procs moves it, and no migration lock (with its wait for an RCU grace
+    period) is taken. Returns 0 in the child and the child's pid in the parent, as
+    os.fork; around the call, the interpreter's own before- and after-fork work, as
+    os.fork does it. OSError when the kernel or a seccomp filter refuses (ENOSYS
+    before Linux 5.7, E2BIG, EPERM, EBADF...): the caller then forks and moves the
+    child itself. glibc's cached thread id is not updated in the child, which must
+    exec or exit soon, calling only into the kernel (os, knarr.sys) on the way.
+    """
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    _held.PyOS_BeforeFork()
+    pid = _held.syscall(c_long(_SYSCALLS["clone3"]), byref(args), c_size_t(sizeof(args)))
+    if pid == 0:
+        _held.PyOS_AfterFork_Child()
+        return 0
+    err = get_errno()
+    _held.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone3 into cgroup: {os.strerror(err)}")
+    return pid

@@ -151,6 +151,47 @@ def test_add_process_skips_a_hierarchy_mounted_after_create(tmp_path):
     assert not os.path.exists(cgroup.paths["pids"]) and cgroup.pids() == [42]
 
 
+def test_join_self_on_v2_writes_nothing_and_names_the_directory(cg):
+    # a v2 domain cgroup takes a process only through cgroup.procs (with the migration
+    # lock) or at birth (clone3): join_self leaves it to the caller's fork
+    cgdir = cg.paths["unified"]
+    assert cg.join_self() == cgdir
+    assert _read(cgdir, "cgroup.procs") == ""
+    assert not os.path.exists(os.path.join(cgdir, "tasks"))
+
+
+def test_join_self_on_hybrid_writes_0_to_each_v1_tasks_file(tmp_path):
+    for name in ("memory", "systemd"):
+        _files(str(tmp_path / name), {"cgroup.procs": ""})
+    _files(str(tmp_path / "unified"), {"cgroup.controllers": "", "cgroup.procs": ""})
+    _files(str(tmp_path / "pids"), {"cgroup.procs": ""})
+    forget_hierarchies()
+    cgroup = cgroups.open_cgroup("/x", "c1", root=str(tmp_path))
+    cgroup.create()
+    os.rmdir(cgroup.paths["pids"])  # a hierarchy the container has no directory in
+    for name in ("memory", "systemd"):
+        _files(cgroup.paths[name], {"tasks": ""})
+    assert cgroup.join_self() == cgroup.paths["unified"]
+    for name in ("memory", "systemd"):
+        assert _read(cgroup.paths[name], "tasks") == "0"
+        assert not os.path.exists(os.path.join(cgroup.paths[name], "cgroup.procs"))
+    assert not os.path.exists(os.path.join(cgroup.paths["unified"], "tasks"))
+    forget_hierarchies()
+
+
+def test_join_self_on_v1_has_no_v2_directory_and_a_missing_cgroup_is_not_found(tmp_path):
+    _files(str(tmp_path / "memory"), {"cgroup.procs": ""})
+    forget_hierarchies()
+    cgroup = cgroups.open_cgroup("/x", "c1", root=str(tmp_path))
+    with pytest.raises(NotFound, match="the cgroup does not exist"):
+        cgroup.join_self()
+    cgroup.create()
+    _files(cgroup.paths["memory"], {"tasks": ""})
+    assert cgroup.join_self() is None
+    assert _read(cgroup.paths["memory"], "tasks") == "0"
+    forget_hierarchies()
+
+
 def test_destroy_removes_nested_dirs_and_is_idempotent(root):
     cgroup = cgroups.open_cgroup("/knarr/c1", "c1", root=root)
     cgroup.create()
