@@ -171,14 +171,18 @@ async def pump(request, responder, stream, tty: bool, stdin: bool,
     first = True
     try:
         while (item := await stream.read()) is not None:
-            if detached:
-                continue
-            if first:
+            if first and not detached:
                 await _after_the_head(responder)
                 first = False
+            if detached:  # (also while we waited above or in drain: the client is gone)
+                continue
             number, data = item
             writer.write(data if tty else frame(number, data))
-            await writer.drain()
+            try:
+                await writer.drain()
+            except ConnectionError:
+                if not detached:
+                    raise
     finally:
         if feeder is not None:
             feeder.cancel()

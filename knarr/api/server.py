@@ -61,6 +61,10 @@ class Server:
                 self.routes.append((method, re.compile("^" + pattern + "$"), handler))
         self.base_headers = {"Api-Version": API_VERSION, "Docker-Experimental": "false",
                              "Ostype": "linux", "Server": f"knarr/{VERSION} (linux)"}
+        # asyncio's stream protocol drops its reference to a connection's task when the
+        # client goes; a task still at work (draining a detached exec for its exit code)
+        # is then reachable from nothing, and the garbage collector destroyed it mid-way
+        self._tasks: set[asyncio.Task] = set()
 
     async def serve_unix(self, path: str, group: str = "knarr") -> asyncio.AbstractServer:
         """Listen on a unix socket: root and `group` 0660, root only (0600) without one."""
@@ -99,6 +103,8 @@ class Server:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection: requests until the client closes or a stream takes it."""
+        task = asyncio.current_task()
+        self._tasks.add(task)
         try:
             while True:
                 try:
@@ -117,6 +123,7 @@ class Server:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._tasks.discard(task)
             try:
                 writer.close()
             except RuntimeError:

@@ -134,8 +134,9 @@ def exec_child(report: int, p: dict, process: dict | None, args: list[str] | Non
         process.pop("rlimits", None)
     if user:
         process["user"], _home = users.resolve(os.path.join(p["bundle"], "rootfs"), user)
+    # we exit right after: join the container here rather than through a stage1 child
     pid = container_exec.exec_process(p["runtime_root"], p["id"], process, detach=True,
-                                      console_socket=console)
+                                      console_socket=console, here=True)
     _send(report, pid=pid)
 
 

@@ -15,8 +15,16 @@ __all__ = ["exec_process"]
 
 def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = False,
                  console_socket: str | None = None, pid_file: str | None = None,
-                 preserve_fds: int = 0) -> int:
-    """Start `proc` in the container; return its pid (detach) or its exit status."""
+                 preserve_fds: int = 0, here: bool = False) -> int:
+    """Start `proc` in the container; return its pid (detach) or its exit status.
+
+    `here` (with detach, without pid_file): the calling process joins the container's
+    cgroup and namespaces itself and forks the process from there, instead of a stage1
+    child doing it; one fork fewer, for a caller that exits right after (the monitor's
+    exec task).
+    """
+    if here and (not detach or pid_file):
+        raise InvalidArgument("exec here: only detached, without a pid file")
     c = containers.load(root, container_id)
     status = c.status()
     if status not in (state.Status.RUNNING, state.Status.CREATED):
@@ -35,8 +43,9 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
     if proc.get("terminal") and not ctx["console_socket"]:
         relay = console.Relay(root, container_id)
         ctx["console_socket"] = relay.path
+    ctx["cgroup"] = c.cgroup
     try:
-        target = _spawn(ctx, c)
+        target = _spawn_here(ctx, c) if here else _spawn(ctx, c)
         master = relay.receive() if relay else None
     finally:
         if relay:
@@ -52,7 +61,6 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
 
 
 def _spawn(ctx: dict, c: containers.Container) -> int:
-    ctx["cgroup"] = c.cgroup
     parent, child = pair()
     pid = os.fork()
     if pid == 0:
@@ -70,8 +78,30 @@ def _drive(ch: Channel, stage1: int, c: containers.Container) -> int:
         message = ch.expect("pid", f"exec in container {c.id}")
     finally:
         os.waitpid(stage1, 0)
-    target = message["pid"]
-    # The channel closes on exec: EOF means the process is running.
+    return _wait_exec(ch, message["pid"])
+
+
+def _spawn_here(ctx: dict, c: containers.Container) -> int:
+    """`_stage1`'s work in this process: join, fork the process, wait for its exec."""
+    parent, child = pair()
+    try:
+        v2_fd, sock, cgroup_ns = _enter(ctx)
+        pid = _fork_into(v2_fd)
+        if pid == 0:
+            parent.close()
+            _become(child, ctx, sock, cgroup_ns)
+        child.close()
+        for fd in [fd for _, fd in cgroup_ns] + ([v2_fd] if v2_fd >= 0 else []):
+            os.close(fd)
+        if sock is not None:
+            sock.close()
+        return _wait_exec(parent, pid)
+    finally:
+        parent.close()
+
+
+def _wait_exec(ch: Channel, target: int) -> int:
+    """`target`'s pid once it has exec'd (the channel closes on exec); its error if not."""
     reply = ch.recv()
     if reply is not None and reply["kind"] == "error":
         from knarr.runtime.channel import error_from
@@ -85,20 +115,9 @@ def _drive(ch: Channel, stage1: int, c: containers.Container) -> int:
 
 
 def _stage1(ch: Channel, ctx: dict) -> None:
-    """Join the container's cgroup and namespaces, fork the process there, report its pid.
-
-    stage1 moves itself into the v1 hierarchies (`tasks`, no migration lock) and forks
-    the process straight into the v2 directory (clone3): no cgroup.procs write, so no
-    wait for an RCU grace period. It stays in our cgroup namespace until then (clone3
-    checks the target against the caller's); the child joins it.
-    """
+    """Join the container's cgroup and namespaces, fork the process there, report its pid."""
     try:
-        sock = console.connect(ctx["console_socket"]) if ctx["console_socket"] else None
-        v2 = ctx["cgroup"].join_self()
-        v2_fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if v2 else -1
-        opened = namespaces.open_paths(namespaces.join_paths(ctx["namespaces"]))
-        cgroup_ns = [(kind, fd) for kind, fd in opened if kind == "cgroup"]
-        namespaces.join([(kind, fd) for kind, fd in opened if kind != "cgroup"])
+        v2_fd, sock, cgroup_ns = _enter(ctx)
         pid = _fork_into(v2_fd)
         if pid == 0:
             _become(ch, ctx, sock, cgroup_ns)
@@ -107,6 +126,24 @@ def _stage1(ch: Channel, ctx: dict) -> None:
     except BaseException as exc:  # noqa: BLE001
         ch.send_error(exc)
         os._exit(1)
+
+
+def _enter(ctx: dict) -> tuple[int, object, list[tuple[str, int]]]:
+    """Move this (one-threaded) process into the container's cgroup and namespaces.
+
+    It joins the v1 hierarchies through `tasks` (no migration lock) and returns an fd
+    of the v2 directory, to fork the process straight into (clone3): no cgroup.procs
+    write, so no wait for an RCU grace period. It stays in our cgroup namespace (clone3
+    checks the target against the caller's): the child joins the returned one. Also
+    returns the console socket, connected while the host's paths are still in view.
+    """
+    sock = console.connect(ctx["console_socket"]) if ctx["console_socket"] else None
+    v2 = ctx["cgroup"].join_self()
+    v2_fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if v2 else -1
+    opened = namespaces.open_paths(namespaces.join_paths(ctx["namespaces"]))
+    cgroup_ns = [(kind, fd) for kind, fd in opened if kind == "cgroup"]
+    namespaces.join([(kind, fd) for kind, fd in opened if kind != "cgroup"])
+    return v2_fd, sock, cgroup_ns
 
 
 def _fork_into(v2_fd: int) -> int:

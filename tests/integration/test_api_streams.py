@@ -174,3 +174,25 @@ def test_detaching_from_an_exec_leaves_it_running(knarrd):
     sock.close()
     time.sleep(0.3)
     assert client.get(f"/exec/{exec_id}/json").json()["Running"] is True
+
+
+def test_detaching_while_an_exec_writes_leaves_it_running(knarrd):
+    # keys that come in while the daemon holds the first output back (the gap after the
+    # head): the daemon must drain on, not fail on the closed client and close the
+    # process's stream (its shell then reads EOF on the terminal and quits). When that
+    # gap is depends on how soon the process writes: several delays cover it.
+    client = knarrd.client
+    cid = client.run("busybox", ["sleep", "1000"])
+    script = "for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.01; done; exec sleep 1000"
+    for delay in (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1):
+        exec_id = client.post(f"/containers/{cid}/exec", {
+            "Cmd": ["sh", "-c", script], "Tty": True, "AttachStdin": True,
+            "AttachStdout": True}).json()["Id"]
+        sock, _head, rest = client.hijack(f"/exec/{exec_id}/start",
+                                          {"Detach": False, "Tty": True})
+        time.sleep(delay)
+        sock.sendall(b"\x10\x11")
+        read_all(sock, rest, timeout=5)
+        sock.close()
+        time.sleep(0.3)
+        assert client.get(f"/exec/{exec_id}/json").json()["Running"] is True, delay
