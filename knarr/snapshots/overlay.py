@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
     labels TEXT NOT NULL DEFAULT '{}'
 )
 """
+# The last snapshot number handed out: numbers are never reused (see `_next_number`).
+_COUNTER = "CREATE TABLE IF NOT EXISTS last_number (one INTEGER PRIMARY KEY CHECK (one = 1), " \
+    "number INTEGER NOT NULL)"
 
 
 def _mark_top_directory(path: str) -> None:
@@ -84,6 +87,7 @@ class Snapshotter:
                                    isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+        self._db.execute(_COUNTER)
 
     def close(self) -> None:
         """Close the metadata database."""
@@ -150,7 +154,7 @@ class Snapshotter:
                 raise AlreadyExists(f"snapshot {key}: already exists", key=key)
             if parent is not None:
                 self._require_committed(parent, f"prepare {key}: parent")
-            number = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM snapshots").fetchone()[0]
+            number = _next_number(db)
             self._make_dirs(number, kind)
             db.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
                        (key, number, kind, parent, time.time(), json.dumps(labels or {})))
@@ -308,6 +312,23 @@ class Snapshotter:
                     _remove_dir(os.path.join(self.root, name))
                     removed.append(name)
         return removed
+
+
+def _next_number(db: sqlite3.Connection) -> int:
+    """A snapshot number never used before in this store, recorded as used (in the
+    caller's transaction).
+
+    Never reusing one keeps a new snapshot's directory from taking the name of one just
+    removed: ext4 places a directory made in a top directory (see `_mark_top_directory`)
+    by a hash of its name, so a reused name lands the new layer's files in the block
+    group whose inodes the removed layer has just freed, and on ext4 without a journal
+    each file created there first skips every inode freed in the last minute (`docker
+    rmi` then `pull` of the same image went 2-3x slower in the kernel)."""
+    highest = db.execute("SELECT MAX(id) FROM snapshots").fetchone()[0] or 0
+    row = db.execute("SELECT number FROM last_number").fetchone()
+    number = max(highest, row[0] if row else 0) + 1
+    db.execute("INSERT OR REPLACE INTO last_number (one, number) VALUES (1, ?)", (number,))
+    return number
 
 
 def _bind(source: str, mode: str) -> dict:

@@ -339,3 +339,29 @@ def test_snapshots_root_is_marked_top_of_directory_trees(tmp_path):
         assert snaps.exists("a")
     finally:
         snaps.close()
+
+
+def test_snapshot_numbers_are_never_reused(tmp_path):
+    """A snapshot made after others were removed (even all of them, even by another
+    Snapshotter of the same root) gets a directory name not used before: ext4 places a
+    new directory by a hash of its name, and a reused name would put the new layer in
+    the block group the removed one has just freed."""
+    snaps = Snapshotter(str(tmp_path))
+    try:
+        snaps.prepare("a")
+        snaps.prepare("b")
+        first = {os.path.basename(os.path.dirname(snaps.path(k))) for k in ("a", "b")}
+        snaps.remove("b")
+        snaps.remove("a")
+        snaps.prepare("c")
+        again = Snapshotter(str(tmp_path))
+        try:
+            again.prepare("d")
+        finally:
+            again.close()
+        later = {os.path.basename(os.path.dirname(snaps.path(k))) for k in ("c", "d")}
+        assert first == {"1", "2"} and later == {"3", "4"}
+        assert sorted(n for n in os.listdir(snaps.root) if n.isdigit()) == ["3", "4"]
+        assert snaps.cleanup() == []
+    finally:
+        snaps.close()

@@ -12,7 +12,9 @@ flushed):
 - knarr: `knarr pull -q` against a knarrd of the benchmark's own;
 - docker pull: `docker pull -q` against a private dockerd (own socket, data
   root, exec root; 127.0.0.0/8 registries are insecure by default);
-- podman pull: `podman pull -q --tls-verify=false` with its own root.
+- podman pull: `podman pull -q --tls-verify=false` with its own root;
+- with KNARR_BENCH_BASELINE=DIR, knarr@baseline: the same as knarr, the knarr of
+  DIR (another checkout) on a knarrd of its own, for before/after figures of one run.
 
 The daemons and the registry stop at the last sweep. Use few iterations:
 `bench/run.py image_pull -n 5 -w 1 --timeout 300`.
@@ -103,6 +105,10 @@ class _Stack:
         self.workdir = workdir
         self.registry = None
         self.knarrd = engines.Knarrd(workdir / "knarrd")
+        self.baseline = None
+        if image_data.BASELINE:
+            self.baseline = engines.Knarrd(workdir / "knarrd-baseline", *engines.baseline_launchers(
+                image_data.BASELINE, workdir / "baseline-bin"))
         self.dockerd = image_data.Dockerd(workdir / "dockerd")
         self.stopped = False
 
@@ -110,6 +116,8 @@ class _Stack:
         if not self.stopped:
             self.stopped = True
             self.knarrd.stop()
+            if self.baseline is not None:
+                self.baseline.stop()
             self.dockerd.stop(remove=False)
             if self.registry is not None and self.registry.poll() is None:
                 self.registry.terminate()
@@ -163,6 +171,13 @@ def _prepare(workdir: Path, stack: _Stack) -> list[Subject]:
     subjects = [Subject(name="knarr", role=KNARR, leftovers=leftovers, notes=notes,
                         version="knarrd", argv=_fresh(stack.knarrd.argv("rmi", "-f", ref),
                                                       stack.knarrd.argv("pull", "-q", ref)))]
+    if stack.baseline is not None:
+        stack.baseline.start()
+        subjects.append(Subject(
+            name="knarr@baseline", role=KNARR, leftovers=leftovers, notes=notes,
+            version=f"knarr of {image_data.BASELINE}",
+            argv=_fresh(stack.baseline.argv("rmi", "-f", ref),
+                        stack.baseline.argv("pull", "-q", ref))))
     reason = image_data.missing_docker()
     if reason is None:
         try:
