@@ -19,7 +19,7 @@ $(VENV)/.apt-installed: Makefile
 	@scripts/install-deps $(APT_PACKAGES)
 	@touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.apt-installed
+$(VENV)/.installed: pyproject.toml scripts/install-launchers $(VENV)/.apt-installed
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@scripts/install-launchers $(VENV)

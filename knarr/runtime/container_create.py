@@ -86,10 +86,9 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # whatever the umask: init may write it as a mapped host uid
         cgroup = cgroups.open_cgroup(record["cgroups_path"], container_id)
-        cgroup.create()
         linux = config.get("linux", {})
-        cgroup.apply(devices.with_default_rules(linux.get("resources", {}),
-                                                linux.get("devices", [])))
+        resources = devices.with_default_rules(linux.get("resources", {}),
+                                               linux.get("devices", []))
         ctx = {"config": config, "rootfs": rootfs, "bundle": bundle, "fifo": fifo, "no_pivot": no_pivot,
                "namespaces": runtime_spec.namespaces_of(config), "preserve_fds": preserve_fds,
                "console_socket": console_socket}
@@ -102,7 +101,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
 
             ctx["console"] = console.connect(console_socket)
         try:
-            pid = _spawn(ctx, cgroup, record, config)
+            pid = _spawn(ctx, (cgroup, resources), record, config)
         finally:
             os.close(ctx["fifo_fd"])
             if ctx["console"] is not None:
@@ -118,7 +117,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
     return record
 
 
-def _spawn(ctx: dict, cgroup, record: dict, config: dict) -> int:
+def _spawn(ctx: dict, cgroup: tuple, record: dict, config: dict) -> int:
     parent, child = pair()
     ns = ctx["namespaces"]
     # Without a user (or time) namespace the runtime forks init straight into its pid
@@ -166,13 +165,24 @@ def _fork(child: Channel, ctx: dict) -> int:
     return pid
 
 
-def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup, record: dict,
+def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, record: dict,
            config: dict) -> int:
     """Walk stage1 (unless `direct`: `first` is init itself) and init through creation;
-    return init's pid."""
+    return init's pid. `cgroup`: the container's cgroup, and the resources to apply."""
     what = f"create container {record['id']}"
     stage1 = None if direct else first
     pid = first
+    if direct:
+        record["pid"] = pid  # from here on, a failure kills it (create's _undo)
+    cgroup, resources = cgroup
+    try:
+        # Made while init (or stage1) makes its namespaces; it waits for "cgroup".
+        cgroup.create()
+        cgroup.apply(resources)
+    except BaseException:
+        if stage1 is not None:
+            _reap(stage1, kill=True)
+        raise
     if stage1 is not None:
         try:
             message = _next(ch, what)
@@ -191,9 +201,9 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup, record: dic
     # stage1 has said all it had to say; it is reaped once init is ready, by when it
     # has long exited, rather than waited for here.
     try:
-        # init is moved, not stage1: the first cgroup.procs write waits for an RCU grace
-        # period, and meanwhile init makes its namespaces and first mounts. It waits
-        # for "cgroup" before anything that depends on its cgroup (a new cgroup
+        # init is moved, not stage1, while it makes its namespaces and first mounts (a
+        # first cgroup.procs write may wait for an RCU grace period: cgroups.prime). It
+        # waits for "cgroup" before anything that depends on its cgroup (a new cgroup
         # namespace, cgroup mounts, device nodes).
         try:
             cgroup.add_process(pid)
