@@ -7,7 +7,10 @@ argument) raises Fallback, and main() hands the command line to argparse,
 which prints the message users know.
 """
 
-from types import SimpleNamespace
+import sys
+
+# types.SimpleNamespace, without importing `types` (start-up cost)
+SimpleNamespace = type(sys.implementation)
 
 __all__ = ["REMAINDER", "Fallback", "QuickParser", "parse"]
 
