@@ -4,10 +4,15 @@ The bundle is a busybox-static rootfs (scripts/busybox-bundle) running
 /bin/true, with no terminal. Each runtime keeps its state in its own --root,
 and every run uses a fresh container id; `run` creates, starts, waits and
 deletes, so a successful run leaves nothing behind.
+
+With KNARR_BENCH_BASELINE=DIR (a checkout of another knarr revision), one more
+subject, knarr@baseline: a launcher as scripts/install-launchers wrote
+it before session 3 (this venv's interpreter, -IS) running DIR's knarr package.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from benchkit import cgroups
@@ -47,9 +52,19 @@ def runtime_run(workdir: Path) -> list[Subject]:
     """crun and runc as peers, knarr-runtime as knarr, all on one hello bundle."""
     bundle = make_busybox_bundle(workdir / "bundle", ["/bin/true"])
     roots = workdir / "roots"
-    return [
+    subjects = [
         runtime_subject("crun", "crun", PEER, bundle, roots / "crun"),
         runtime_subject("runc", "runc", PEER, bundle, roots / "runc"),
         runtime_subject("knarr-runtime", str(KNARR_RUNTIME), KNARR, bundle,
                         roots / "knarr-runtime"),
     ]
+    baseline = os.environ.get("KNARR_BENCH_BASELINE")
+    if baseline:
+        launcher = workdir / "knarr-runtime-baseline"
+        launcher.write_text(f"#!{VENV_BIN / 'python'} -IS\nimport sys\n"
+                            f"sys.path.insert(0, {baseline!r})\n"
+                            "from knarr.runtime_cli.main import entry\nentry()\n")
+        launcher.chmod(0o755)
+        subjects.append(runtime_subject("knarr@baseline", str(launcher), PEER, bundle,
+                                        roots / "knarr-runtime-baseline"))
+    return subjects
