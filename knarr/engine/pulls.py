@@ -117,8 +117,14 @@ class RegistryMixin:
         puller = Puller(self._hosts(), self.images.content, unpacker.extract, unpacker.discard,
                         unpacker.chain_exists, self.max_concurrent_downloads)
         lease = self.images.content.lease("pull")
+        def fetch():
+            # the disk writes the blobs and layers while they arrive, so the syncfs
+            # before the commit finds little left to write
+            with unpack.WritingBack(self.images.root):
+                return puller.pull(parsed, creds, want, send, lease)
+
         try:
-            pulled = await asyncio.to_thread(puller.pull, parsed, creds, want, send, lease)
+            pulled = await asyncio.to_thread(fetch)
             try:
                 before = await self.in_image_thread(self._image_of_name, str(parsed))
                 image_id = await self.in_image_thread(self._register_pulled, pulled)
