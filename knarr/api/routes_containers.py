@@ -172,7 +172,7 @@ async def pump(request, responder, stream, tty: bool, stdin: bool,
     try:
         while (item := await stream.read()) is not None:
             if first and not detached:
-                await _after_the_head(responder)
+                await _after_the_head(request, responder)
                 first = False
             if detached:  # (also while we waited above or in drain: the client is gone)
                 continue
@@ -193,11 +193,15 @@ async def pump(request, responder, stream, tty: bool, stdin: bool,
 # docker-py reads a hijacked response's head through a buffered reader and then reads the
 # raw socket: bytes that came in the same read as the head are lost to it. Docker's
 # daemon is slow enough that they never do; output that is ready at once (logs=1, a
-# quick exec) waits this long after the head.
+# quick exec) waits this long after the head. The docker CLI and ours read on from the
+# same buffer: they get it at once.
 HEAD_GAP = 0.05
+_READS_ON = ("knarr-client/", "Docker-Client/")
 
 
-async def _after_the_head(responder) -> None:
+async def _after_the_head(request, responder) -> None:
+    if request.headers.get("user-agent", "").startswith(_READS_ON):
+        return
     wait = responder.hijacked_at + HEAD_GAP - asyncio.get_running_loop().time()
     if wait > 0:
         await asyncio.sleep(wait)

@@ -7,7 +7,6 @@ the window size on SIGWINCH, and watches stdin for the detach keys.
 
 import _signal
 import os
-import select
 
 from knarr.client import frames
 
@@ -111,10 +110,15 @@ def relay(sock, leftover: bytes, tty: bool, stdin: bool, detach_keys: bytes = b"
             fds.append(in_fd)
         if terminal is not None:
             fds.append(terminal._wake_r)
-        try:
-            ready, _, _ = select.select(fds, [], [], retry * 0.01 if retry else None)
-        except InterruptedError:
-            continue
+        if len(fds) == 1 and not retry:
+            ready = fds  # the socket alone: wait in its recv (and import no select)
+        else:
+            import select
+
+            try:
+                ready, _, _ = select.select(fds, [], [], retry * 0.01 if retry else None)
+            except InterruptedError:
+                continue
         if retry and not ready:
             retry = 0 if on_resize() or retry >= 10 else retry + 1
         if terminal is not None and terminal._wake_r in ready and terminal.resized() \

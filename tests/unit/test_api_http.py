@@ -156,3 +156,31 @@ def test_detach_keys():
     d = detach.Detector(b"\x10\x11")
     assert d.feed(b"a\x10b\x10\x10") == (b"a\x10b\x10", False)
     assert d.feed(b"\x11") == (b"", True)
+
+
+@pytest.mark.parametrize(("agent", "waits"), [
+    ("docker-sdk-python/6.1.3", True), ("python-requests/2.31", True), ("", True),
+    ("knarr-client/0.1.0 (linux)", False), ("Docker-Client/20.10.24+dfsg1 (linux)", False)])
+def test_first_output_after_a_hijack_waits_only_for_clients_that_lose_it(agent, waits):
+    # docker-py reads the head through a buffer and loses bytes that came with it: the
+    # first output waits HEAD_GAP after the head. The docker CLI and ours read on from
+    # their buffer, so a quick exec's output goes out at once.
+    from knarr.api import routes_containers
+
+    class Request:
+        headers = {"user-agent": agent} if agent else {}
+
+    class Responder:
+        hijacked_at = 0.0
+
+    async def first_output() -> float:
+        loop = asyncio.get_running_loop()
+        Responder.hijacked_at = loop.time()
+        await routes_containers._after_the_head(Request(), Responder())
+        return loop.time() - Responder.hijacked_at
+
+    waited = asyncio.run(first_output())
+    if waits:
+        assert waited >= routes_containers.HEAD_GAP * 0.9
+    else:
+        assert waited < routes_containers.HEAD_GAP / 2
