@@ -15,14 +15,26 @@ name outside the layer or to a directory, a symlink replaced by a directory
 steer overlay itself), entries larger than the free space or the byte
 budget, unknown entry types, truncated archives. Absolute paths are taken
 relative to the target, as every container engine does.
+
+Small regular files (up to 512 KiB) are read by the extracting thread and
+handed to two writer threads, which create, fill and close them (O_EXCL, from
+the same directory fds) while the next headers are parsed: the kernel's work
+of making a file then overlaps with the Python work of reading the archive.
+Any later entry that looks at a name handed off (replacing it, linking to
+it, walking through it, a whiteout, a directory removed, the directory fds
+closed, the final directory times) first waits for the writers, so the
+result is the tree one thread makes; a writer's failure is raised as the
+refusal of its entry.
 """
 
 import dataclasses
 import errno
 import hashlib
 import os
+import queue
 import stat
 import tarfile
+import threading
 from typing import BinaryIO
 
 from knarr.errors import InvalidArgument
@@ -36,6 +48,12 @@ _XATTR_PREFIX = "SCHILY.xattr."
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_CACHED_DIRS = 256
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# Regular files up to this size are created and written by writer threads (see
+# _Writers); bigger ones by the thread reading the archive.
+_HANDED_OFF = 512 << 10
+_WRITERS = 2
+_QUEUED = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,10 +119,13 @@ class HashingReader:
 
 
 def apply_layer(target: str, stream: BinaryIO, *, label: str = "layer",
-                max_bytes: int | None = None) -> Applied:
-    """Extract the uncompressed tar `stream` into `target`; return its diff_id and size."""
+                max_bytes: int | None = None, writers: int = _WRITERS) -> Applied:
+    """Extract the uncompressed tar `stream` into `target`; return its diff_id and size.
+
+    `writers` threads create and write the small regular files while this one
+    reads on (0: this thread does everything)."""
     reader = stream if isinstance(stream, HashingReader) else HashingReader(stream)
-    with _Extractor(target, label, max_bytes, reader) as ex:
+    with _Extractor(target, label, max_bytes, reader, writers) as ex:
         try:
             archive = tarfile.open(fileobj=reader, mode="r:")  # type: ignore[call-overload]
             for member in archive:
@@ -126,7 +147,7 @@ class _Extractor:
     """The state of one extraction: the target's descriptor, a cache of directory fds."""
 
     def __init__(self, target: str, label: str, max_bytes: int | None,
-                 reader: HashingReader) -> None:
+                 reader: HashingReader, writers: int = 0) -> None:
         self.label = label
         self.reader = reader
         self.root = os.open(target, _DIR_FLAGS)
@@ -144,20 +165,36 @@ class _Extractor:
         with os.scandir(self.root) as listing:
             self.fresh = next(listing, None) is None
         self.made: set[str] = set()
+        # Files handed to the writer threads, which may not exist yet: a later
+        # entry that looks at one of these names first waits for the writers.
+        self.handed: set[str] = set()
+        self.writers = _Writers(self, writers) if writers > 0 else None
 
     def __enter__(self) -> "_Extractor":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._forget_dirs()
-        os.close(self.root)
+        try:
+            if self.writers is not None:
+                self.writers.close()
+        finally:
+            self._forget_dirs(settle=False)
+            os.close(self.root)
+
+    def settle(self) -> None:
+        """Wait until every file handed to the writers is written (or raise the
+        refusal of the first that failed)."""
+        if self.writers is not None and self.handed:
+            self.writers.wait()
 
     def refuse(self, problem: str, name: str | None = None) -> InvalidArgument:
         entry = self.name if name is None else name
         return InvalidArgument(f"{self.label}: entry {entry!r}: {problem}",
                                layer=self.label, entry=entry)
 
-    def _forget_dirs(self) -> None:
+    def _forget_dirs(self, settle: bool = True) -> None:
+        if settle:
+            self.settle()  # the writers use these descriptors
         for fd in self.dirs.values():
             os.close(fd)
         self.dirs.clear()
@@ -196,7 +233,7 @@ class _Extractor:
         self._clear_way(parent, parts, member)
         self.made.add("/".join(parts))
         if member.isreg():
-            self._file(parent, base, member, archive)
+            self._file(parent, parts, member, archive)
         elif member.isdir():
             self._dir(parent, parts, member)
         elif member.issym():
@@ -230,6 +267,8 @@ class _Extractor:
         return fd
 
     def _open_dir(self, parent: int, component: str, path: list[str], create: bool) -> int:
+        if "/".join(path) in self.handed:
+            self.settle()
         try:
             return os.open(component, _DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
@@ -247,8 +286,11 @@ class _Extractor:
 
     def _clear_way(self, parent: int, parts: list[str], member: tarfile.TarInfo) -> None:
         """Remove what an entry replaces; refuse symlink <-> directory swaps."""
-        if self.fresh and "/".join(parts) not in self.made:
+        path = "/".join(parts)
+        if self.fresh and path not in self.made:
             return  # nothing there to replace (see `made`)
+        if path in self.handed:
+            self.settle()
         try:
             st = os.lstat(parts[-1], dir_fd=parent)
         except FileNotFoundError:
@@ -263,32 +305,58 @@ class _Extractor:
         self._remove(parent, parts, st)
 
     def _remove(self, parent: int, parts: list[str], st: os.stat_result) -> None:
+        self.settle()  # a tree removed may hold files the writers are making
         if stat.S_ISDIR(st.st_mode):
             self._forget_dirs()
             _remove_tree_at(parent, parts[-1])
         else:
             os.unlink(parts[-1], dir_fd=parent)
 
-    def _file(self, parent: int, base: str, member: tarfile.TarInfo,
+    def _file(self, parent: int, parts: list[str], member: tarfile.TarInfo,
               archive: tarfile.TarFile) -> None:
+        base = parts[-1]
         if member.size > self.budget:
             raise self.refuse(f"size {member.size} bytes exceeds the {self.budget} bytes "
                               "this layer may still use")
         self.budget -= member.size
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(base, flags, 0o600, dir_fd=parent)
+        xattrs = self._xattrs(member)
+        if self.writers is not None and member.sparse is None and member.size <= _HANDED_OFF:
+            self.reader.seek(member.offset_data)
+            data = _read_pieces(self.reader, member.size)
+            self.handed.add("/".join(parts))
+            self.writers.submit((self.name, parent, base, data, member, xattrs))
+            return
+        fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent)
         try:
             if member.sparse is not None:
                 _copy(archive.extractfile(member), fd, member.size)
             else:
                 self.reader.seek(member.offset_data)
                 _copy(self.reader, fd, member.size)  # type: ignore[arg-type]
-            self._own_fd(fd, member)
-            os.fchmod(fd, member.mode & 0o7777)
-            self._xattrs_fd(fd, member)
-            os.utime(fd, ns=_ns(member))
+            self._finish_file(fd, member, xattrs)
         finally:
             os.close(fd)
+
+    def write_file(self, parent: int, base: str, data: list, member: tarfile.TarInfo,
+                   xattrs: list[tuple[str, bytes]]) -> None:
+        """Create and fill a file read earlier (a writer thread's part of `_file`)."""
+        fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent)
+        try:
+            for piece in data:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
+            self._finish_file(fd, member, xattrs)
+        finally:
+            os.close(fd)
+
+    def _finish_file(self, fd: int, member: tarfile.TarInfo,
+                     xattrs: list[tuple[str, bytes]]) -> None:
+        self._own_fd(fd, member)
+        os.fchmod(fd, member.mode & 0o7777)
+        for name, value in xattrs:
+            os.setxattr(fd, name, value)
+        os.utime(fd, ns=_ns(member))
 
     def _dir(self, parent: int, parts: list[str], member: tarfile.TarInfo) -> None:
         try:
@@ -307,6 +375,8 @@ class _Extractor:
         if not target:
             raise self.refuse(f"hard link to the layer root {member.linkname!r}")
         missing = self.refuse(f"hard link target {member.linkname!r} is not in this layer")
+        if "/".join(target) in self.handed:
+            self.settle()
         try:
             tparent = self.dir_fd(target[:-1], create=False)
         except InvalidArgument as exc:
@@ -336,6 +406,7 @@ class _Extractor:
         os.utime(base, ns=_ns(member), dir_fd=parent, follow_symlinks=False)
 
     def _whiteout(self, parts: list[str], member: tarfile.TarInfo) -> None:
+        self.settle()
         base = parts[-1]
         parent_parts = parts[:-1]
         parent = self.dir_fd(parent_parts, create=True)
@@ -384,6 +455,7 @@ class _Extractor:
 
     def finish(self) -> None:
         """Set directory modes and times, deepest first, once their children are in."""
+        self.settle()
         self.name = ""
         for parts, member in sorted(self.deferred_dirs, key=lambda d: -len(d[0])):
             try:
@@ -397,6 +469,79 @@ class _Extractor:
 def _ns(member: tarfile.TarInfo) -> tuple[int, int]:
     mtime = int(member.mtime * 1_000_000_000)
     return mtime, mtime
+
+
+class _Writers:
+    """Threads that create, fill and close the extractor's small regular files
+    while its own thread reads the next headers: the kernel's part of making a
+    file (allocating the inode, copying the data) runs without the GIL, so it
+    overlaps with the parsing. The first failure is kept, as the refusal naming
+    its entry, and raised by the next `submit` or `wait`; files handed over
+    after it are skipped."""
+
+    def __init__(self, extractor: "_Extractor", count: int) -> None:
+        self.extractor = extractor
+        self.jobs: queue.Queue = queue.Queue(_QUEUED)
+        self.failure: InvalidArgument | None = None
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._run, name=f"layer-writer-{i}", daemon=True)
+                        for i in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, job: tuple) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.jobs.put(job)
+
+    def wait(self) -> None:
+        self.jobs.join()
+        if self.failure is not None:
+            raise self.failure
+
+    def close(self) -> None:
+        """Stop the threads: files not written yet are skipped."""
+        self.stopping = True
+        for _ in self.threads:
+            self.jobs.put(None)
+        for thread in self.threads:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                if job is None:
+                    return
+                if self.failure is None and not self.stopping:
+                    self._write(*job)
+            finally:
+                self.jobs.task_done()
+
+    def _write(self, name: str, *job: object) -> None:
+        ex = self.extractor
+        try:
+            ex.write_file(*job)  # type: ignore[arg-type]
+        except OSError as exc:
+            self.failure = ex.refuse(os.strerror(exc.errno) if exc.errno else str(exc), name)
+        except ValueError as exc:
+            self.failure = ex.refuse(str(exc), name)
+        except BaseException as exc:  # noqa: BLE001 - raised in the extracting thread
+            self.failure = ex.refuse(f"not written: {exc!r}", name)
+
+
+def _read_pieces(reader: HashingReader, size: int) -> list:
+    """`size` bytes of `reader`, as the pieces it gives (views of what a read-ahead
+    thread read, where it lends them: no copy)."""
+    read = getattr(reader, "readview", None) or reader.read
+    pieces, left = [], size
+    while left > 0:
+        piece = read(min(_CHUNK, left))
+        if not piece:
+            raise EOFError("unexpected end of data")
+        pieces.append(piece)
+        left -= len(piece)
+    return pieces
 
 
 def _proc_path(fd: int) -> str:
