@@ -328,8 +328,7 @@ class Builder:
         if not os.listdir(snaps.path(key)):
             snaps.remove(key)
             return False
-        desc, diff_id, _ = layers.commit_layer(self.backend.snapshots, self.backend.content,
-                                               key, state.chain())
+        desc, diff_id, _ = layers.commit_layer(self.backend.snapshots, key, state.chain())
         state.layers.append(desc)
         state.config["rootfs"]["diff_ids"].append(diff_id)
         return True

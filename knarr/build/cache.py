@@ -3,7 +3,8 @@
 One small JSON file per key under the cache directory (temp, fsync, rename).
 A key is the sha256 of the parent state's id, the step as it was expanded,
 the build args in effect and the content hash of what a COPY copies. An entry
-is used only while every layer it names is still stored (blob and snapshot),
+is used only while every layer it names is still stored (snapshot, and blob
+unless the layer is one a build keeps as a directory only),
 so a removed image or a pruned layer makes it a miss, never a broken image.
 """
 
@@ -13,7 +14,7 @@ import os
 
 from knarr.content import ContentStore
 from knarr.oci import digest as digests
-from knarr.snapshots import Snapshotter
+from knarr.snapshots import DIR_LAYER_FORMAT, DIR_LAYER_LABEL, Snapshotter
 
 __all__ = ["Cache", "key_of"]
 
@@ -44,8 +45,14 @@ class Cache:
             chain = digests.chain_ids(diff_ids)[-1]
             if not self.snaps.exists(chain):
                 return None
-        if not all(self.content.exists(layer["digest"]) for layer in layers):
-            return None
+        # a layer is its blob, or (a build's own layer) the directory of its snapshot
+        chains = digests.chain_ids(diff_ids)
+        for layer, diff_id, chain in zip(layers, diff_ids, chains, strict=True):
+            if self.content.exists(layer["digest"]):
+                continue
+            if layer["digest"] != diff_id or \
+                    self.snaps.stat(chain)["labels"].get(DIR_LAYER_LABEL) != DIR_LAYER_FORMAT:
+                return None
         return config, layers
 
     def put(self, key: str, config: dict, layers: list[dict]) -> None:

@@ -1,23 +1,29 @@
-"""A layer from a snapshot's own directory: the blob, and the committed snapshot.
+"""A layer from a snapshot's own directory: its diff_id, and the committed snapshot.
 
-Shared by `build` (every filesystem-changing step) and the engine's `commit`:
-the directory is written as a layer tar with whiteouts (`snapshots.write_diff`)
-straight into a content-store ingest, hashed on the way (uncompressed: the
-blob's digest is its diff_id). `commit_layer` then makes the files durable and
-turns the active snapshot itself into the committed layer named by its chain
-id, so nothing is unpacked again.
+Shared by `build` (every filesystem-changing step) and the engine's `commit`.
+A build step's layer is kept as its directory only, as Docker keeps its
+layers: `commit_layer` hashes the deterministic layer tar of the directory
+(`snapshots.diff_digest`: whiteouts, sorted entries) without writing it, makes
+the files durable (syncfs, run while the hash is computed) and turns the
+active snapshot itself into the committed layer named by its chain id, with
+its diff_id and tar size as labels. Nothing is unpacked again and no blob is
+written: the image's layer descriptor is the uncompressed tar (digest =
+diff_id), and the image store makes that blob from the directory when one is
+asked for (save, push), checked against the digest (`ImageStore.materialize`).
+`write_layer_blob` stores the tar as a blob now (`commit` of a container).
 """
 
 import os
 import secrets
 import stat
+import threading
 
 from knarr.build.layered import LayerStack
 from knarr.content import ContentStore
 from knarr.errors import AlreadyExists
 from knarr.oci import digest as digests
 from knarr.oci import image_spec
-from knarr.snapshots import Snapshotter, write_diff
+from knarr.snapshots import DIR_LAYER_FORMAT, DIR_LAYER_LABEL, Snapshotter, diff_digest, write_diff
 
 __all__ = ["write_layer_blob", "commit_layer", "drop_runtime_stubs", "DIFF_ID_LABEL",
            "DIFF_SIZE_LABEL"]
@@ -36,23 +42,47 @@ def write_layer_blob(content: ContentStore, directory: str) -> tuple[str, int]:
         return writer.commit(size=size), size
 
 
-def commit_layer(snaps: Snapshotter, content: ContentStore, key: str,
-                 parent: str | None) -> tuple[dict, str, str]:
-    """Make the active snapshot `key` a layer: blob stored, snapshot committed under its
-    chain id (or dropped if that layer exists already). Return (manifest descriptor,
-    diff_id, chain id)."""
+def commit_layer(snaps: Snapshotter, key: str, parent: str | None) -> tuple[dict, str, str]:
+    """Make the active snapshot `key` a layer: its diff_id hashed, its files synced, the
+    snapshot committed under its chain id (or dropped if that layer exists already).
+    No blob is stored. Return (manifest descriptor, diff_id,
+    chain id)."""
     directory = snaps.path(key)
-    digest, size = write_layer_blob(content, directory)
+    synced = _Syncer(directory)  # the disk writes while the tar is hashed
+    try:
+        digest, size = diff_digest(directory, still=True)
+    finally:
+        synced.join()
     chain = digests.chain_id(parent, digest)
     if snaps.exists(chain):
         snaps.remove(key)
     else:
-        _sync(directory)
         try:
-            snaps.commit(chain, key, {DIFF_ID_LABEL: digest, DIFF_SIZE_LABEL: size})
+            snaps.commit(chain, key, {DIFF_ID_LABEL: digest, DIFF_SIZE_LABEL: size,
+                                      DIR_LAYER_LABEL: DIR_LAYER_FORMAT})
         except AlreadyExists:
             snaps.remove(key)
     return image_spec.descriptor(image_spec.OCI_LAYER, digest, size), digest, chain
+
+
+class _Syncer(threading.Thread):
+    """syncfs of a directory's file system in a thread of its own; `join` re-raises."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(name="layer-sync", daemon=True)
+        self.path, self.error = path, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            _sync(self.path)
+        except BaseException as exc:  # noqa: BLE001 - handed to join
+            self.error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
 
 
 def _sync(path: str) -> None:

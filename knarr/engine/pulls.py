@@ -178,6 +178,7 @@ class RegistryMixin:
         pusher = Pusher(self._hosts(), self.images.content, self.max_concurrent_uploads)
         creds = decode_auth(auth)
         for target, image_id in names:
+            await self.in_image_thread(self.images.materialize, image_id)  # built layers
             row = await self.in_image_thread(self.images.records.get, image_id)
             sources = await self.in_image_thread(self._mount_sources, image_id, target)
             await asyncio.to_thread(pusher.push, target, row, creds, send, sources)

@@ -466,6 +466,8 @@ def save(store: ImageStore, refs: list[str], out: BinaryIO, format: str = "docke
     if format not in ("docker", "oci"):
         raise InvalidArgument(f"save: unknown format {format!r} (docker or oci)", format=format)
     chosen = _choose(store, refs)
+    for image_id, _ in chosen:
+        store.materialize(image_id)  # a build's layers get their blobs
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore
                       bufsize=_CHUNK) as archive:
         if format == "docker":

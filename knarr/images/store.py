@@ -5,6 +5,11 @@ blobs there too and unpacked into committed snapshots (one per chain id),
 and a row in the index (`records.py`). Registration writes the row last, so
 an image is visible only when every byte of it is stored and unpacked.
 
+A build's layers are kept as their snapshot's directory only (the snapshot
+is labelled DIR_LAYER_LABEL), as Docker keeps its layers: `materialize`
+stores their blobs, the deterministic tar of each directory checked against
+the digest the image names, when a save or a push needs them.
+
 Changes to the store (register, remove, prune, load) take an flock on
 `<root>/images.lock`, so a collection never races a load that has unpacked
 layers but not yet written its row.
@@ -24,7 +29,14 @@ from knarr.images import unpack
 from knarr.images.records import Records
 from knarr.oci import digest as digests
 from knarr.oci import image_spec, reference
-from knarr.snapshots import COMMITTED, Snapshotter
+from knarr.snapshots import (
+    COMMITTED,
+    DIR_LAYER_FORMAT,
+    DIR_LAYER_LABEL,
+    Snapshotter,
+    diff_digest,
+    write_diff,
+)
 
 __all__ = ["ImageStore"]
 
@@ -201,6 +213,37 @@ class ImageStore:
         with self.content.open(desc["digest"]) as blob:
             unpack.unpack_layer(self.snapshots, blob, parent, diff_id, label=label)
 
+    def materialize(self, image_id: str) -> None:
+        """Store the blob of every layer of the image that is kept as a directory only:
+        made again from the snapshot's directory by the writer that hashed it, and
+        committed only if its digest is the one the image names."""
+        row = self.get(image_id)
+        with self.locked():
+            for layer, chain in zip(row["layers"], self.chain_ids(row["id"]), strict=True):
+                if self.content.exists(layer["digest"]):
+                    continue
+                directory = self._dir_layer(chain, layer)
+                if directory is None:
+                    raise NotFound(f"blob {layer['digest']}: not found", digest=layer["digest"])
+                ref = f"layer-dir-{digests.hex_of(layer['digest'])}"
+                with self.content.writer(ref, expected=layer["digest"]) as writer:
+                    writer.truncate()
+                    _, size = write_diff(directory, writer, hashed=False, still=True)
+                    try:
+                        writer.commit(size=size)
+                    except InvalidArgument as exc:
+                        raise FailedPrecondition(f"layer {layer['digest']}: its directory (snapshot "
+                                       f"{chain}) no longer makes the layer it was hashed "
+                                       f"from: {exc}", digest=layer["digest"]) from None
+
+    def _dir_layer(self, chain: str, layer: dict) -> str | None:
+        """The directory a layer's blob is made from, if it is kept that way."""
+        if layer["digest"] != layer["diff_id"] or not self.snapshots.exists(chain):
+            return None
+        if self.snapshots.stat(chain)["labels"].get(DIR_LAYER_LABEL) != DIR_LAYER_FORMAT:
+            return None  # not a build's layer, or of a tar format this knarr cannot make
+        return self.snapshots.path(chain)
+
     def tag(self, source: str, target: str) -> str:
         """Point the name `target` at the image `source` names; return the normalised name."""
         image_id = self.resolve(source)
@@ -362,7 +405,9 @@ class ImageStore:
 
     def check(self) -> list[str]:
         """Verify the whole store: every blob's digest, every snapshot record against the
-        disk, every image's blobs and snapshots; one line per problem, [] when all is well.
+        disk, every image's blobs and snapshots (a layer kept as a directory only: the
+        tar of its directory against its digest); one line per problem, [] when all is
+        well.
 
         What a killed load or unpack leaves (ingests, temporary snapshots) is
         not a problem: nothing refers to it, and the next load removes it.
@@ -370,12 +415,25 @@ class ImageStore:
         problems = self.content.verify_all() + self.snapshots.check()
         for image_id in self.records.ids():
             row = self.records.get(image_id)
-            wanted = [image_id, row["manifest"]] + [layer["digest"] for layer in row["layers"]]
-            problems += [f"image {image_id}: blob {d} is missing" for d in wanted
-                         if not self.content.exists(d)]
+            problems += [f"image {image_id}: blob {d} is missing"
+                         for d in (image_id, row["manifest"]) if not self.content.exists(d)]
+            for layer, chain in zip(row["layers"], self.chain_ids(image_id), strict=True):
+                problems += self._check_layer(image_id, layer, chain)
             problems += [f"image {image_id}: snapshot {c} is missing"
                          for c in self.chain_ids(image_id) if not self.snapshots.exists(c)]
         return problems
+
+    def _check_layer(self, image_id: str, layer: dict, chain: str) -> list[str]:
+        if self.content.exists(layer["digest"]):
+            return []
+        directory = self._dir_layer(chain, layer)
+        if directory is None:
+            return [f"image {image_id}: blob {layer['digest']} is missing"]
+        actual, _ = diff_digest(directory, still=True)
+        if actual != layer["digest"]:
+            return [f"image {image_id}: layer {layer['digest']}: snapshot {chain} hashes to "
+                    f"{actual}"]
+        return []
 
     def df(self) -> dict:
         """Disk use as `docker system df` counts it for images."""

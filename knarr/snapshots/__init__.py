@@ -2,8 +2,8 @@
 
 from knarr.snapshots.apply import Applied, HashingReader, apply_layer
 from knarr.snapshots.compression import decompressed, detect
-from knarr.snapshots.diff import write_diff
+from knarr.snapshots.diff import DIR_LAYER_FORMAT, DIR_LAYER_LABEL, diff_digest, write_diff
 from knarr.snapshots.overlay import ACTIVE, COMMITTED, VIEW, Snapshotter
 
-__all__ = ["ACTIVE", "COMMITTED", "VIEW", "Applied", "HashingReader", "Snapshotter", "apply_layer",
-           "decompressed", "detect", "write_diff"]
+__all__ = ["ACTIVE", "COMMITTED", "DIR_LAYER_FORMAT", "DIR_LAYER_LABEL", "VIEW", "Applied", "HashingReader", "Snapshotter", "apply_layer",
+           "decompressed", "detect", "diff_digest", "write_diff"]

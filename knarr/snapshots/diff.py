@@ -5,112 +5,242 @@ deletions; the tar says the same in the layer format every engine reads:
 a 0/0 character device (a deleted name) becomes an empty `.wh.<name>`, and
 a directory marked trusted.overlay.opaque=y (its lower contents hidden) is
 written followed by `<dir>/.wh..wh..opq`. overlay's other trusted.overlay.*
-xattrs are private to the mount and are left out. Entries come in sorted
-order, so the same tree gives the same tar.
+xattrs are private to the mount and are left out.
+
+The tar is deterministic: entries in sorted order, ustar headers made here
+(not by `tarfile`, whose output may change between Python versions), mtimes
+in whole seconds as Docker writes them (none on whiteouts), no user or group
+names, a PAX header only for what ustar cannot hold (long or non-ASCII names,
+large numbers, xattrs). So `diff_digest` can hash the tar without writing it anywhere (a
+build's layer keeps only its directory and this digest), and `write_diff`
+makes the very same bytes again on demand. Whatever changes these bytes must
+come with a new DIR_LAYER_FORMAT, or layers kept as directories no longer
+match their digests.
 """
 
 import hashlib
+import mmap
 import os
 import stat
-import tarfile
+import struct
 from typing import BinaryIO
 
 from knarr.snapshots.apply import OPAQUE_MARKER, WHITEOUT_PREFIX
 
-__all__ = ["write_diff"]
+__all__ = ["write_diff", "diff_digest", "DIR_LAYER_LABEL", "DIR_LAYER_FORMAT"]
+
+# On a committed snapshot: its layer tar is `write_diff` (format DIR_LAYER_FORMAT) of its
+# directory, and its blob may not be stored (it is made again when needed).
+DIR_LAYER_LABEL = "knarr.blob_from_dir"
+DIR_LAYER_FORMAT = "1"
 
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 _CHUNK = 1 << 20
+_MAP_FROM = 1 << 20
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_BLOCK = 512
+_ZEROS = bytes(_BLOCK * 2)
+# name, mode, uid, gid, size, mtime, checksum, type, linkname, magic, version, uname,
+# gname, devmajor, devminor, prefix, padding: the ustar header
+_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12s")
+_REG, _LNK, _SYM, _CHR, _BLK, _DIR, _FIFO, _PAX = b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"x"
 
 
-class _HashingWriter:
-    def __init__(self, out: BinaryIO, hashed: bool = True) -> None:
+class _Sink:
+    """Where the tar goes: `out` (may be None: hashed only) and the running hash."""
+
+    def __init__(self, out: BinaryIO | None, hashed: bool) -> None:
         self.out = out
-        self.hash = hashlib.sha256()
-        self.hashed = hashed
+        self.hash = hashlib.sha256() if hashed else None
         self.size = 0
 
-    def tell(self) -> int:
-        return self.size
-
-    def write(self, data: bytes) -> int:
-        if self.hashed:
+    def write(self, data) -> None:
+        if self.hash is not None:
             self.hash.update(data)
+        if self.out is not None:
+            self.out.write(data)
         self.size += len(data)
-        return self.out.write(data) or len(data)
 
 
-def write_diff(upper: str, out: BinaryIO, hashed: bool = True) -> tuple[str, int]:
+def write_diff(upper: str, out: BinaryIO, hashed: bool = True,
+               still: bool = False) -> tuple[str, int]:
     """Write the upper dir as an uncompressed layer tar; return (diff_id, size).
 
     With `hashed` False the caller hashes what it is given (a content-store
     writer does) and the diff_id returned is empty: the bytes are hashed once.
+    `still` says nothing changes the directory meanwhile (a committed layer, a
+    stopped container's): large files are then read by mapping them, which a
+    concurrent truncation would turn into SIGBUS.
     """
-    sink = _HashingWriter(out, hashed)
-    # mode "w", not the stream mode "w|": the bytes are the same, written straight out
-    # rather than gathered in tarfile's stream buffer (which copies every block again)
-    with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT) as archive:  # type: ignore
-        archive.copybufsize = _CHUNK  # file data in large pieces, not 16 KiB ones
-        _add_tree(archive, upper, "")
-    return (f"sha256:{sink.hash.hexdigest()}" if hashed else ""), sink.size
+    sink = _Sink(out, hashed)
+    _write(upper, sink, still)
+    return (f"sha256:{sink.hash.hexdigest()}" if sink.hash else ""), sink.size
 
 
-def _add_tree(archive: tarfile.TarFile, top: str, rel: str) -> None:
-    path = os.path.join(top, rel) if rel else top
-    for name in sorted(os.listdir(path)):
-        arcname = f"{rel}/{name}" if rel else name
-        full = os.path.join(top, arcname)
-        st = os.lstat(full)
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-            _add_whiteout(archive, arcname, st)
-            continue
-        info = _tarinfo(archive, full, arcname)
-        if info is None:
-            continue  # a socket: no tar form, and no meaning in a layer
-        if stat.S_ISREG(st.st_mode) and info.isreg():
-            with open(full, "rb") as f:
-                archive.addfile(info, f)
-        else:
-            archive.addfile(info)
-        if stat.S_ISDIR(st.st_mode):
-            if _xattr(full, _OPAQUE_XATTR) == b"y":
-                _add_whiteout(archive, f"{arcname}/{OPAQUE_MARKER}", st, prefixed=True)
-            _add_tree(archive, top, arcname)
+def diff_digest(upper: str, still: bool = False) -> tuple[str, int]:
+    """The (diff_id, size) of the layer tar `write_diff` writes for `upper`, hashed as
+    it is made and not stored (`still`: as for write_diff)."""
+    sink = _Sink(None, True)
+    _write(upper, sink, still)
+    assert sink.hash is not None
+    return f"sha256:{sink.hash.hexdigest()}", sink.size
 
 
-def _tarinfo(archive: tarfile.TarFile, full: str, arcname: str) -> tarfile.TarInfo | None:
-    info = archive.gettarinfo(full, arcname)
-    if info is None:
-        return None
-    info.uname = info.gname = ""
-    for name in _xattr_names(full):
-        if name.startswith("trusted.overlay."):
-            continue
-        value = _xattr(full, name)
-        if value is not None:
-            info.pax_headers[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
-    return info
+def _write(upper: str, sink: _Sink, still: bool) -> None:
+    _Tree(sink, still).add(os.fsencode(upper), b"")
+    sink.write(_ZEROS)  # the end: two zero blocks
 
 
-def _add_whiteout(archive: tarfile.TarFile, arcname: str, st: os.stat_result,
-                  prefixed: bool = False) -> None:
+class _Tree:
+    """One walk of a directory into a sink."""
+
+    def __init__(self, sink: _Sink, still: bool) -> None:
+        self.sink, self.still = sink, still
+        self.buffer = bytearray(_CHUNK)
+        self.links: dict[tuple[int, int], bytes] = {}
+
+    def add(self, top: bytes, rel: bytes) -> None:
+        sink = self.sink
+        path = os.path.join(top, rel) if rel else top
+        for name in sorted(os.listdir(path)):
+            arcname = rel + b"/" + name if rel else name
+            full = os.path.join(path, name)
+            st = os.lstat(full)
+            mode = st.st_mode
+            if stat.S_ISCHR(mode) and st.st_rdev == 0:
+                _whiteout(sink, arcname, st)
+                continue
+            pax = _xattr_records(full)
+            if stat.S_ISREG(mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in self.links:
+                    _header(sink, arcname, st, _LNK, 0, self.links[key], pax)
+                    continue
+                if st.st_nlink > 1:
+                    self.links[key] = arcname
+                _header(sink, arcname, st, _REG, st.st_size, b"", pax)
+                self.data(full, st.st_size)
+            elif stat.S_ISDIR(mode):
+                _header(sink, arcname + b"/", st, _DIR, 0, b"", pax)
+                if _xattr(full, _OPAQUE_XATTR) == b"y":
+                    _whiteout(sink, arcname + b"/" + OPAQUE_MARKER.encode(), st,
+                              prefixed=True)
+                self.add(top, arcname)
+            elif stat.S_ISLNK(mode):
+                _header(sink, arcname, st, _SYM, 0, os.readlink(full), pax)
+            elif stat.S_ISCHR(mode):
+                _header(sink, arcname, st, _CHR, 0, b"", pax)
+            elif stat.S_ISBLK(mode):
+                _header(sink, arcname, st, _BLK, 0, b"", pax)
+            elif stat.S_ISFIFO(mode):
+                _header(sink, arcname, st, _FIFO, 0, b"", pax)
+            # a socket: no tar form, and no meaning in a layer
+
+    def data(self, path: bytes, size: int) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if self.still and size >= _MAP_FROM and os.fstat(fd).st_size == size:
+                # hashed (and written) from the page cache, not copied first
+                with mmap.mmap(fd, size, mmap.MAP_SHARED | _POPULATE, mmap.PROT_READ) as m, \
+                        memoryview(m) as view:
+                    for offset in range(0, size, _CHUNK):
+                        self.sink.write(view[offset:offset + _CHUNK])
+            else:
+                self.read(fd, path, size)
+        finally:
+            os.close(fd)
+        if size % _BLOCK:
+            self.sink.write(_ZEROS[:_BLOCK - size % _BLOCK])
+
+    def read(self, fd: int, path: bytes, size: int) -> None:
+        left = size
+        with memoryview(self.buffer) as view:
+            while left > 0:
+                got = os.readv(fd, [view[:min(left, _CHUNK)]])
+                if got == 0:
+                    raise OSError(f"layer diff: {os.fsdecode(path)} shrank while read")
+                self.sink.write(view[:got])
+                left -= got
+
+
+def _whiteout(sink: _Sink, arcname: bytes, st: os.stat_result, prefixed: bool = False) -> None:
     if not prefixed:
-        head, _, base = arcname.rpartition("/")
-        arcname = f"{head}/{WHITEOUT_PREFIX}{base}" if head else f"{WHITEOUT_PREFIX}{base}"
-    info = tarfile.TarInfo(arcname)
-    info.mode, info.mtime = 0o644, int(st.st_mtime)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    archive.addfile(info)
+        head, _, base = arcname.rpartition(b"/")
+        marked = WHITEOUT_PREFIX.encode() + base
+        arcname = head + b"/" + marked if head else marked
+    # no time: a whiteout's own mtime says nothing, and an unpack does not keep it
+    _raw_header(sink, arcname, 0o644, st.st_uid, st.st_gid, 0, 0, _REG, b"", 0, 0, [])
 
 
-def _xattr_names(path: str) -> list[str]:
+def _header(sink: _Sink, name: bytes, st: os.stat_result, kind: bytes, size: int,
+            linkname: bytes, pax: list[tuple[bytes, bytes]]) -> None:
+    major = minor = 0
+    if kind in (_CHR, _BLK):
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    _raw_header(sink, name, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size,
+                int(st.st_mtime), kind, linkname, major, minor, pax)
+
+
+def _raw_header(sink: _Sink, name: bytes, mode: int, uid: int, gid: int, size: int,
+                mtime: int, kind: bytes, linkname: bytes, major: int, minor: int,
+                pax: list[tuple[bytes, bytes]]) -> None:
+    records = list(pax)
+    if len(name) > 100 or not name.isascii():
+        records.append((b"path", name))
+        name = name[:100]
+    if len(linkname) > 100 or not linkname.isascii():
+        records.append((b"linkpath", linkname))
+        linkname = linkname[:100]
+    numbers = []
+    for key, value, digits in ((b"uid", uid, 8), (b"gid", gid, 8), (b"size", size, 12),
+                               (b"mtime", mtime, 12)):
+        if 0 <= value < 8 ** (digits - 1):
+            numbers.append(value)
+        else:
+            records.append((key, str(value).encode()))
+            numbers.append(0)
+    if records:
+        body = b"".join(_pax_record(k, v) for k, v in sorted(records))
+        sink.write(_block(b"././@PaxHeader", 0o644, 0, 0, len(body), 0, _PAX, b"", 0, 0))
+        sink.write(body + _ZEROS[:-len(body) % _BLOCK])
+    sink.write(_block(name, mode, numbers[0], numbers[1], numbers[2], numbers[3], kind,
+                      linkname, major, minor))
+
+
+def _block(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, kind: bytes,
+           linkname: bytes, major: int, minor: int) -> bytes:
+    header = bytearray(_USTAR.pack(
+        name, b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid, b"%011o\0" % size,
+        b"%011o\0" % mtime, b" " * 8, kind, linkname, b"ustar\0", b"00", b"", b"",
+        b"%07o\0" % major, b"%07o\0" % minor, b"", b""))
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    payload = b" " + key + b"=" + value + b"\n"
+    length = len(payload) + 1
+    while len(str(length).encode()) + len(payload) != length:
+        length += 1
+    return str(length).encode() + payload
+
+
+def _xattr_records(path: bytes) -> list[tuple[bytes, bytes]]:
     try:
-        return sorted(os.listxattr(path, follow_symlinks=False))
+        names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return []
+    out = []
+    for name in sorted(names):
+        if name.startswith("trusted.overlay."):
+            continue
+        value = _xattr(path, name)
+        if value is not None:
+            out.append((b"SCHILY.xattr." + name.encode("utf-8", "surrogateescape"), value))
+    return out
 
 
-def _xattr(path: str, name: str) -> bytes | None:
+def _xattr(path: bytes, name: str) -> bytes | None:
     try:
         return os.getxattr(path, name, follow_symlinks=False)
     except OSError:

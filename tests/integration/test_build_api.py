@@ -257,3 +257,48 @@ def test_heredocs_chmod_scratch_and_add_url(daemon, tmp_path):
     bad = _knarr(daemon, "build", url)
     assert bad.returncode == 1
     assert b"downloading from a URL is not supported" in bad.stderr
+
+
+def test_built_layers_are_directories_until_saved_or_pushed(daemon, tmp_path):
+    """A build writes no layer blob; save and push make each one from its directory, and
+    what they send hashes to the image's diff_ids."""
+    import hashlib
+    import urllib.request
+
+    from distribution_support import Distribution
+
+    from knarr.engine.check import check
+
+    context = _context(str(tmp_path / "ctx"), "FROM busybox\nCOPY d /d\nRUN echo ran > /ran\n",
+                       {"d/a": "a\n", "d/b/c": "c\n"})
+    done = _knarr(daemon, "build", "-q", "-t", "dirlayers:one", context)
+    assert done.returncode == 0, done
+    info = daemon.client.get("/images/dirlayers:one/json").json()
+    built = info["RootFS"]["Layers"][-2:]
+    blobs = os.path.join(daemon.root, "content", "blobs", "sha256")
+    assert not any(os.path.exists(os.path.join(blobs, d.removeprefix("sha256:")))
+                   for d in built)
+    assert check(daemon.root) == []
+    with Distribution(tmp_path / "registry") as registry:
+        target = f"{registry.addr}/dirlayers/one:1"
+        assert _knarr(daemon, "tag", "dirlayers:one", target).returncode == 0
+        pushed = _knarr(daemon, "push", target)
+        assert pushed.returncode == 0, pushed
+        request = urllib.request.Request(
+            f"http://{registry.addr}/v2/dirlayers/one/manifests/1",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            layers = [x["digest"] for x in json.loads(resp.read())["layers"]]
+        assert layers[-2:] == built
+        for digest in built:
+            with urllib.request.urlopen(f"http://{registry.addr}/v2/dirlayers/one/blobs/"
+                                        f"{digest}", timeout=10) as resp:
+                assert f"sha256:{hashlib.sha256(resp.read()).hexdigest()}" == digest
+    saved = daemon.client.get("/images/dirlayers:one/get").body
+    with tarfile.open(fileobj=io.BytesIO(saved)) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        tars = [tar.extractfile(p).read() for p in manifest[0]["Layers"]]
+    assert [f"sha256:{hashlib.sha256(t).hexdigest()}" for t in tars] == info["RootFS"]["Layers"]
+    assert all(os.path.exists(os.path.join(blobs, d.removeprefix("sha256:"))) for d in built)
+    assert check(daemon.root) == []
+    assert _knarr(daemon, "rmi", "dirlayers:one", target).returncode == 0
