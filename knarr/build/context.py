@@ -12,7 +12,6 @@ import hashlib
 import os
 import posixpath
 import stat
-import tarfile
 from typing import BinaryIO
 
 from knarr.build import dockerignore
@@ -170,17 +169,162 @@ def extract(stream: BinaryIO, root: str) -> Context:
     root = os.path.abspath(root)
     os.makedirs(root, mode=0o755, exist_ok=True)
     safe = {root}  # directories made here, known not to be symlinks
-    try:
-        with tarfile.open(fileobj=_Forward(stream), mode="r:") as archive:
-            for member in archive:
-                _extract_member(archive, member, root, hashes, safe)
-    except tarfile.TarError as exc:
-        raise InvalidArgument(f"build context: not a tar archive: {exc}") from exc
+    reader = _Reader(stream)
+    for member in reader.members():
+        _extract_member(reader, member, root, hashes, safe)
     return Context(root, hashes, owned=True)
 
 
-def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str,
-                    hashes: dict[str, str], safe: set[str]) -> None:
+class _Member:
+    """One entry of the context tar, long names and PAX records applied."""
+
+    __slots__ = ("name", "kind", "mode", "mtime", "size", "linkname")
+
+    def __init__(self, name: str, kind: bytes, mode: int, mtime: float, size: int,
+                 linkname: str) -> None:
+        self.name, self.kind, self.mode, self.mtime = name, kind, mode, mtime
+        self.size, self.linkname = size, linkname
+
+    def isreg(self) -> bool:
+        return self.kind in _REGULAR
+
+    def isdir(self) -> bool:
+        return self.kind == b"5"
+
+
+_REGULAR = (b"0", b"\0", b"7")
+_BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
+
+
+class _Reader:
+    """A tar stream read in one pass, headers parsed here (ustar, PAX, GNU long names):
+    a file's data goes from the stream's buffer to the file with no object per piece."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.buffer = bytearray(_CHUNK)
+        self.pending = 0  # bytes of the current member (and padding) not yet read
+
+    def exact(self, n: int) -> bytes:
+        data = self.stream.read(n)
+        if len(data) != n:
+            raise InvalidArgument("build context: not a tar archive: unexpected end of data")
+        return data
+
+    def members(self):
+        pax: dict[str, str] = {}
+        long_name = long_link = None
+        while True:
+            if self.pending:
+                self.skip(self.pending)
+            header = self.stream.read(_BLOCK)
+            if len(header) < _BLOCK or header == _ZERO_BLOCK:
+                return
+            _check_header(header)
+            kind = header[156:157]
+            size = _number(header[124:136])
+            padded = size + (-size % _BLOCK)
+            if kind in (b"x", b"g", b"L", b"K"):
+                data = self.exact(padded)[:size]
+                if kind == b"x":
+                    pax.update(_pax_records(data))
+                elif kind == b"L":
+                    long_name = _text(data.rstrip(b"\0"))
+                elif kind == b"K":
+                    long_link = _text(data.rstrip(b"\0"))
+                continue
+            name = _text(_field(header[0:100]))
+            if header[257:263] == b"ustar\0" and header[345] != 0:
+                name = _text(_field(header[345:500])) + "/" + name
+            name = pax.get("path", long_name or name)
+            linkname = pax.get("linkpath", long_link or _text(_field(header[157:257])))
+            size = int(pax["size"]) if "size" in pax else size
+            mtime = float(pax["mtime"]) if "mtime" in pax else _number(header[136:148])
+            member = _Member(name, kind, _number(header[100:108]), mtime, size, linkname)
+            pax, long_name, long_link = {}, None, None
+            self.pending = size + (-size % _BLOCK) if member.isreg() or kind not in (
+                b"1", b"2", b"3", b"4", b"5", b"6") else 0
+            yield member
+
+    def skip(self, n: int) -> None:
+        with memoryview(self.buffer) as view:
+            while n > 0:
+                got = self.stream.readinto(view[:min(n, _CHUNK)])  # type: ignore[attr-defined]
+                if not got:
+                    raise InvalidArgument("build context: not a tar archive: unexpected end "
+                                          "of data")
+                n -= got
+        self.pending = 0
+
+    def copy_to(self, fd: int, member: _Member) -> str:
+        """Write the member's data into `fd`; return its sha256 (hex)."""
+        h = hashlib.sha256()
+        left = member.size
+        with memoryview(self.buffer) as view:
+            while left > 0:
+                got = self.stream.readinto(view[:min(left, _CHUNK)])  # type: ignore
+                if not got:
+                    raise InvalidArgument(f"build context: {member.name}: truncated")
+                piece = view[:got]
+                h.update(piece)
+                while piece:
+                    piece = piece[os.write(fd, piece):]
+                left -= got
+        self.pending = -member.size % _BLOCK
+        return h.hexdigest()
+
+
+def _field(raw: bytes) -> bytes:
+    end = raw.find(b"\0")
+    return raw if end < 0 else raw[:end]
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _number(raw: bytes) -> int:
+    if raw[0] & 0x80:  # base-256 (GNU), for what octal cannot hold
+        value = int.from_bytes(raw[1:], "big")
+        return value - (1 << (8 * len(raw) - 8)) if raw[0] & 0x40 else value
+    digits = _field(raw).strip(b" ")
+    try:
+        return int(digits, 8) if digits else 0
+    except ValueError:
+        raise InvalidArgument("build context: not a tar archive: bad number in a "
+                              "header") from None
+
+
+def _check_header(header: bytes) -> None:
+    stored = _number(header[148:156])
+    unsigned = sum(header[:148]) + 256 + sum(header[156:])
+    if stored != unsigned:
+        signed = unsigned - 2 * sum(b for b in header[:148] + header[156:] if b > 127)
+        if stored != signed:
+            raise InvalidArgument("build context: not a tar archive: bad header checksum")
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    out, pos = {}, 0
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        if space < 0:
+            break
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise InvalidArgument("build context: not a tar archive: bad PAX record") from None
+        if length <= 0:
+            break
+        key, _, value = data[space + 1:pos + length - 1].partition(b"=")
+        out[_text(key)] = _text(value)
+        pos += length
+    return out
+
+
+def _extract_member(reader: _Reader, member: _Member, root: str, hashes: dict[str, str],
+                    safe: set[str]) -> None:
     name = posixpath.normpath(member.name.lstrip("/"))
     if name in (".", ""):
         if member.isdir():
@@ -199,10 +343,10 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str
         safe.add(parent)
     if member.isreg():
         try:
-            _write_file(archive, member, path, name, hashes)
+            _write_file(reader, member, path, name, hashes)
         except FileExistsError:
             _make_room(path, member)
-            _write_file(archive, member, path, name, hashes)
+            _write_file(reader, member, path, name, hashes)
         return
     if os.path.lexists(path) and not (member.isdir() and os.path.isdir(path)):
         _make_room(path, member)
@@ -211,9 +355,9 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str
         os.chmod(path, member.mode & 0o7777)
         if not os.path.islink(path):
             safe.add(path)
-    elif member.issym():
+    elif member.kind == b"2":
         os.symlink(member.linkname, path)
-    elif member.islnk():
+    elif member.kind == b"1":
         target = os.path.join(root, posixpath.normpath(member.linkname.lstrip("/")))
         if not _within(os.path.realpath(target), root):
             raise InvalidArgument(f"build context: hard link {member.name} leads outside",
@@ -228,39 +372,7 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str
         os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
 
 
-class _Forward:
-    """A stream with the forward-only seek and tell that tarfile's random-access mode
-    needs: file data is then read straight from the stream, not through tarfile's own
-    stream buffer (which copies every block)."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        self.position = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.stream.read(n)
-        self.position += len(data)
-        return data
-
-    def readinto(self, buffer) -> int:
-        got = self.stream.readinto(buffer)  # type: ignore[attr-defined]
-        self.position += got or 0
-        return got or 0
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        target = offset if whence == 0 else self.position + offset
-        if target < self.position:
-            raise OSError("build context: cannot seek backwards in a stream")
-        while self.position < target:
-            if not self.read(min(_CHUNK, target - self.position)):
-                break
-        return self.position
-
-
-def _make_room(path: str, member: tarfile.TarInfo) -> None:
+def _make_room(path: str, member: _Member) -> None:
     """An entry named again: the later one wins, but never over a directory."""
     if os.path.isdir(path) and not os.path.islink(path):
         raise InvalidArgument(f"build context: entry {member.name} replaces a directory",
@@ -268,25 +380,13 @@ def _make_room(path: str, member: tarfile.TarInfo) -> None:
     os.unlink(path)
 
 
-def _write_file(archive: tarfile.TarFile, member: tarfile.TarInfo, path: str, name: str,
+def _write_file(reader: _Reader, member: _Member, path: str, name: str,
                 hashes: dict[str, str]) -> None:
-    source = archive.extractfile(member)
-    h = hashlib.sha256()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     try:
-        remaining = member.size
-        while remaining > 0 and source is not None:
-            chunk = source.read(min(_CHUNK, remaining))
-            if not chunk:
-                raise InvalidArgument(f"build context: {member.name}: truncated")
-            h.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-            remaining -= len(chunk)
+        hashes[name] = reader.copy_to(fd, member)
         os.fchmod(fd, member.mode & 0o7777)
         os.utime(fd, (member.mtime, member.mtime))
     finally:
         os.close(fd)
-    hashes[name] = h.hexdigest()
