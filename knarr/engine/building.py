@@ -25,6 +25,20 @@ from knarr.snapshots import Snapshotter
 __all__ = ["BuildMixin"]
 
 _F_SETPIPE_SZ = 1031
+_REMOVERS: set = set()  # removals of finished builds' scratch dirs still running
+
+
+def remove_stale_scratch(root: str) -> None:
+    """Drop the scratch dirs (unpacked contexts) of builds a killed daemon left: at start
+    no build runs."""
+    base = os.path.join(root, "build", "tmp")
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith("build-"):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
 def remove_stale_steps(snapshots) -> None:
@@ -161,7 +175,11 @@ class BuildMixin:
         finally:
             await feeder
             backend.close()
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            # the unpacked context goes after the answer: its files live on as the
+            # layers' (hard links), only their names here are removed
+            remover = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, workdir, True))
+            _REMOVERS.add(remover)
+            remover.add_done_callback(_REMOVERS.discard)
         await emit({"aux": {"ID": image_id}})
         if options.quiet:
             await emit({"stream": f"{image_id}\n"})

@@ -187,11 +187,12 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
         await asyncio.to_thread(self.cleanup_orphan, cid)
 
     def _sweep_transfers(self) -> None:
-        from knarr.engine.building import remove_stale_steps
+        from knarr.engine.building import remove_stale_scratch, remove_stale_steps
 
         self.images.content.clean_ingests()  # none is live at start
         self.images.content.leased()  # drops the leases of dead processes
         remove_stale_steps(self.images.snapshots)
+        remove_stale_scratch(self.root)
 
     def cleanup_orphan(self, cid: str) -> None:
         """Tear down what a dead monitor left: the runtime container, the rootfs mount."""
