@@ -14,12 +14,14 @@ import posixpath
 import stat
 from typing import BinaryIO
 
+from knarr import sys as ksys
 from knarr.build import dockerignore
 from knarr.errors import InvalidArgument, NotFound
 
 __all__ = ["Context", "Source", "extract"]
 
 _CHUNK = 1 << 20
+_WRITEBACK_FROM = 256 << 10
 
 
 class Source:
@@ -386,6 +388,9 @@ def _write_file(reader: _Reader, member: _Member, path: str, name: str,
                  0o600)
     try:
         hashes[name] = reader.copy_to(fd, member)
+        if member.size >= _WRITEBACK_FROM:
+            # the disk starts on it now: a COPY's layer syncs these very files
+            ksys.start_writeback(fd)
         os.fchmod(fd, member.mode & 0o7777)
         os.utime(fd, (member.mtime, member.mtime))
     finally:

@@ -214,6 +214,17 @@ def syncfs(fd: int) -> None:
     _check(_libc.syncfs(c_int(fd)), "syncfs")
 
 
+SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int) -> None:
+    """sync_file_range(2) SYNC_FILE_RANGE_WRITE over the whole file: start writing its
+    dirty pages to disk without waiting. Not durability (fsync or syncfs is): it only
+    gets the disk working earlier, so the sync that follows has less left to do."""
+    _check(_libc.sync_file_range(ctypes.c_int(fd), ctypes.c_longlong(0), ctypes.c_longlong(0),
+                                 ctypes.c_uint(SYNC_FILE_RANGE_WRITE)), "sync_file_range")
+
+
 def pidfd_open(pid: int) -> int:
     """pidfd_open(2): a file descriptor that refers to process `pid`."""
     return _check(_libc.syscall(_SYSCALLS["pidfd_open"], c_int(pid), c_uint(0)),

@@ -4,7 +4,8 @@ docker (its classic builder: DOCKER_BUILDKIT=0), podman (buildah) and knarr, eac
 private to the run (engines.py), build the same context with `--no-cache`, so
 every run copies the whole tree, commits its layer and runs the RUN step in a
 container; each run is timed from the CLI's start (which sends the context) to
-its exit. The tree is made once, deterministically, in the scratch directory:
+its exit (knarr@baseline too, with KNARR_BENCH_BASELINE). The tree is made once,
+deterministically, in the scratch directory:
 8,000 files under 40 x 10 directories, most of them 0.5-24 KiB and 40 large
 ones, 350 MiB in all, of incompressible bytes. Goal (issue 9): knarr within
 0.33x docker.
@@ -69,4 +70,4 @@ def engine_build(workdir: Path):
             return ["env", "DOCKER_BUILDKIT=0", *line] if engine == "docker" else line
         return build
 
-    return [engines.subject(e, argv=argv(e)) for e in ("docker", "podman", "knarr")]
+    return [engines.subject(e, argv=argv(e)) for e in engines.engines()]
