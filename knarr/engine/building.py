@@ -20,7 +20,7 @@ from knarr.content import ContentStore
 from knarr.errors import KnarrError, NotFound
 from knarr.oci import digest as digests
 from knarr.oci import reference
-from knarr.snapshots import Snapshotter
+from knarr.snapshots import Snapshotter, mark_top_directory
 
 __all__ = ["BuildMixin"]
 
@@ -32,13 +32,18 @@ def remove_stale_scratch(root: str) -> None:
     """Drop the scratch dirs (unpacked contexts) of builds a killed daemon left: at start
     no build runs."""
     base = os.path.join(root, "build", "tmp")
-    try:
-        names = os.listdir(base)
-    except FileNotFoundError:
-        return
-    for name in names:
+    _make_scratch(base)
+    for name in os.listdir(base):
         if name.startswith("build-"):
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+def _make_scratch(path: str) -> None:
+    """The directory builds unpack their contexts in. Each context then lands in a block
+    group ext4 picks by the hash of its name, not in the (often just freed) one of the
+    engine root: see snapshots.mark_top_directory."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    mark_top_directory(path)
 
 
 def remove_stale_steps(snapshots) -> None:
@@ -141,8 +146,10 @@ class BuildMixin:
         feeder = asyncio.ensure_future(_feed(loop, body, write_fd))
         queue: asyncio.Queue = asyncio.Queue()
         base = os.path.join(self.root, "build")
-        os.makedirs(os.path.join(base, "tmp"), mode=0o700, exist_ok=True)
-        workdir = tempfile.mkdtemp(prefix="build-", dir=os.path.join(base, "tmp"))
+        scratch = os.path.join(base, "tmp")
+        if not os.path.isdir(scratch):
+            _make_scratch(scratch)
+        workdir = tempfile.mkdtemp(prefix="build-", dir=scratch)
         backend = _Backend(self, loop)
 
         def output(text: str) -> None:

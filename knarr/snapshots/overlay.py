@@ -53,7 +53,7 @@ _COUNTER = "CREATE TABLE IF NOT EXISTS last_number (one INTEGER PRIMARY KEY CHEC
     "number INTEGER NOT NULL)"
 
 
-def _mark_top_directory(path: str) -> None:
+def mark_top_directory(path: str) -> None:
     """Mark `path` as the top of unrelated directory trees (chattr +T), so that ext4's
     Orlov allocator spreads the snapshot directories made in it over the file system,
     each with its files nearby, rather than packing them next to their parent's
@@ -82,7 +82,7 @@ class Snapshotter:
             raise InvalidArgument(f"snapshots root {self.root}: overlay options cannot name a "
                                   "path with ',' or ':'", path=self.root)
         os.makedirs(self.root, exist_ok=True)
-        _mark_top_directory(self.root)
+        mark_top_directory(self.root)
         self._db = sqlite3.connect(os.path.join(self.root, "metadata.db"), timeout=60,
                                    isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -319,7 +319,7 @@ def _next_number(db: sqlite3.Connection) -> int:
     caller's transaction).
 
     Never reusing one keeps a new snapshot's directory from taking the name of one just
-    removed: ext4 places a directory made in a top directory (see `_mark_top_directory`)
+    removed: ext4 places a directory made in a top directory (see `mark_top_directory`)
     by a hash of its name, so a reused name lands the new layer's files in the block
     group whose inodes the removed layer has just freed, and on ext4 without a journal
     each file created there first skips every inode freed in the last minute (`docker

@@ -221,8 +221,8 @@ def start_writeback(fd: int) -> None:
     """sync_file_range(2) SYNC_FILE_RANGE_WRITE over the whole file: start writing its
     dirty pages to disk without waiting. Not durability (fsync or syncfs is): it only
     gets the disk working earlier, so the sync that follows has less left to do."""
-    _check(_libc.sync_file_range(ctypes.c_int(fd), ctypes.c_longlong(0), ctypes.c_longlong(0),
-                                 ctypes.c_uint(SYNC_FILE_RANGE_WRITE)), "sync_file_range")
+    _check(_libc.sync_file_range(c_int(fd), c_long(0), c_long(0),  # off64_t: LP64 long
+                                 c_uint(SYNC_FILE_RANGE_WRITE)), "sync_file_range")
 
 
 def pidfd_open(pid: int) -> int:
