@@ -43,6 +43,9 @@ def _resolv_conf(path: str, host: dict, embedded: bool) -> str:
     return "\n".join([f"nameserver {s}" for s in servers] + lines) + "\n"
 
 
+# container id -> its cgroup driver (paths only), for is_paused
+_CGROUPS: dict = {}
+
 class ContainersMixin:
     """Create, look up, list, rename and remove containers."""
 
@@ -223,12 +226,19 @@ class ContainersMixin:
         return state
 
     def is_paused(self, cid: str) -> bool:
-        from knarr.runtime import cgroups
+        # The driver object only names the container's directories: it is kept (every
+        # exec create and start, inspect and ps asks, and making it joins a path per
+        # hierarchy); is_frozen reads the one freezer file, False where there is none.
+        cgroup = _CGROUPS.get(cid)
+        if cgroup is None:
+            from knarr.runtime import cgroups
 
+            if len(_CGROUPS) >= 4096:
+                _CGROUPS.clear()
+            cgroup = _CGROUPS[cid] = cgroups.open_cgroup(f"/knarr/{cid}", cid)
         try:
-            cgroup = cgroups.open_cgroup(f"/knarr/{cid}", cid)
-            return cgroup.exists() and cgroup.is_frozen()
-        except (OSError, KnarrError):  # the cgroup went away between the two reads
+            return cgroup.is_frozen()
+        except (OSError, KnarrError):  # the cgroup went away as we read it
             return False
 
     def inspect(self, ref: str, size: bool = False) -> dict:
