@@ -15,8 +15,9 @@ import errno
 import fcntl
 import os
 import stat
+import struct
 
-__all__ = ["write_tree", "extract", "Source", "TarError"]
+__all__ = ["write_tree", "extract", "Source", "TarError", "ustar_header"]
 
 _BLOCK = 512
 _FLUSH = 1 << 20
@@ -588,3 +589,67 @@ def _set_attrs(parent: int, name: str | None, info, chown, times_only: bool = Fa
     if owner is not None and not times_only:
         os.chown(name, *owner, dir_fd=parent, follow_symlinks=False)
     os.utime(name, (info.mtime, info.mtime), dir_fd=parent, follow_symlinks=False)
+
+
+# -- a header made here ----------------------------------------------------------
+
+# name, mode, uid, gid, size, mtime, checksum, type, linkname, magic, version, uname,
+# gname, devmajor, devminor, prefix, padding: the ustar header
+_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12s")
+_ZEROS = bytes(_BLOCK)
+_MAX8, _MAX12 = 8 ** 7, 8 ** 11  # what 8 and 12 byte octal fields hold
+
+
+def ustar_header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+                 kind: bytes, linkname: bytes = b"", major: int = 0, minor: int = 0,
+                 pax: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    """One member's header: a ustar block, after a PAX header only for what ustar cannot
+    hold (a name or link over 100 bytes or not ASCII, large numbers) and the records in
+    `pax`; no user or group names. Fast (no TarInfo) and fixed: the layer tars builds
+    keep as directories are made again from these bytes (snapshots/diff.py), so a change
+    here needs a new DIR_LAYER_FORMAT there (tests/integration/test_build_layers.py pins
+    them)."""
+    if not pax and len(name) <= 100 and len(linkname) <= 100 and name.isascii() and \
+            linkname.isascii() and 0 <= uid < _MAX8 and 0 <= gid < _MAX8 and \
+            0 <= size < _MAX12 and 0 <= mtime < _MAX12:
+        return _ustar_block(name, mode, uid, gid, size, mtime, kind, linkname, major, minor)
+    records = list(pax or ())
+    if len(name) > 100 or not name.isascii():
+        records.append((b"path", name))
+        name = name[:100]
+    if len(linkname) > 100 or not linkname.isascii():
+        records.append((b"linkpath", linkname))
+        linkname = linkname[:100]
+    numbers = []
+    for key, value, digits in ((b"uid", uid, 8), (b"gid", gid, 8), (b"size", size, 12),
+                               (b"mtime", mtime, 12)):
+        if 0 <= value < 8 ** (digits - 1):
+            numbers.append(value)
+        else:
+            records.append((key, str(value).encode()))
+            numbers.append(0)
+    block = _ustar_block(name, mode, numbers[0], numbers[1], numbers[2], numbers[3], kind,
+                         linkname, major, minor)
+    if not records:
+        return block
+    body = b"".join(_pax_record(k, v) for k, v in sorted(records))
+    return (_ustar_block(b"././@PaxHeader", 0o644, 0, 0, len(body), 0, b"x", b"", 0, 0) +
+            body + _ZEROS[:-len(body) % _BLOCK] + block)
+
+
+def _ustar_block(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+                 kind: bytes, linkname: bytes, major: int, minor: int) -> bytes:
+    header = bytearray(_USTAR.pack(
+        name, b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid, b"%011o\0" % size,
+        b"%011o\0" % mtime, b" " * 8, kind, linkname, b"ustar\0", b"00", b"", b"",
+        b"%07o\0" % major, b"%07o\0" % minor, b"", b""))
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    payload = b" " + key + b"=" + value + b"\n"
+    length = len(payload) + 1
+    while len(str(length).encode()) + len(payload) != length:
+        length += 1
+    return str(length).encode() + payload

@@ -10,6 +10,7 @@ import os
 import sys
 
 from knarr.cli import flags
+from knarr.tarstream import ustar_header
 
 __all__ = ["command", "run"]
 
@@ -68,42 +69,40 @@ class _TarStream:
 
     def _header(self, rel: str, st) -> bytes | None:
         import stat
-        import tarfile
 
-        info = tarfile.TarInfo(rel)
-        info.mode, info.mtime = stat.S_IMODE(st.st_mode), int(st.st_mtime)
-        if stat.S_ISDIR(st.st_mode):
-            info.type = tarfile.DIRTYPE
-        elif stat.S_ISLNK(st.st_mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(os.path.join(self.root,
-                                                                                 rel))
-        elif stat.S_ISREG(st.st_mode):
-            info.size = st.st_size
+        mode = st.st_mode
+        name = rel.encode("utf-8", "surrogateescape")
+        if stat.S_ISREG(mode):
+            kind, size, link = b"0", st.st_size, b""
+        elif stat.S_ISDIR(mode):
+            kind, size, link, name = b"5", 0, b"", name + b"/"
+        elif stat.S_ISLNK(mode):
+            kind, size, link = b"2", 0, os.readlink(os.path.join(self.root, rel)).encode(
+                "utf-8", "surrogateescape")
         else:
             return None  # devices, fifos, sockets: not part of a context
-        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        return ustar_header(name, stat.S_IMODE(mode), 0, 0, size, int(st.st_mtime), kind, link)
 
     def _entries(self, extra) -> list[tuple[bytes, str | bytes | None, int]]:
         """(header, file path or inline data or None, data size) per entry."""
         import stat
 
         out: list[tuple[bytes, str | bytes | None, int]] = []
+        top = len(self.root.rstrip("/")) + 1
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames.sort()
+            base = dirpath[top:]
             for name in sorted(dirnames + filenames):
                 full = os.path.join(dirpath, name)
                 st = os.lstat(full)
-                header = self._header(os.path.relpath(full, self.root), st)
+                header = self._header(f"{base}/{name}" if base else name, st)
                 if header is not None:
                     regular = stat.S_ISREG(st.st_mode)
                     out.append((header, full if regular else None,
                                 st.st_size if regular else 0))
         if extra is not None:
-            import tarfile
-
-            info = tarfile.TarInfo(extra[0])
-            info.size, info.mode = len(extra[1]), 0o644
-            out.append((info.tobuf(tarfile.PAX_FORMAT), extra[1], len(extra[1])))
+            out.append((ustar_header(extra[0].encode(), 0o644, 0, 0, len(extra[1]), 0, b"0"),
+                        extra[1], len(extra[1])))
         return out
 
     def _pieces(self):

@@ -8,7 +8,8 @@ written followed by `<dir>/.wh..wh..opq`. overlay's other trusted.overlay.*
 xattrs are private to the mount and are left out.
 
 The tar is deterministic: entries in sorted order, ustar headers made here
-(not by `tarfile`, whose output may change between Python versions), mtimes
+(`tarstream.ustar_header`, not `tarfile`, whose output may change between
+Python versions), mtimes
 in whole seconds as Docker writes them (none on whiteouts), no user or group
 names, a PAX header only for what ustar cannot hold (long or non-ASCII names,
 large numbers, xattrs). So `diff_digest` can hash the tar without writing it anywhere (a
@@ -22,10 +23,10 @@ import hashlib
 import mmap
 import os
 import stat
-import struct
 from typing import BinaryIO
 
 from knarr.snapshots.apply import OPAQUE_MARKER, WHITEOUT_PREFIX
+from knarr.tarstream import ustar_header
 
 __all__ = ["write_diff", "diff_digest", "DIR_LAYER_LABEL", "DIR_LAYER_FORMAT"]
 
@@ -40,10 +41,7 @@ _MAP_FROM = 1 << 20
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _BLOCK = 512
 _ZEROS = bytes(_BLOCK * 2)
-# name, mode, uid, gid, size, mtime, checksum, type, linkname, magic, version, uname,
-# gname, devmajor, devminor, prefix, padding: the ustar header
-_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12s")
-_REG, _LNK, _SYM, _CHR, _BLK, _DIR, _FIFO, _PAX = b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"x"
+_REG, _LNK, _SYM, _CHR, _BLK, _DIR, _FIFO = b"0", b"1", b"2", b"3", b"4", b"5", b"6"
 
 
 class _Sink:
@@ -184,45 +182,8 @@ def _header(sink: _Sink, name: bytes, st: os.stat_result, kind: bytes, size: int
 def _raw_header(sink: _Sink, name: bytes, mode: int, uid: int, gid: int, size: int,
                 mtime: int, kind: bytes, linkname: bytes, major: int, minor: int,
                 pax: list[tuple[bytes, bytes]]) -> None:
-    records = list(pax)
-    if len(name) > 100 or not name.isascii():
-        records.append((b"path", name))
-        name = name[:100]
-    if len(linkname) > 100 or not linkname.isascii():
-        records.append((b"linkpath", linkname))
-        linkname = linkname[:100]
-    numbers = []
-    for key, value, digits in ((b"uid", uid, 8), (b"gid", gid, 8), (b"size", size, 12),
-                               (b"mtime", mtime, 12)):
-        if 0 <= value < 8 ** (digits - 1):
-            numbers.append(value)
-        else:
-            records.append((key, str(value).encode()))
-            numbers.append(0)
-    if records:
-        body = b"".join(_pax_record(k, v) for k, v in sorted(records))
-        sink.write(_block(b"././@PaxHeader", 0o644, 0, 0, len(body), 0, _PAX, b"", 0, 0))
-        sink.write(body + _ZEROS[:-len(body) % _BLOCK])
-    sink.write(_block(name, mode, numbers[0], numbers[1], numbers[2], numbers[3], kind,
-                      linkname, major, minor))
-
-
-def _block(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, kind: bytes,
-           linkname: bytes, major: int, minor: int) -> bytes:
-    header = bytearray(_USTAR.pack(
-        name, b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid, b"%011o\0" % size,
-        b"%011o\0" % mtime, b" " * 8, kind, linkname, b"ustar\0", b"00", b"", b"",
-        b"%07o\0" % major, b"%07o\0" % minor, b"", b""))
-    header[148:156] = b"%06o\0 " % sum(header)
-    return bytes(header)
-
-
-def _pax_record(key: bytes, value: bytes) -> bytes:
-    payload = b" " + key + b"=" + value + b"\n"
-    length = len(payload) + 1
-    while len(str(length).encode()) + len(payload) != length:
-        length += 1
-    return str(length).encode() + payload
+    sink.write(ustar_header(name, mode, uid, gid, size, mtime, kind, linkname, major, minor,
+                            pax))
 
 
 def _xattr_records(path: bytes) -> list[tuple[bytes, bytes]]:
