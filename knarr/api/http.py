@@ -4,9 +4,10 @@ hijacking a connection for attach and exec."""
 
 import asyncio
 import json
+import os
 import urllib.parse
 
-__all__ = ["Request", "read_request", "Responder", "BadRequest", "REASONS"]
+__all__ = ["Request", "read_request", "Responder", "BadRequest", "REASONS", "take_socket"]
 
 REASONS = {101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content",
            304: "Not Modified", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -212,3 +213,19 @@ class Responder:
             head = self._head(200, {"Content-Type": content_type})
         self.writer.write(head)
         await self.writer.drain()
+
+
+def take_socket(request: Request, responder: "Responder") -> tuple[int, bytes]:
+    """The connection's socket for whoever reads the body itself (a copy process, a build
+    thread): reading paused, a dup of the fd, the bytes the server had already read; the
+    server closes the connection after the response. (-1, b"") if there is no socket."""
+    transport = responder.writer.transport
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return -1, b""
+    transport.pause_reading()
+    buffered = request.reader._buffer  # noqa: SLF001 - what asyncio read ahead of us
+    held = bytes(buffered)
+    buffered.clear()
+    responder.keep_alive = False
+    return os.dup(sock.fileno()), held

@@ -7,7 +7,9 @@ message with the image id, and a failure as `{"errorDetail": ..., "error": ...}`
 """
 
 import json
+import os
 
+from knarr.api.http import take_socket
 from knarr.build import BuildError, Options
 from knarr.errors import InvalidArgument, KnarrError
 
@@ -43,19 +45,29 @@ def _options(request) -> Options:
 
 async def build(engine, request, responder) -> None:
     options = _options(request)
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    length = int(request.headers.get("content-length") or 0)
+    # a sized body is read by the build thread straight off the socket
+    fd, held = take_socket(request, responder) if length and not chunked else (-1, b"")
     await responder.start_stream(200, "application/json")
 
     async def emit(message: dict) -> None:
         await responder.chunk(json.dumps(message).encode() + b"\r\n")
 
     try:
-        await engine.build(request.body_chunks(), options, emit)
+        if fd >= 0:
+            await engine.build(None, options, emit, socket=(fd, held, length))
+        else:
+            await engine.build(request.body_chunks(), options, emit)
     except KnarrError as exc:
         message = str(exc)
         detail: dict = {"message": message}
         if isinstance(exc, BuildError):
             detail["code"] = exc.code
         await emit({"errorDetail": detail, "error": message})
+    finally:
+        if fd >= 0:
+            os.close(fd)
     await responder.end()
 
 

@@ -5,6 +5,7 @@ import json
 import os
 
 from knarr.api import detach, schema
+from knarr.api.http import take_socket
 from knarr.engine.archives import stat_header
 from knarr.engine.monitor_io import frame
 from knarr.engine.timefmt import parse_since
@@ -258,19 +259,7 @@ async def archive_head(engine, request, responder) -> None:
                           "Content-Length": "0"})
 
 
-def _take_socket(request, responder) -> tuple[int, bytes]:
-    """The connection's socket for a copy process: reading paused, a dup of the fd, the
-    bytes the server had already read; the server closes the connection afterwards."""
-    transport = responder.writer.transport
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return -1, b""
-    transport.pause_reading()
-    buffered = request.reader._buffer  # noqa: SLF001 - what asyncio read ahead of us
-    held = bytes(buffered)
-    buffered.clear()
-    responder.keep_alive = False
-    return os.dup(sock.fileno()), held
+_take_socket = take_socket  # api/http.py: shared with the build's context
 
 
 async def archive_get(engine, request, responder) -> None:

@@ -10,14 +10,16 @@ Docker's JSON messages through `emit`.
 
 import asyncio
 import fcntl
+import io
 import json
 import os
+import select
 import shutil
 import tempfile
 
 from knarr.build import Builder, Options, RunSpec, extract
 from knarr.content import ContentStore
-from knarr.errors import KnarrError, NotFound
+from knarr.errors import InvalidArgument, KnarrError, NotFound
 from knarr.oci import digest as digests
 from knarr.oci import reference
 from knarr.snapshots import Snapshotter, mark_top_directory
@@ -25,6 +27,7 @@ from knarr.snapshots import Snapshotter, mark_top_directory
 __all__ = ["BuildMixin"]
 
 _F_SETPIPE_SZ = 1031
+_BODY_STALL = 300  # seconds a client may pause while sending a context
 _REMOVERS: set = set()  # removals of finished builds' scratch dirs still running
 
 
@@ -130,20 +133,67 @@ async def _feed(loop: asyncio.AbstractEventLoop, body, write_fd: int) -> None:
         transport.close()
 
 
+class _SocketBody(io.RawIOBase):
+    """A request body of known length read off the connection's (non-blocking) socket:
+    first the bytes the server had read ahead, then the socket, waiting in poll."""
+
+    def __init__(self, fd: int, held: bytes, length: int) -> None:
+        super().__init__()
+        self.fd, self.held, self.left = fd, memoryview(held), length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        with memoryview(buffer) as view:
+            want = min(len(view), self.left)
+            if want <= 0:
+                return 0
+            if self.held:
+                got = min(want, len(self.held))
+                view[:got] = self.held[:got]
+                self.held = self.held[got:]
+            else:
+                got = self._read(view[:want])
+            self.left -= got
+            return got
+
+    def _read(self, view) -> int:
+        while True:
+            try:
+                got = os.readv(self.fd, [view])
+            except BlockingIOError:
+                poller = select.poll()
+                poller.register(self.fd, select.POLLIN)
+                if not poller.poll(_BODY_STALL * 1000):
+                    raise InvalidArgument("build context: the client sent nothing for "
+                                          f"{_BODY_STALL} s") from None
+                continue
+            if got == 0:
+                raise InvalidArgument("build context: the connection closed before the "
+                                      "end of the body")
+            return got
+
+
 class BuildMixin:
     """POST /build."""
 
-    async def build(self, body, options: Options, emit) -> str:
-        """Build from a context tarball streamed by `body` (async byte chunks), unpacked
-        as it arrives; `emit(message)` gets Docker's JSON progress messages. Return the
-        image id; BuildError on failure."""
+    async def build(self, body, options: Options, emit,
+                    socket: tuple[int, bytes, int] | None = None) -> str:
+        """Build from a context tarball streamed by `body` (async byte chunks), or read
+        by the build thread off `socket` (the connection's fd, the bytes the server had
+        read already, the body's length); unpacked as it arrives. `emit(message)` gets
+        Docker's JSON progress messages. Return the image id; BuildError on failure."""
         loop = asyncio.get_running_loop()
-        read_fd, write_fd = os.pipe()
-        try:
-            fcntl.fcntl(write_fd, _F_SETPIPE_SZ, 1 << 20)
-        except OSError:
-            pass  # a smaller pipe only costs more wake-ups
-        feeder = asyncio.ensure_future(_feed(loop, body, write_fd))
+        if socket is None:
+            read_fd, write_fd = os.pipe()
+            try:
+                fcntl.fcntl(write_fd, _F_SETPIPE_SZ, 1 << 20)
+            except OSError:
+                pass  # a smaller pipe only costs more wake-ups
+            feeder = asyncio.ensure_future(_feed(loop, body, write_fd))
+        else:
+            feeder = asyncio.ensure_future(asyncio.sleep(0))
         queue: asyncio.Queue = asyncio.Queue()
         base = os.path.join(self.root, "build")
         scratch = os.path.join(base, "tmp")
@@ -157,10 +207,14 @@ class BuildMixin:
                 loop.call_soon_threadsafe(queue.put_nowait, {"stream": text})
 
         def run() -> str:
-            with os.fdopen(read_fd, "rb", buffering=1 << 20) as stream:
-                context = extract(stream, os.path.join(workdir, "context"))
-                while stream.read(1 << 20):
-                    pass  # the tar's padding after its end marker
+            raw = _SocketBody(*socket) if socket is not None else \
+                io.FileIO(read_fd, "rb", closefd=True)
+            with io.BufferedReader(raw, 1 << 20) as stream:
+                try:
+                    context = extract(stream, os.path.join(workdir, "context"))
+                finally:  # the tar's padding after its end marker; what a refused
+                    while stream.read(1 << 20):  # tar leaves: the client sends it all
+                        pass
             builder = Builder(backend, context, options, output,
                               os.path.join(base, "cache"), workdir)
             return builder.build()

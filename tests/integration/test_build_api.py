@@ -302,3 +302,19 @@ def test_built_layers_are_directories_until_saved_or_pushed(daemon, tmp_path):
     assert all(os.path.exists(os.path.join(blobs, d.removeprefix("sha256:"))) for d in built)
     assert check(daemon.root) == []
     assert _knarr(daemon, "rmi", "dirlayers:one", target).returncode == 0
+
+
+def test_a_refused_context_is_read_to_its_end_and_answered(daemon):
+    """The build thread reads a sized body off the socket itself; when the tar is refused
+    early it still reads the rest, so the client can send it all and read the error."""
+    body = b"\x01" * 512 + os.urandom(6 << 20)  # not a tar: a bad first header
+    for query in ({}, {"q": "1"}):
+        conn = _UnixConnection(daemon.sock, 60)
+        conn.request("POST", daemon.client.url("/build", query), body=body,
+                     headers={"Content-Type": "application/x-tar"})
+        resp = conn.getresponse()
+        lines = [json.loads(x) for x in resp.read().splitlines() if x.strip()]
+        conn.close()
+        assert resp.status == 200
+        assert lines[-1]["error"] == \
+            "build context: not a tar archive: bad number in a header", lines
