@@ -57,6 +57,11 @@ class Context:
                                   path=shown)
         return os.path.join(self.root, clean.lstrip("/"))
 
+    def rel(self, path: str) -> str:
+        """The context-relative name of a path under the context's root."""
+        root = self.root.rstrip("/") + "/"
+        return path[len(root):] if path.startswith(root) else os.path.relpath(path, self.root)
+
     def file_hash(self, rel: str, path: str) -> str:
         """The sha256 of a regular file's content (from extraction, else read now)."""
         found = self.hashes.get(rel)
@@ -143,12 +148,13 @@ class Context:
         """Everything under a directory source (itself excluded), parents before children,
         with .dockerignore applied."""
         out = []
+        skip = len(self.root.rstrip("/")) + 1  # a path under root less root: its rel
         for dirpath, dirnames, filenames in os.walk(top.path):
             dirnames.sort()
             kept = []
             for name in dirnames + sorted(filenames):
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, self.root)
+                full = f"{dirpath}/{name}"
+                rel = full[skip:]
                 if self.ignore.excluded(rel):
                     if name in dirnames and self.ignore.has_exceptions():
                         kept.append(name)  # an exception may re-include something below

@@ -100,11 +100,22 @@ def _write(upper: str, item: Item, owner: Owner, chmod: int | None, made: set[st
         os.chmod(path, mode)
         os.utime(path, (st.st_mtime, st.st_mtime))
         return
+    if stat.S_ISREG(st.st_mode) and item.movable and os.lstat(item.path).st_nlink == 1:
+        # the context's own file: its inode becomes the layer's (owner and mode set only
+        # where they differ)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.chown(item.path, uid, gid)
+            os.chmod(item.path, mode)  # chown dropped any setuid/setgid bit
+        elif stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(item.path, mode)
+        try:
+            os.link(item.path, path)
+        except FileExistsError:
+            _clear(path)
+            os.link(item.path, path)
+        return
     if os.path.lexists(path):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
+        _clear(path)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(item.path), path)
         os.lchown(path, uid, gid)
@@ -112,15 +123,18 @@ def _write(upper: str, item: Item, owner: Owner, chmod: int | None, made: set[st
         return
     if not stat.S_ISREG(st.st_mode):
         return  # devices, fifos, sockets: not copied
-    if item.movable and os.lstat(item.path).st_nlink == 1:
-        os.chown(item.path, uid, gid)
-        os.chmod(item.path, mode)
-        os.link(item.path, path)
-        return
     _copy_file(item.path, path)
     os.chown(path, uid, gid)
     os.chmod(path, mode)
     os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns))
+
+
+def _clear(path: str) -> None:
+    """Make room for an entry: a later source wins over an earlier one."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
 def _copy_file(source: str, target: str) -> None:

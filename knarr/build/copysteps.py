@@ -157,8 +157,8 @@ def _sources(builder, ins: Instruction, names: list[str], p: Plan) -> list[tuple
 def _context_source(context: Context, ins: Instruction, source, p: Plan) -> tuple:
     movable = context.owned
     if stat.S_ISDIR(source.st.st_mode):
-        children = [(os.path.relpath(s.rel, source.rel) if source.rel else s.rel, s.path, s.st)
-                    for s in context.walk(source)]
+        under = len(source.rel) + 1 if source.rel else 0  # walk's rels start "<rel>/"
+        children = [(s.rel[under:], s.path, s.st) for s in context.walk(source)]
         for rel, path, st in children:
             p.key_parts.append(_describe(context, rel, path, st))
         return "dir", (source.path, source.st, movable), children, True
@@ -171,7 +171,7 @@ def _context_source(context: Context, ins: Instruction, source, p: Plan) -> tupl
 
 def _describe(context: Context, rel: str, path: str, st: os.stat_result) -> tuple:
     if stat.S_ISREG(st.st_mode):
-        return rel, st.st_mode, context.file_hash(os.path.relpath(path, context.root), path)
+        return rel, st.st_mode, context.file_hash(context.rel(path), path)
     if stat.S_ISLNK(st.st_mode):
         return rel, st.st_mode, os.readlink(path)
     return rel, st.st_mode, ""
