@@ -10,12 +10,25 @@ __all__ = ["Waiter", "relay_container", "resize"]
 
 
 class Waiter:
-    """POST /containers/{id}/wait, sent now (before start) and answered at exit."""
+    """POST /containers/{id}/wait, sent now (before start) and answered at exit.
 
-    def __init__(self, cli, cid: str, condition: str) -> None:
+    With `later`, only sent: `ready()` (before the start) reads the head that says the
+    daemon is waiting, so another request (run's attach) can go out in between.
+    """
+
+    def __init__(self, cli, cid: str, condition: str, later: bool = False) -> None:
         self.cli = cli
-        own = cli.client.clone()
-        self.resp = own.request("POST", f"/containers/{cid}/wait", {"condition": condition})
+        self._own = cli.client.clone()
+        self._sent = self._own.send_only("POST", f"/containers/{cid}/wait",
+                                         {"condition": condition})
+        self.resp = None
+        if not later:
+            self.ready()
+
+    def ready(self) -> None:
+        """Read the head of the wait's answer (sent once the daemon waits)."""
+        if self.resp is None:
+            self.resp = self._own.answer(self._sent)
 
     def status(self) -> int:
         """The container's exit code (125 if the wait failed)."""
@@ -37,6 +50,10 @@ class Waiter:
     def close(self) -> None:
         """Stop waiting (after a detach)."""
         self.resp.conn.close()
+
+    def abandon(self) -> None:
+        """Drop a wait whose head was never read (the attach before the start failed)."""
+        self._sent[0].close()
 
 
 def resize(cli, path: str, terminal: streams.Terminal) -> bool:

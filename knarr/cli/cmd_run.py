@@ -94,10 +94,17 @@ def _run_attached(cli, args, cid: str, attach, keys: bytes, tty_in: bool) -> int
     from knarr.cli import attaching
 
     client = cli.client
-    sock, leftover = client.hijack("POST", f"/containers/{cid}/attach", {
-        "stream": 1, "stdin": int(attach[0]), "stdout": int(attach[1]),
-        "stderr": int(attach[2]), "detachKeys": args.detach_keys or None})
-    waiter = attaching.Waiter(cli, cid, "removed" if args.rm else "next-exit")
+    # the wait goes out first, on its own connection, and is answered while the attach's
+    # round trip runs; both are in place before the start
+    waiter = attaching.Waiter(cli, cid, "removed" if args.rm else "next-exit", later=True)
+    try:
+        sock, leftover = client.hijack("POST", f"/containers/{cid}/attach", {
+            "stream": 1, "stdin": int(attach[0]), "stdout": int(attach[1]),
+            "stderr": int(attach[2]), "detachKeys": args.detach_keys or None})
+    except BaseException:
+        waiter.abandon()
+        raise
+    waiter.ready()
     _start(cli, cid)
     outcome = attaching.relay_container(cli, cid, sock, leftover, tty=args.tty,
                                         stdin=attach[0], keys=keys, tty_in=tty_in,

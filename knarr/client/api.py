@@ -152,6 +152,31 @@ class Client:
             raise _error(resp, what)
         return resp
 
+    def send_only(self, method: str, path: str, query: dict | None = None) -> tuple:
+        """Send a bodiless request on a connection of its own and return at once; read the
+        answer with `answer`. Another request can go out meanwhile (run's wait beside its
+        attach)."""
+        target = f"/v{self.api_version()}{path}{encode_query(query)}"
+        conn = self._connect()
+        try:
+            conn.send_request(method, target, {}, None, None)
+        except (OSError, Unavailable) as exc:
+            conn.close()
+            raise _broken(method, target, exc) from exc
+        return conn, method, target
+
+    def answer(self, sent: tuple, what: tuple[str, str] | None = None) -> transport.Response:
+        """The response to a `send_only` request; the daemon's error for a status >= 400."""
+        conn, method, target = sent
+        try:
+            resp = conn.read_response(method)
+        except (OSError, Unavailable) as exc:
+            conn.close()
+            raise _broken(method, target, exc) from exc
+        if resp.status >= 400:
+            raise _error(resp, what)
+        return resp
+
     def call(self, method: str, path: str, query: dict | None = None, body: object = None,
              **kwargs) -> object:
         """A request whose answer is read whole: parsed JSON, or None when empty."""
