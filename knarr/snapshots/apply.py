@@ -54,7 +54,9 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 # _Writers); bigger ones by the thread reading the archive.
 _HANDED_OFF = 512 << 10
 _WRITERS = 2
-_QUEUED = 32
+_QUEUED = 8  # batches
+_BATCH_FILES = 16
+_BATCH_BYTES = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +232,10 @@ class _Extractor:
         with os.scandir(self.root) as listing:
             self.fresh = next(listing, None) is None
         self.made: set[str] = set()
+        # A file root makes here is 0:0 already, unless a directory is setgid: in a
+        # fresh target whose root is not, none is until `finish` sets their modes.
+        self.born_root = self.as_root and self.fresh and os.getegid() == 0 \
+            and not os.fstat(self.root).st_mode & stat.S_ISGID
         # Files handed to the writer threads, which may not exist yet: a later
         # entry that looks at one of these names first waits for the writers.
         self.handed: set[str] = set()
@@ -389,7 +395,7 @@ class _Extractor:
             self.reader.seek(member.offset_data)
             data = _read_pieces(self.reader, member.size)
             self.handed.add("/".join(parts))
-            self.writers.submit((self.name, parent, base, data, member, xattrs))
+            self.writers.submit((self.name, parent, base, data, member, xattrs), member.size)
             return
         fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent)
         try:
@@ -417,7 +423,8 @@ class _Extractor:
 
     def _finish_file(self, fd: int, member: tarfile.TarInfo,
                      xattrs: list[tuple[str, bytes]]) -> None:
-        self._own_fd(fd, member)
+        if not (self.born_root and member.uid == 0 and member.gid == 0):
+            self._own_fd(fd, member)
         os.fchmod(fd, member.mode & 0o7777)
         for name, value in xattrs:
             os.setxattr(fd, name, value)
@@ -542,24 +549,36 @@ class _Writers:
     file (allocating the inode, copying the data) runs without the GIL, so it
     overlaps with the parsing. The first failure is kept, as the refusal naming
     its entry, and raised by the next `submit` or `wait`; files handed over
-    after it are skipped."""
+    after it are skipped. Files are handed over in batches (up to 16 files or
+    1 MiB), which wakes a writer once per batch rather than once per file."""
 
     def __init__(self, extractor: "_Extractor", count: int) -> None:
         self.extractor = extractor
         self.jobs: queue.Queue = queue.Queue(_QUEUED)
         self.failure: InvalidArgument | None = None
         self.stopping = False
+        self.batch: list[tuple] = []
+        self.batched = 0
         self.threads = [threading.Thread(target=self._run, name=f"layer-writer-{i}", daemon=True)
                         for i in range(count)]
         for thread in self.threads:
             thread.start()
 
-    def submit(self, job: tuple) -> None:
+    def submit(self, job: tuple, size: int) -> None:
         if self.failure is not None:
             raise self.failure
-        self.jobs.put(job)
+        self.batch.append(job)
+        self.batched += size
+        if len(self.batch) >= _BATCH_FILES or self.batched >= _BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.batch:
+            self.jobs.put(self.batch)
+            self.batch, self.batched = [], 0
 
     def wait(self) -> None:
+        self._flush()
         self.jobs.join()
         if self.failure is not None:
             raise self.failure
@@ -574,11 +593,13 @@ class _Writers:
 
     def _run(self) -> None:
         while True:
-            job = self.jobs.get()
+            batch = self.jobs.get()
             try:
-                if job is None:
+                if batch is None:
                     return
-                if self.failure is None and not self.stopping:
+                for job in batch:
+                    if self.failure is not None or self.stopping:
+                        break
                     self._write(*job)
             finally:
                 self.jobs.task_done()

@@ -118,3 +118,24 @@ def test_a_truncated_small_file_is_refused_before_it_is_handed_off(tmp_path):
     with pytest.raises(InvalidArgument, match="entry 'f': truncated archive"):
         apply_layer(str(tmp_path), io.BytesIO(data), writers=2)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or os.getegid() != 0, reason="ownership needs root")
+@pytest.mark.parametrize("setgid", [False, True])
+def test_files_of_root_are_root_s_in_a_setgid_target_too(tmp_path, setgid):
+    target = tmp_path / "t"
+    target.mkdir()
+    os.chown(target, 0, 4321)
+    os.chmod(target, 0o2755 if setgid else 0o755)
+    data = _tar(*[_root(i) for i in (_info("d", "dir"), _info("f", data=b"1"),
+                                          _info("d/g", data=b"2"))])
+    apply_layer(str(target), io.BytesIO(data))
+    for name in ("f", "d/g", "d"):
+        st = os.lstat(target / name)
+        assert (st.st_uid, st.st_gid) == (0, 0), name
+
+
+def _root(entry):
+    info, data = entry
+    info.uid = info.gid = 0
+    return info, data
