@@ -10,6 +10,8 @@ import os
 import socket
 import struct
 
+from knarr import installed
+
 __all__ = ["Netlink", "IFF_UP"]
 
 IFF_UP = 1
@@ -24,16 +26,8 @@ def _messages():
     try:
         import pyroute2  # noqa: F401
     except ImportError:
-        # knarrd's launcher starts Python without site (-S): find the environment's
-        # site-packages (a venv's, when Python runs from one), where pyroute2 was installed.
-        import site
-        import sys
-
-        prefixes = [sys.prefix]
-        venv = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
-        if os.path.exists(os.path.join(venv, "pyvenv.cfg")):
-            prefixes.insert(0, venv)
-        sys.path.extend(p for p in site.getsitepackages(prefixes) if p not in sys.path)
+        # knarrd's launcher starts Python without site (-S)
+        installed.add_site_packages()
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg

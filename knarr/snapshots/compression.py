@@ -3,7 +3,10 @@
 gzip is inflated by zlib directly (`GzipStream`), a megabyte of compressed
 input at a time; `gzip.GzipFile` reads its input 8 KiB at a time, which on a
 pull meant some 20,000 trips per 180 MB through the network, hashing and
-ingest code above it, and output pieces as small. zstd uses the `zstandard` module when it is
+ingest code above it, and output pieces as small. The inflating is zlib-ng's
+(the `zlib-ng` module, a dependency) where it is installed: it does the same
+work in half the CPU time of the system zlib 1.2.13, without the GIL; the
+standard library's zlib otherwise. zstd uses the `zstandard` module when it is
 installed, and otherwise the `zstd` command (Debian package zstd), fed from
 a thread; without either a zstd layer is refused as Unavailable.
 """
@@ -16,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from knarr import installed
 from knarr.errors import InvalidArgument, Unavailable
 
 __all__ = ["detect", "decompressed", "GzipStream", "GZIP", "ZSTD"]
@@ -23,6 +27,7 @@ __all__ = ["detect", "decompressed", "GzipStream", "GZIP", "ZSTD"]
 GZIP, ZSTD = "gzip", "zstd"
 _MAGIC = {b"\x1f\x8b": GZIP, b"\x28\xb5\x2f\xfd": ZSTD}
 _CHUNK = 1 << 20
+_inflater = None  # zlib_ng's module or zlib, chosen on first use
 
 
 def detect(prefix: bytes) -> str | None:
@@ -47,6 +52,13 @@ def decompressed(stream: BinaryIO, compression: str | None) -> Iterator[BinaryIO
         raise InvalidArgument(f"unknown compression {compression!r}", compression=compression)
 
 
+def _inflate_module():
+    global _inflater
+    if _inflater is None:
+        _inflater = installed.optional("zlib_ng.zlib_ng") or zlib
+    return _inflater
+
+
 class GzipStream:
     """A file object of the inflated bytes of a gzip stream (one or more members, as
     `gzip` and Docker read them; NUL padding after the last member is ignored).
@@ -58,7 +70,8 @@ class GzipStream:
     def __init__(self, stream: BinaryIO, chunk: int = _CHUNK) -> None:
         self.stream = stream
         self.chunk = chunk
-        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.zlib = _inflate_module()
+        self.inflate = self.zlib.decompressobj(16 + zlib.MAX_WBITS)
         self.pending = b""  # compressed bytes read but not yet given to zlib
         self.offset = 0  # compressed bytes read from `stream`
         self.eof = False
@@ -83,7 +96,7 @@ class GzipStream:
                     raise EOFError(f"gzip stream: truncated at byte {self.offset}")
             try:
                 out = self.inflate.decompress(self.pending, n)
-            except zlib.error as exc:
+            except (zlib.error, self.zlib.error) as exc:
                 raise InvalidArgument(f"gzip stream: corrupt near byte {self.offset}: {exc}",
                                       compression=GZIP) from None
             self.pending = self.inflate.unconsumed_tail
@@ -107,7 +120,7 @@ class GzipStream:
                 self.pending, self.eof = b"", True
                 return
         rest = rest.lstrip(b"\0")
-        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.inflate = self.zlib.decompressobj(16 + zlib.MAX_WBITS)
         self.pending = rest
 
     def close(self) -> None:

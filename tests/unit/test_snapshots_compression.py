@@ -3,12 +3,31 @@
 import gzip
 import io
 import os
+import pathlib
+import zlib
 
 import pytest
 
+from knarr import installed
 from knarr.errors import InvalidArgument
-from knarr.snapshots import decompressed, detect
+from knarr.snapshots import compression, decompressed, detect
 from knarr.snapshots.compression import GZIP, GzipStream
+
+
+@pytest.fixture(autouse=True, params=["chosen", "zlib"])
+def inflater(request, monkeypatch):
+    """Every test with the inflater chosen (zlib-ng, a dependency, wherever it is
+    installed) and with the standard library's zlib (the fallback where it is not)."""
+    if request.param == "zlib":
+        monkeypatch.setattr(compression, "_inflater", zlib)
+    else:
+        assert compression._inflate_module() is (installed.optional("zlib_ng.zlib_ng") or zlib)
+    return request.param
+
+
+def test_zlib_ng_is_a_dependency():
+    pyproject = pathlib.Path(__file__).resolve().parents[2] / "pyproject.toml"
+    assert '"zlib-ng==' in pyproject.read_text()
 
 
 class _Trickle(io.RawIOBase):
