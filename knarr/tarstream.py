@@ -20,7 +20,8 @@ import struct
 __all__ = ["write_tree", "extract", "Source", "TarError", "ustar_header"]
 
 _BLOCK = 512
-_FLUSH = 1 << 20
+_FLUSH = 1 << 20  # the gathered headers and small files are written out at this size
+_SMALL = 1 << 16  # files up to this size are read into that buffer, bigger ones sendfile'd
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -32,31 +33,58 @@ class TarError(Exception):
 
 
 class _Out:
-    """Small writes gathered into one buffer; file bodies go by sendfile. `chunked` frames
-    everything as HTTP/1.1 chunks (a request body written straight into the socket)."""
+    """Headers and small files gathered in one buffer (a small file is read straight into
+    it), big file bodies sent by sendfile. `chunked` frames everything as HTTP/1.1 chunks
+    (a request body written straight into the socket)."""
 
     def __init__(self, fd: int, chunked: bool = False) -> None:
-        self.fd, self.buf, self.chunked = fd, bytearray(), chunked
+        self.fd, self.chunked = fd, chunked
+        self.buf = bytearray(_FLUSH + _SMALL + 3 * _BLOCK)
+        self.view = memoryview(self.buf)
+        self.used = 0
 
     def write(self, data: bytes) -> None:
-        self.buf += data
-        if len(self.buf) >= _FLUSH:
+        end = self.used + len(data)
+        if end > len(self.buf):
+            self.flush()
+            end = len(data)
+            if end > len(self.buf):
+                _write_all(self.fd, (b"%x\r\n" % end + data + b"\r\n") if self.chunked
+                           else data)
+                return
+        self.view[self.used:end] = data
+        self.used = end
+        if end >= _FLUSH:
             self.flush()
 
     def flush(self) -> None:
-        if self.chunked and self.buf:
-            self.buf[:0] = b"%x\r\n" % len(self.buf)
-            self.buf += b"\r\n"
-        with memoryview(self.buf) as view:
-            done = 0
-            while done < len(view):
-                done += os.write(self.fd, view[done:])
-        self.buf.clear()
+        if not self.used:
+            return
+        data = self.view[:self.used]
+        if self.chunked:
+            _writev_all(self.fd, [b"%x\r\n" % self.used, data, b"\r\n"])
+        else:
+            _write_all(self.fd, data)
+        self.used = 0
 
     def file(self, fd: int, size: int) -> None:
-        if size <= 65536:
-            data = os.read(fd, size)
-            self.write(data + bytes(size - len(data)))  # a file that shrank: zeros
+        """The body of the open file `fd`, `size` bytes (zeros where it shrank since), and
+        its padding to the next block."""
+        padded = size + (-size % _BLOCK)
+        if size <= _SMALL:
+            if self.used + padded > len(self.buf):
+                self.flush()
+            start = self.used
+            got = os.readv(fd, [self.view[start:start + size]]) if size else 0
+            while 0 < got < size:  # readv of a regular file is short only at its end
+                more = os.readv(fd, [self.view[start + got:start + size]])
+                if not more:
+                    break
+                got += more
+            self.view[start + got:start + padded] = bytes(padded - got)
+            self.used = start + padded
+            if self.used >= _FLUSH:
+                self.flush()
             return
         self.flush()
         if self.chunked:
@@ -71,36 +99,58 @@ class _Out:
             _write_all(self.fd, bytes(size - offset))
         if self.chunked:
             _write_all(self.fd, b"\r\n")
+        self.write(bytes(padded - size))
 
 
-def _info(name: str, st: os.stat_result, link: str = ""):
+def _writev_all(fd: int, parts: list) -> None:
+    total = sum(len(p) for p in parts)
+    done = os.writev(fd, parts)
+    if done < total:  # a short write (a signal): the rest piece by piece
+        for part in parts:
+            if done >= len(part):
+                done -= len(part)
+                continue
+            _write_all(fd, memoryview(part)[done:])
+            done = 0
+
+
+_TYPES = {stat.S_IFREG: b"0", stat.S_IFDIR: b"5", stat.S_IFLNK: b"2", stat.S_IFCHR: b"3",
+          stat.S_IFBLK: b"4", stat.S_IFIFO: b"6"}
+_MAGIC = b"ustar\x0000"
+
+
+def _header(name: str, st: os.stat_result, link: str = "", size: int = 0) -> bytes:
+    """The header block(s) of one member: a plain ustar block when everything fits one
+    (the common case, made here), else tarfile's PAX header sequence. `link` is a hard
+    link's target or a symlink's; `size` a regular file's. Byte for byte what tarfile
+    writes in PAX format."""
+    kind = stat.S_IFMT(st.st_mode)
+    typ = b"1" if link and kind == stat.S_IFREG else _TYPES[kind]
+    mtime = int(st.st_mtime)
+    try:
+        name_b, link_b = name.encode("ascii"), link.encode("ascii")
+    except UnicodeEncodeError:
+        name_b = link_b = b""
+    if (0 < len(name_b) <= 100 and len(link_b) <= 100 and 0 <= st.st_uid < 0o7777777 and
+            0 <= st.st_gid < 0o7777777 and size < 0o77777777777 and
+            0 <= mtime < 0o77777777777 and typ not in (b"3", b"4")):
+        block = b"".join((
+            name_b.ljust(100, b"\0"),
+            b"%07o\0%07o\0%07o\0%011o\0%011o\0        " % (
+                stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size, mtime),
+            typ, link_b.ljust(100, b"\0"), _MAGIC, bytes(247)))
+        return b"%s%06o\0 %s" % (block[:148], sum(block), block[156:])
+    return _tar_header(name, st, typ, link, size)
+
+
+def _tar_header(name: str, st: os.stat_result, typ: bytes, link: str, size: int) -> bytes:
     import tarfile
 
     info = tarfile.TarInfo(name)
     info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-    info.mtime = int(st.st_mtime)
-    kind = stat.S_IFMT(st.st_mode)
-    if link:
-        info.type, info.linkname = tarfile.LNKTYPE, link
-    elif kind == stat.S_IFDIR:
-        info.type = tarfile.DIRTYPE
-    elif kind == stat.S_IFLNK:
-        info.type = tarfile.SYMTYPE
-    elif kind == stat.S_IFREG:
-        info.type, info.size = tarfile.REGTYPE, st.st_size
-    elif kind in (stat.S_IFCHR, stat.S_IFBLK):
-        info.type = tarfile.CHRTYPE if kind == stat.S_IFCHR else tarfile.BLKTYPE
+    info.mtime, info.type, info.linkname, info.size = int(st.st_mtime), typ, link, size
+    if typ in (b"3", b"4"):
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif kind == stat.S_IFIFO:
-        info.type = tarfile.FIFOTYPE
-    else:
-        return None  # sockets are not archived
-    return info
-
-
-def _header(info) -> bytes:
-    import tarfile
-
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
@@ -117,53 +167,58 @@ def write_tree(out_fd: int, dir_fd: int, name: str, arcname: str, follow: bool =
 
 
 def _write_entry(out: _Out, dir_fd: int, name: str, arcname: str, seen: dict,
-                 follow: bool = False) -> None:
+                 follow: bool = False, regular: bool = False) -> None:
+    """One member and, for a directory, everything under it. `regular`: the directory
+    listing says `name` is a regular file, so it is opened without a stat first."""
+    if regular:
+        _write_file(out, dir_fd, name, arcname, seen, follow)
+        return
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=follow)
     except FileNotFoundError:
         return  # removed while we walked
-    key = (st.st_dev, st.st_ino)
-    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in seen:
-        out.write(_header(_info(arcname, st, seen[key])))
-        return
-    if stat.S_ISLNK(st.st_mode):
-        info = _info(arcname, st)
-        info.linkname = os.readlink(name, dir_fd=dir_fd)
-        out.write(_header(info))
-        return
-    if stat.S_ISREG(st.st_mode):
-        _write_file(out, dir_fd, name, arcname, st, follow)
-        if st.st_nlink > 1:
-            seen[key] = arcname
-        return
-    info = _info(arcname + ("/" if stat.S_ISDIR(st.st_mode) else ""), st)
-    if info is None:
-        return
-    out.write(_header(info))
-    if stat.S_ISDIR(st.st_mode):
+    kind = stat.S_IFMT(st.st_mode)
+    if kind == stat.S_IFREG:
+        _write_file(out, dir_fd, name, arcname, seen, follow)
+    elif kind == stat.S_IFLNK:
+        out.write(_header(arcname, st, os.readlink(name, dir_fd=dir_fd)))
+    elif kind == stat.S_IFDIR:
+        out.write(_header(arcname.rstrip("/") + "/", st))
         flags = _O_DIR & ~os.O_NOFOLLOW if follow else _O_DIR
         sub = os.open(name, flags, dir_fd=dir_fd)
         try:
-            for entry in sorted(os.listdir(sub)):
-                _write_entry(out, sub, entry, f"{arcname.rstrip('/')}/{entry}"
-                             if arcname not in ("", ".") else entry, seen)
+            with os.scandir(sub) as listing:
+                entries = sorted((e.name, e.is_file(follow_symlinks=False)) for e in listing)
+            prefix = "" if arcname in ("", ".") else arcname.rstrip("/") + "/"
+            for entry, is_file in entries:
+                _write_entry(out, sub, entry, prefix + entry, seen, regular=is_file)
         finally:
             os.close(sub)
+    elif kind in _TYPES:  # devices and fifos; sockets are not archived
+        out.write(_header(arcname, st))
 
 
-def _write_file(out: _Out, dir_fd: int, name: str, arcname: str, st, follow: bool) -> None:
+def _write_file(out: _Out, dir_fd: int, name: str, arcname: str, seen: dict,
+                follow: bool) -> None:
     flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(name, flags, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return
+        fd = os.open(name, flags | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP):
+            return  # removed, or swapped for a symlink, while we walked
+        raise
     try:
-        st = os.fstat(fd)  # the size of what is open now, not of what was listed
-        out.write(_header(_info(arcname, st)))
+        st = os.fstat(fd)  # what is open now, not what was listed
+        if not stat.S_ISREG(st.st_mode):
+            return  # swapped for something else while we walked
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                out.write(_header(arcname, st, seen[key]))
+                return
+            seen[key] = arcname
+        out.write(_header(arcname, st, size=st.st_size))
         out.file(fd, st.st_size)
-        pad = -st.st_size % _BLOCK
-        if pad:
-            out.write(bytes(pad))
     finally:
         os.close(fd)
 
@@ -342,6 +397,45 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return out
 
 
+def _octal(field: bytes) -> int:
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _parse(block: bytes):
+    """The TarInfo of a header block: a POSIX ustar block (what Docker, Go and tarfile
+    write) parsed here, anything else (GNU, v7, base-256 numbers, a signed checksum, an
+    error) by tarfile. The same TarInfo tarfile's frombuf gives."""
+    import tarfile
+
+    if block[257:265] != _MAGIC or block[156:157] == b"S" or any(
+            block[at] & 0x80 for at in (100, 108, 116, 124, 136, 329, 337)):
+        return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    try:
+        ok = _octal(block[148:156]) == sum(block) - sum(block[148:156]) + 256
+        mode, uid, gid, size, mtime = (_octal(block[at:at + width]) for at, width in (
+            (100, 8), (108, 8), (116, 8), (124, 12), (136, 12)))
+        devmajor, devminor = _octal(block[329:337]), _octal(block[337:345])
+    except ValueError:
+        ok = False
+    if not ok:
+        return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    info = tarfile.TarInfo(block[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
+    info.mode, info.uid, info.gid, info.size, info.mtime = mode, uid, gid, size, mtime
+    info.chksum, info.type = _octal(block[148:156]), block[156:157]
+    info.linkname = block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    info.uname = block[265:297].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    info.gname = block[297:329].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    info.devmajor, info.devminor = devmajor, devminor
+    if info.type == tarfile.AREGTYPE and info.name.endswith("/"):
+        info.type = tarfile.DIRTYPE
+    if info.type == tarfile.DIRTYPE:
+        info.name = info.name.rstrip("/")
+    prefix = block[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if prefix and info.type not in tarfile.GNU_TYPES:
+        info.name = prefix + "/" + info.name
+    return info
+
+
 def _members(src: Source):
     """(TarInfo, raw size) of each member; long names and PAX records applied."""
     import tarfile
@@ -353,7 +447,7 @@ def _members(src: Source):
         if len(block) < _BLOCK or block == bytes(_BLOCK):
             return
         try:
-            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            info = _parse(block)
         except tarfile.HeaderError as exc:
             raise TarError(f"bad tar header: {exc}") from None
         padded = info.size + (-info.size % _BLOCK)
@@ -417,25 +511,45 @@ def extract(src: Source, dest_fd: int, *, chown=True, rename: tuple[str, str] | 
     expensive thing an overwriting copy does). Not for an overlay, where writing a
     lower file copies all of it up first."""
     dirs: list[tuple[list[str], object]] = []
-    for info in _members(src):
-        info.name = _renamed(info.name, rename)
-        if info.islnk():
-            info.linkname = _renamed(info.linkname, rename)
-        parts = _parts(info.name)
-        if not parts:
+    # the directory the last regular file went into, kept open for the files after it:
+    # a file member never changes which directory a path names (any other kind drops it)
+    held: tuple[list[str] | None, int] = (None, -1)
+    try:
+        for info in _members(src):
+            info.name = _renamed(info.name, rename)
+            if info.islnk():
+                info.linkname = _renamed(info.linkname, rename)
+            parts = _parts(info.name)
+            if not parts:
+                if info.isdir():
+                    _set_attrs(dest_fd, None, info, chown)
+                elif info.isreg():
+                    src.copy_to(-1, info.size + (-info.size % _BLOCK))
+                continue
+            regular = info.isreg()
+            if regular and held[0] == parts[:-1]:
+                parent = held[1]
+            else:
+                if held[1] >= 0:
+                    os.close(held[1])
+                held = (None, -1)
+                parent = _open_parent(dest_fd, parts)
+            try:
+                _place(src, parent, parts[-1], info, dest_fd, chown, no_overwrite_dir_nondir,
+                       in_place)
+            except BaseException:
+                if parent != held[1]:
+                    os.close(parent)
+                raise
+            if regular:
+                held = (parts[:-1], parent)
+            else:
+                os.close(parent)
             if info.isdir():
-                _set_attrs(dest_fd, None, info, chown)
-            elif info.isreg():
-                src.copy_to(-1, info.size + (-info.size % _BLOCK))
-            continue
-        parent = _open_parent(dest_fd, parts)
-        try:
-            _place(src, parent, parts[-1], info, dest_fd, chown, no_overwrite_dir_nondir,
-                   in_place)
-        finally:
-            os.close(parent)
-        if info.isdir():
-            dirs.append((parts, info))
+                dirs.append((parts, info))
+    finally:
+        if held[1] >= 0:
+            os.close(held[1])
     for parts, info in reversed(dirs):  # times after the contents are in
         try:
             parent = _open_parent(dest_fd, parts)

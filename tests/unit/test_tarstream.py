@@ -187,3 +187,78 @@ def test_a_hostile_archive_never_writes_outside_the_destination(tmp_path, member
         _extract(_tar(*members), dest, chown=False, in_place=in_place)
     assert (tmp_path / "a" / "escape").read_bytes() == b"keep"
     assert sorted(os.listdir(tmp_path / "a")) == ["dest", "escape"]
+
+
+def _reference_header(name, st, link="", size=0):
+    """The header tarfile writes for a member (how tarstream made them before)."""
+    info = tarfile.TarInfo(name)
+    info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    info.mtime, info.size = int(st.st_mtime), size
+    kind = stat.S_IFMT(st.st_mode)
+    info.type = (tarfile.LNKTYPE if link and kind == stat.S_IFREG else
+                 {stat.S_IFREG: tarfile.REGTYPE, stat.S_IFDIR: tarfile.DIRTYPE,
+                  stat.S_IFLNK: tarfile.SYMTYPE, stat.S_IFIFO: tarfile.FIFOTYPE,
+                  stat.S_IFCHR: tarfile.CHRTYPE}[kind])
+    info.linkname = link
+    if kind == stat.S_IFCHR:
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def test_headers_are_byte_for_byte_what_tarfile_writes(tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 123)
+    (tmp_path / "d").mkdir()
+    os.symlink("target/" + "t" * 120, tmp_path / "l")
+    os.mkfifo(tmp_path / "p")
+    os.mknod(tmp_path / "c", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    cases = []
+    for owner, mode, mtime in (((0, 0), 0o644, 1_600_000_000), ((65534, 100), 0o4755, 0),
+                               ((3_000_000, 7), 0o1777, 1.5e9 + 0.7),
+                               ((1000, 1000), 0o000, 9_000_000_000)):
+        os.chown(f, *owner)
+        os.chmod(f, mode)
+        os.utime(f, (mtime, mtime))
+        st = os.stat(f)
+        for name in ("f", "a/b/c", "x" * 100, "x" * 101, "ünïcode", "sp ace", "dir/"):
+            cases.append((name, st, "", st.st_size))
+        cases += [("hard", st, "f", 0), ("hard", st, "ü" * 10, 0), ("h", st, "y" * 101, 0)]
+    for entry in ("d", "l", "p", "c"):
+        st = os.lstat(tmp_path / entry)
+        link = os.readlink(tmp_path / entry) if entry == "l" else ""
+        cases += [(entry + ("/" if entry == "d" else ""), st, link, 0), ("long/" * 30, st,
+                                                                         link, 0)]
+    for name, st, link, size in cases:
+        assert tarstream._header(name, st, link, size) == _reference_header(name, st, link,
+                                                                             size), name
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_header_blocks_parse_as_tarfile_parses_them(fmt):
+    infos = []
+    for name, kind, extra in (("f", tarfile.REGTYPE, {}), ("d/", tarfile.DIRTYPE, {}),
+                              ("old-dir/", tarfile.AREGTYPE, {}),
+                              ("p" * 90 + "/" + "n" * 90, tarfile.REGTYPE, {}),
+                              ("s", tarfile.SYMTYPE, {"linkname": "../x"}),
+                              ("c", tarfile.CHRTYPE, {"devmajor": 4, "devminor": 64}),
+                              ("big", tarfile.REGTYPE, {"uid": 2**22, "size": 2**34}),
+                              ("u", tarfile.REGTYPE, {"uname": "user", "gname": "grp"})):
+        info = tarfile.TarInfo(name)
+        info.type, info.mode, info.mtime = kind, 0o2750, 1_234_567_890
+        for key, value in extra.items():
+            setattr(info, key, value)
+        infos.append(info)
+    for info in infos:
+        try:
+            buf = info.tobuf(fmt, "utf-8", "surrogateescape")
+        except ValueError:
+            continue  # not representable in this format
+        for block in {buf[:512], buf[-512:]}:  # an extended header's own header; the last
+            want = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            got = tarstream._parse(block)
+            assert got.get_info() == want.get_info(), info.name
+            assert got.chksum == want.chksum
+    bad = bytearray(infos[0].tobuf(tarfile.USTAR_FORMAT))
+    bad[0] ^= 1
+    with pytest.raises(tarfile.HeaderError):
+        tarstream._parse(bytes(bad))
