@@ -57,6 +57,41 @@ async def _write_all(fd: int, data: bytes) -> None:
                 loop.remove_writer(fd)
 
 
+class _Forked:
+    """The part of asyncio's Process that CpChild uses, for a copy process the fork helper
+    made (not our child: its exit is seen through a pidfd, its status is not ours)."""
+
+    def __init__(self, pid: int, stderr: asyncio.StreamReader) -> None:
+        self.pid, self.stderr, self.returncode = pid, stderr, None
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except OSError:  # gone already
+            self.pidfd, self.returncode = None, 0
+
+    def kill(self) -> None:
+        if self.pidfd is not None and self.returncode is None:
+            import signal
+
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    async def wait(self) -> int:
+        if self.pidfd is not None:
+            loop = asyncio.get_running_loop()
+            gone = loop.create_future()
+            loop.add_reader(self.pidfd, lambda: gone.done() or gone.set_result(None))
+            try:
+                await gone
+            finally:
+                loop.remove_reader(self.pidfd)
+                os.close(self.pidfd)
+                self.pidfd = None
+        self.returncode = 0
+        return 0
+
+
 class CpChild:
     """A running cpchild: its reply reader, the pipe into it, the process."""
 
@@ -113,6 +148,12 @@ class ArchivesMixin:
         if not root.get("pid") and not root.get("dir"):
             scratch = tempfile.mkdtemp(prefix="cp-", dir=self.exec_root)
         request = {**root, **request, "scratch": scratch}
+        helper = getattr(self, "helper", None)
+        if helper is not None:
+            try:
+                return await self._cp_fork(helper, request, stdin, pass_fds, scratch)
+            except OSError:
+                pass  # no helper to ask (it died): a fresh interpreter, as below
         out_r, out_w = _pipe()
         in_r = in_w = None
         if stdin:
@@ -132,6 +173,51 @@ class ArchivesMixin:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                      os.fdopen(out_r, "rb", 0))
         return CpChild(proc, reader, in_w, scratch)
+
+    async def _cp_fork(self, helper, request: dict, stdin: bool, pass_fds: tuple,
+                       scratch: str | None) -> CpChild:
+        """The copy process forked by the fork helper, which has its code loaded."""
+        from knarr.engine import forkhelper
+
+        out_r, out_w = _pipe()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        if stdin:
+            in_r, in_w = _pipe()
+            os.set_blocking(in_w, False)
+        else:
+            in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None
+        try:
+            forkhelper.spawn_copy(helper, json.dumps(request).encode(),
+                                  [in_r, out_w, err_w, *pass_fds])
+        except OSError:
+            for fd in (out_r, err_r, in_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 22)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                     os.fdopen(out_r, "rb", 0))
+        errors = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors),
+                                     os.fdopen(err_r, "rb", 0))
+        line = await reader.readline()
+        try:
+            pid = json.loads(line)["pid"]
+        except (ValueError, KeyError, TypeError):
+            if in_w is not None:
+                os.close(in_w)
+            err = (await errors.read()).decode(errors="replace").strip()[-2000:]
+            if scratch:
+                try:
+                    os.rmdir(scratch)
+                except OSError:
+                    pass
+            raise Unavailable(f"the fork helper made no copy process: {err}") from None
+        return CpChild(_Forked(pid, errors), reader, in_w, scratch)
 
     async def _cp_reply(self, child: CpChild, ref: str, path: str) -> dict:
         reply = await child.reply(f"copy {path} of {ref}")

@@ -201,10 +201,42 @@ def _put(request: dict) -> None:
 
 
 def main() -> None:
-    """Enter the root the request names, then stat, get or put."""
+    """A fresh interpreter's entry: the request is argv[1]."""
     import tarfile  # noqa: F401 - every module must be loaded before chroot leaves it behind
 
-    request = json.loads(sys.argv[1])
+    run(json.loads(sys.argv[1]))
+
+
+def forked(request: dict, fds: list[int]) -> None:
+    """The entry in a child of the fork helper (which has every module loaded): `fds` are
+    its stdin, stdout and stderr, then the client's socket if the request has one. The
+    first line out is {"pid": ...}; then as `main`. Never returns."""
+    import fcntl
+
+    code = 1
+    try:
+        high = [fd if fd > 2 else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]
+        for target, fd in enumerate(high[:3]):
+            os.dup2(fd, target)
+        for fd in set(high[:3]) | set(fds[:3]):
+            if fd > 2:
+                os.close(fd)
+        if len(high) > 3:
+            request["sock_fd"] = high[3]
+        _reply({"pid": os.getpid()})
+        run(request)
+        code = 0
+    except BaseException:  # noqa: BLE001 - told on stderr, as a fresh interpreter would
+        sys.excepthook(*sys.exc_info())
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def run(request: dict) -> None:
+    """Enter the root the request names, then stat, get or put."""
     try:
         if request.get("pid"):
             _enter_pid(request["pid"])

@@ -5,7 +5,10 @@ helper holds only the interpreter, the runtime and the monitor. A monitor is
 then a fork of the helper (its pages shared copy-on-write, frozen from the
 garbage collector so they stay shared) and starting a container never pays a
 new interpreter. Requests arrive on a SOCK_SEQPACKET socket: the path of the
-monitor's parameters, with one end of the daemon's report channel attached.
+monitor's parameters, with one end of the daemon's report channel attached; or a
+`cp` request (JSON, with the copy process's stdin, stdout, stderr and maybe the
+client's socket attached), for which it forks the copy process (`cpchild.forked`):
+a `docker cp` then pays a fork, not an interpreter start and its imports.
 """
 
 import _signal
@@ -15,9 +18,11 @@ import socket
 
 from knarr.engine import monitor_main
 
-__all__ = ["start", "spawn", "restart"]
+__all__ = ["start", "spawn", "spawn_copy", "restart"]
 
 _PR_SET_PDEATHSIG = 1
+_MAX_REQUEST = 1 << 16  # a cp request carries its response head and the root's mounts
+_MAX_FDS = 4
 
 
 def _serve(sock: socket.socket) -> None:
@@ -34,13 +39,19 @@ def _serve(sock: socket.socket) -> None:
     gc.freeze()
     while True:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+            msg, fds, flags, _addr = socket.recv_fds(sock, _MAX_REQUEST, _MAX_FDS)
         except InterruptedError:
             continue
         except OSError:
             os._exit(0)
         if not msg:
             os._exit(0)
+        if msg.startswith(b"{"):
+            if not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                _fork_copy(sock, msg, fds)
+            for fd in fds:
+                os.close(fd)
+            continue
         report = socket.socket(fileno=fds[0]) if fds else None
         _fork_monitor(sock, msg.decode(), report)
         if report is not None:
@@ -59,6 +70,13 @@ def _preload() -> None:
     try:
         _preload_cgroups()
     except Exception:  # noqa: BLE001 - only an optimisation; the tasks look for themselves
+        pass
+    try:  # the copy process's code and everything it needs before its chroot
+        import json  # noqa: F401
+        import tarfile  # noqa: F401
+
+        from knarr.engine import cpchild  # noqa: F401
+    except Exception:  # noqa: BLE001 - only an optimisation
         pass
     from knarr.engine.monitor_warm import warm_up
 
@@ -79,6 +97,25 @@ def _preload_cgroups(root: str = "/sys/fs/cgroup") -> None:
         cgroups.V1Cgroup  # noqa: B018
         cgroups.find_hierarchies(root)
     from knarr.runtime import container, container_delete  # noqa: F401 - teardown's
+
+
+def _fork_copy(sock: socket.socket, msg: bytes, fds: list[int]) -> None:
+    """A copy process for one archive request (the caller closes our copies of `fds`)."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return  # the daemon sees its pipes close without a pid line
+    if pid == 0:
+        try:
+            sock.close()
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+            import json
+
+            from knarr.engine import cpchild
+
+            cpchild.forked(json.loads(msg), fds)
+        finally:
+            os._exit(1)
 
 
 def _fork_monitor(sock: socket.socket, params_path: str, report) -> None:
@@ -116,6 +153,15 @@ def start() -> tuple[socket.socket, int]:
 def spawn(sock: socket.socket, params_path: str, report_fd: int) -> None:
     """Ask the helper for a monitor that reads `params_path` and reports on `report_fd`."""
     socket.send_fds(sock, [params_path.encode()], [report_fd])
+
+
+def spawn_copy(sock: socket.socket, request: bytes, fds: list[int]) -> None:
+    """Ask the helper for a copy process running `request` (JSON) on `fds` (stdin, stdout,
+    stderr and maybe the client's socket); it says its pid first on its stdout."""
+    if len(request) > _MAX_REQUEST or len(fds) > _MAX_FDS:
+        raise OSError(f"a copy request of {len(request)} bytes and {len(fds)} fds is too big "
+                      "for the fork helper")
+    socket.send_fds(sock, [request], fds)
 
 
 def restart() -> tuple[socket.socket, int]:

@@ -254,6 +254,9 @@ def test_cp_never_leaves_the_container_root_through_symlinks(knarrd, tmp_path):
             "rm -rf /w/x; ln -s / /w/x; done")
     cid = client.run("busybox", ["sh", "-c", race])
     try:
+        assert wait_for(lambda: client.request(  # the container's shell has made its files
+            "HEAD", f"/containers/{cid}/archive", query={"path": f"/w/dots{secret}"}
+        ).status == 200)
         for path in (f"/up{secret}", f"/w/dots{secret}", f"/up/../..{secret}"):
             resp = client.request("GET", f"/containers/{cid}/archive", query={"path": path})
             assert resp.status == 200
@@ -292,3 +295,54 @@ def test_cp_never_leaves_the_container_root_through_symlinks(knarrd, tmp_path):
         os.unlink(secret)
         for leftover in os.listdir("/tmp"):
             assert not leftover.startswith(f"pwned-{token}"), leftover
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(p) for p in f.read().split()]
+    return out
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_copy_processes_are_forks_of_the_fork_helper_and_cp_works_without_it(knarrd, tmp_path):
+    """The fork helper forks each copy process (no interpreter start); with the helper
+    gone, a fresh interpreter does the copy as before."""
+    from test_api_support import _UnixConnection
+
+    client = knarrd.client
+    cid = client.run("busybox", ["sleep", "1000"])
+    (tmp_path / "big").write_bytes(os.urandom(8 << 20))
+    assert _knarr(knarrd, "cp", str(tmp_path / "big"), f"{cid}:/big").returncode == 0
+    helpers = [p for p in _children(knarrd.proc.pid)
+               if open(f"/proc/{p}/cmdline", "rb").read() ==
+               open(f"/proc/{knarrd.proc.pid}/cmdline", "rb").read()]
+    assert len(helpers) == 1, helpers
+    before = set(_children(helpers[0]))
+    # a GET whose body is not read: its copy process blocks on the full socket, alive
+    conn = _UnixConnection(client.path, 30)
+    conn.request("GET", client.url(f"/containers/{cid}/archive", {"path": "/big"}))
+    resp = conn.getresponse()
+    assert resp.status == 200
+    copiers = wait_for(lambda: set(_children(helpers[0])) - before)
+    assert copiers, "no copy process under the fork helper"
+    resp.close()
+    conn.close()  # the copy process's next write fails: it ends
+    assert wait_for(lambda: not (set(_children(helpers[0])) & copiers))
+    os.kill(helpers[0], 9)
+    assert wait_for(lambda: _state(helpers[0]) in ("Z", None))
+    done = _knarr(knarrd, "cp", f"{cid}:/big", str(tmp_path / "back"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "back").read_bytes() == (tmp_path / "big").read_bytes()
+    (tmp_path / "small").write_bytes(b"in")
+    assert _knarr(knarrd, "cp", str(tmp_path / "small"), f"{cid}:/small").returncode == 0
+    done = _knarr(knarrd, "cp", f"{cid}:/small", "-")
+    assert tarfile.open(fileobj=io.BytesIO(done.stdout)).extractfile("small").read() == b"in"
