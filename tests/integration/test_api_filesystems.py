@@ -4,10 +4,9 @@ import gzip
 import io
 import json
 import tarfile
-import time
 
 import pytest
-from test_api_support import _UnixConnection, demux, knarrd_fixture  # noqa: F401
+from test_api_support import _UnixConnection, demux, knarrd_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.privileged
 
@@ -63,7 +62,8 @@ def test_archive_out_and_in_running_and_stopped(knarrd):
     client = knarrd.client
     cid = client.run("busybox", ["sh", "-c", "echo inside > /root/f.txt; "
                                  "ln -s /etc /root/escape; sleep 1000"])
-    time.sleep(0.5)
+    assert wait_for(lambda: client.request(  # the container's shell has made both files
+        "HEAD", f"/containers/{cid}/archive", query={"path": "/root/escape"}).status == 200)
     head = client.request("HEAD", f"/containers/{cid}/archive", query={"path": "/root/f.txt"})
     assert head.status == 200
     stat = json.loads(base64.b64decode(head.headers["X-Docker-Container-Path-Stat"]))
