@@ -499,7 +499,7 @@ def _open_parent(dest_fd: int, parts: list[str]) -> int:
 
 
 def extract(src: Source, dest_fd: int, *, chown=True, rename: tuple[str, str] | None = None,
-            no_overwrite_dir_nondir: bool = False, in_place: bool = False) -> None:
+            no_overwrite_dir_nondir: bool = False, in_place=False) -> None:
     """Create every member of the archive under the directory `dest_fd`.
 
     `chown`: True keeps the archive's owners, False leaves them to the caller, a
@@ -509,7 +509,8 @@ def extract(src: Source, dest_fd: int, *, chown=True, rename: tuple[str, str] | 
     as GNU cp does, rather than unlinked and made anew: its blocks are reused, not
     freed (with ext4's discard, freeing a written-back file's blocks is the most
     expensive thing an overwriting copy does). Not for an overlay, where writing a
-    lower file copies all of it up first."""
+    lower file copies all of it up first: there `in_place` is a test(parts, stat) of
+    whether the file there (parts relative to `dest_fd`) may be rewritten."""
     dirs: list[tuple[list[str], object]] = []
     # the directory the last regular file went into, kept open for the files after it:
     # a file member never changes which directory a path names (any other kind drops it)
@@ -535,7 +536,7 @@ def extract(src: Source, dest_fd: int, *, chown=True, rename: tuple[str, str] | 
                 held = (None, -1)
                 parent = _open_parent(dest_fd, parts)
             try:
-                _place(src, parent, parts[-1], info, dest_fd, chown, no_overwrite_dir_nondir,
+                _place(src, parent, parts, info, dest_fd, chown, no_overwrite_dir_nondir,
                        in_place)
             except BaseException:
                 if parent != held[1]:
@@ -616,10 +617,12 @@ def _open_in_place(parent: int, name: str, st, chown) -> int | None:
         return None
 
 
-def _place(src: Source, parent: int, name: str, info, dest_fd: int, chown,
-           no_overwrite_dir_nondir: bool, in_place: bool = False) -> None:
+def _place(src: Source, parent: int, parts: list[str], info, dest_fd: int, chown,
+           no_overwrite_dir_nondir: bool, in_place=False) -> None:
+    name = parts[-1]
     st = _lstat(parent, name)
-    if in_place and st is not None and info.isreg():
+    if in_place and st is not None and info.isreg() and (in_place is True or
+                                                          in_place(parts, st)):
         fd = _open_in_place(parent, name, st, chown)
         if fd is not None:
             try:

@@ -128,8 +128,11 @@ class ArchivesMixin:
         """Where cpchild finds the container's root: its pid, or mounts to make."""
         cid = record["Id"]
         state = self.state(cid)
+        upper = next((o[len("upperdir="):] for m in record["_snapshot"]["mounts"]
+                      if m["type"] == "overlay" for o in m["options"]
+                      if o.startswith("upperdir=")), None)
         if state["Running"] and state["Pid"]:
-            return {"pid": state["Pid"]}
+            return {"pid": state["Pid"], "upper": upper}
         rootfs = os.path.join(self.monitor_dir(cid), "rootfs")
         binds = []
         for m in record.get("Mounts") or []:
@@ -140,7 +143,7 @@ class ArchivesMixin:
                 binds.append({"source": m["Source"], "destination": m["Destination"],
                               "ro": not m["RW"]})
         return {"rootfs": rootfs if os.path.ismount(rootfs) else None,
-                "mounts": record["_snapshot"]["mounts"], "binds": binds}
+                "mounts": record["_snapshot"]["mounts"], "binds": binds, "upper": upper}
 
     async def _cp_start(self, root: dict, request: dict, stdin: bool,
                         pass_fds: tuple = ()) -> CpChild:

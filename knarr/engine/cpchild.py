@@ -180,6 +180,30 @@ def _socket_source(request: dict) -> tarstream.Source:
                                              else None))
 
 
+def _in_upper(upper_fd: int, path: str):
+    """extract's in_place test inside an overlay: a file of the copy's destination may be
+    rewritten in place when it is the upper layer's own (the same inode is at that path
+    of the upper dir, looked up without leaving it); an image's file, which writing
+    would copy up whole first, is replaced."""
+    from knarr import sys as ksys
+
+    base = os.path.realpath(path).strip("/")
+
+    def fits(parts: list[str], st: os.stat_result) -> bool:
+        rel = "/".join([base, *parts] if base else parts)
+        try:
+            fd = ksys.openat2(upper_fd, rel, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
+                              ksys.RESOLVE_IN_ROOT | ksys.RESOLVE_NO_MAGICLINKS)
+        except OSError:
+            return False
+        try:
+            found = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return stat.S_ISREG(found.st_mode) and found.st_ino == st.st_ino
+    return fits
+
+
 def _put(request: dict) -> None:
     path = request["path"]
     source = _socket_source(request) if request.get("sock_fd") else tarstream.Source(fd=0)
@@ -195,8 +219,10 @@ def _put(request: dict) -> None:
         raise
     _reply({"ready": True})
     chown = request.get("chown", True)
+    upper = request.get("upper_fd")
     tarstream.extract(source, fd, chown=tuple(chown) if isinstance(chown, list) else chown,
-                      no_overwrite_dir_nondir=bool(request.get("no_overwrite")))
+                      no_overwrite_dir_nondir=bool(request.get("no_overwrite")),
+                      in_place=_in_upper(upper, path) if upper is not None else False)
     _reply({"ok": True})
 
 
@@ -238,6 +264,11 @@ def forked(request: dict, fds: list[int]) -> None:
 def run(request: dict) -> None:
     """Enter the root the request names, then stat, get or put."""
     try:
+        if request.get("upper") and request.get("op") == "put":  # before the root is entered
+            from knarr import sys as ksys  # noqa: F401 - for _in_upper, after the chroot
+
+            request["upper_fd"] = os.open(request["upper"], os.O_PATH | os.O_DIRECTORY |
+                                          os.O_CLOEXEC)
         if request.get("pid"):
             _enter_pid(request["pid"])
         elif request.get("dir"):

@@ -346,3 +346,27 @@ def test_copy_processes_are_forks_of_the_fork_helper_and_cp_works_without_it(kna
     assert _knarr(knarrd, "cp", str(tmp_path / "small"), f"{cid}:/small").returncode == 0
     done = _knarr(knarrd, "cp", f"{cid}:/small", "-")
     assert tarfile.open(fileobj=io.BytesIO(done.stdout)).extractfile("small").read() == b"in"
+
+
+def test_cp_in_rewrites_the_containers_own_files_in_place_and_replaces_the_images(knarrd,
+                                                                                 tmp_path):
+    client = knarrd.client
+    cid = client.run("busybox", ["sleep", "1000"])
+    pid = client.inspect(cid)["State"]["Pid"]
+    root = f"/proc/{pid}/root"
+    src = tmp_path / "d"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(300_000))
+    (src / "passwd").write_bytes(b"root:x:0:0::/:/bin/sh\n")
+    assert _knarr(knarrd, "cp", f"{src}/.", f"{cid}:/in").returncode == 0
+    (src / "f").write_bytes(b"shorter")
+    with open(f"{root}/in/f", "rb") as held:  # what the first copy made
+        assert _knarr(knarrd, "cp", f"{src}/.", f"{cid}:/in").returncode == 0
+        st = os.fstat(held.fileno())
+        assert (st.st_nlink, st.st_size, st.st_uid) == (1, 7, 0)  # rewritten, not replaced
+        assert held.read() == b"shorter"
+    assert open(f"{root}/in/f", "rb").read() == b"shorter"
+    image_passwd = os.stat(f"{root}/etc/passwd")
+    assert _knarr(knarrd, "cp", str(src / "passwd"), f"{cid}:/etc/passwd").returncode == 0
+    assert open(f"{root}/etc/passwd", "rb").read() == b"root:x:0:0::/:/bin/sh\n"
+    assert os.stat(f"{root}/etc/passwd").st_ino != image_passwd.st_ino
