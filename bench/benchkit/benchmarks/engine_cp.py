@@ -82,3 +82,32 @@ def engine_cp_in(workdir: Path):
     engines, ids, tree = _prepare(workdir)
     return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
         e, "cp", str(tree), f"{ids[e]}:/in")) for e in _engines(engines)]
+
+
+@register(
+    "engine_cp_out_fresh",
+    summary="wall time of `CLI cp C:/tree NEWDIR`, the same tree into a new directory each "
+            "run (docker, knarr)",
+    goals=(Goal(knarr="knarr", peer="docker", max_ratio=0.5),),
+)
+def engine_cp_out_fresh(workdir: Path):
+    """Out of the container into a directory that does not exist yet: nothing to unlink or
+    rewrite, the common case. Every run's copy stays until the benchmark ends (a removal
+    between runs would make the next run pay for the freed blocks and inodes)."""
+    engines, ids, _tree = _prepare(workdir)
+    return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
+        e, "cp", f"{ids[e]}:/tree", str(workdir / "out" / e / f"r{run_id}")))
+        for e in _engines(engines)]
+
+
+@register(
+    "engine_cp_in_fresh",
+    summary="wall time of `CLI cp DIR C:/NEWDIR`, the same tree into a new directory of the "
+            "container each run (docker, knarr)",
+    goals=(Goal(knarr="knarr", peer="docker", max_ratio=0.5),),
+)
+def engine_cp_in_fresh(workdir: Path):
+    """Into a directory of the container that does not exist yet (nothing to rewrite)."""
+    engines, ids, tree = _prepare(workdir)
+    return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
+        e, "cp", str(tree), f"{ids[e]}:/in/r{run_id}")) for e in _engines(engines)]
