@@ -3,6 +3,8 @@
 import calendar
 import time
 
+from knarr.errors import InvalidArgument
+
 __all__ = ["parse_timestamp", "human_duration", "parse_since"]
 
 
@@ -27,7 +29,11 @@ def parse_since(value: str | None, now: float | None = None) -> float | None:
     units = {"s": 1, "m": 60, "h": 3600}
     if value[-1] in units and value[:-1].replace(".", "", 1).isdigit():
         return now - float(value[:-1]) * units[value[-1]]
-    return parse_timestamp(value)
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise InvalidArgument(f"parse time {value!r}: not unix seconds, an RFC 3339 time "
+                              "(2006-01-02T15:04:05Z) or a duration (10m)") from None
 
 
 def human_duration(seconds: float) -> str:

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from knarr.engine import events, jsonlog, stats, timefmt
+from knarr.errors import InvalidArgument
 
 
 def test_json_file_lines_in_dockers_format(tmp_path):
@@ -49,6 +52,9 @@ def test_times():
     assert timefmt.parse_since("1700000000.25") == 1700000000.25
     assert timefmt.parse_since("10m", now=1000.0) == 400.0
     assert timefmt.parse_since(None) is None
+    for bad in (":", "abc", "2026-13-40T00:00:00Z"):  # the API answers 400, not 500
+        with pytest.raises(InvalidArgument, match="parse time"):
+            timefmt.parse_since(bad)
     assert [timefmt.human_duration(s) for s in (0.5, 1, 5, 90, 150, 3600, 7200, 200000)] == [
         "Less than a second", "1 second", "5 seconds", "About a minute", "2 minutes",
         "About an hour", "2 hours", "2 days"]
