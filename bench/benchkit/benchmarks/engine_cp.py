@@ -60,6 +60,14 @@ def _prepare(workdir: Path):
     return engines, ids, tree
 
 
+def _cp_subjects(workdir: Path, paths):
+    """One subject per engine running `CLI cp SRC DST`, where `paths(engine, container id,
+    tree, run_id)` gives SRC and DST."""
+    engines, ids, tree = _prepare(workdir)
+    return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
+        e, "cp", *paths(e, ids[e], tree, run_id))) for e in _engines(engines)]
+
+
 @register(
     "engine_cp_out",
     summary="wall time of `CLI cp C:/tree DIR`, a 298 MiB tree of 2,200 files (docker, knarr)",
@@ -67,9 +75,8 @@ def _prepare(workdir: Path):
 )
 def engine_cp_out(workdir: Path):
     """Out of the container, over the previous copy."""
-    engines, ids, _tree = _prepare(workdir)
-    return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
-        e, "cp", f"{ids[e]}:/tree", str(workdir / "out" / e))) for e in _engines(engines)]
+    return _cp_subjects(workdir, lambda e, cid, tree, run_id: (
+        f"{cid}:/tree", str(workdir / "out" / e)))
 
 
 @register(
@@ -79,9 +86,7 @@ def engine_cp_out(workdir: Path):
 )
 def engine_cp_in(workdir: Path):
     """Into the container, over the previous copy."""
-    engines, ids, tree = _prepare(workdir)
-    return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
-        e, "cp", str(tree), f"{ids[e]}:/in")) for e in _engines(engines)]
+    return _cp_subjects(workdir, lambda e, cid, tree, run_id: (str(tree), f"{cid}:/in"))
 
 
 @register(
@@ -94,10 +99,8 @@ def engine_cp_out_fresh(workdir: Path):
     """Out of the container into a directory that does not exist yet: nothing to unlink or
     rewrite, the common case. Every run's copy stays until the benchmark ends (a removal
     between runs would make the next run pay for the freed blocks and inodes)."""
-    engines, ids, _tree = _prepare(workdir)
-    return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
-        e, "cp", f"{ids[e]}:/tree", str(workdir / "out" / e / f"r{run_id}")))
-        for e in _engines(engines)]
+    return _cp_subjects(workdir, lambda e, cid, tree, run_id: (
+        f"{cid}:/tree", str(workdir / "out" / e / f"r{run_id}")))
 
 
 @register(
@@ -108,6 +111,5 @@ def engine_cp_out_fresh(workdir: Path):
 )
 def engine_cp_in_fresh(workdir: Path):
     """Into a directory of the container that does not exist yet (nothing to rewrite)."""
-    engines, ids, tree = _prepare(workdir)
-    return [engines.subject(e, argv=lambda run_id, e=e: engines.argv(
-        e, "cp", str(tree), f"{ids[e]}:/in/r{run_id}")) for e in _engines(engines)]
+    return _cp_subjects(workdir, lambda e, cid, tree, run_id: (
+        str(tree), f"{cid}:/in/r{run_id}"))
