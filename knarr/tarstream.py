@@ -17,7 +17,7 @@ import os
 import stat
 import struct
 
-__all__ = ["write_tree", "extract", "Source", "TarError", "ustar_header"]
+__all__ = ["write_tree", "extract", "Source", "TarError", "ustar_header", "read_header"]
 
 _BLOCK = 512
 _FLUSH = 1 << 20  # the gathered headers and small files are written out at this size
@@ -397,43 +397,68 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return out
 
 
-def _octal(field: bytes) -> int:
-    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+# name, mode, uid, gid, size, mtime, chksum, type, linkname, (magic, version), uname,
+# gname, devmajor, devminor, prefix, (padding)
+_USTAR_READ = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s12x")
+_USTAR_MAGICS = (b"ustar\0", b"ustar ")
 
 
-def _parse(block: bytes):
-    """The TarInfo of a header block: a POSIX ustar block (what Docker, Go and tarfile
-    write) parsed here, anything else (GNU, v7, base-256 numbers, a signed checksum, an
-    error) by tarfile. The same TarInfo tarfile's frombuf gives."""
+def read_header(buf: bytes, encoding: str = "utf-8", errors: str = "surrogateescape",
+                cls=None):
+    """The TarInfo (of class `cls`, tarfile's by default) that tarfile's `frombuf` makes of
+    a header block, read quicker for the usual header (ustar, pax or GNU magic, number
+    fields in octal, the unsigned checksum, not old-GNU sparse): one struct unpack and a
+    byte sum, where tarfile slices and sums field by field. Any other header, and any
+    field this reading does not accept, goes to tarfile's own `frombuf`, so that the
+    result, or the error, is always tarfile's. Shared by `extract` and the layer
+    extractor (knarr.snapshots.apply)."""
     import tarfile
 
-    if block[257:265] != _MAGIC or block[156:157] == b"S" or any(
-            block[at] & 0x80 for at in (100, 108, 116, 124, 136, 329, 337)):
-        return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    cls = cls or tarfile.TarInfo
+    if len(buf) != tarfile.BLOCKSIZE or buf[257:263] not in _USTAR_MAGICS \
+            or buf[156:157] == tarfile.GNUTYPE_SPARSE:
+        return tarfile.TarInfo.frombuf.__func__(cls, buf, encoding, errors)
+    (name, mode, uid, gid, size, mtime, chksum, type_, linkname, uname, gname,
+     devmajor, devminor, prefix) = _USTAR_READ.unpack(buf)
     try:
-        ok = _octal(block[148:156]) == sum(block) - sum(block[148:156]) + 256
-        mode, uid, gid, size, mtime = (_octal(block[at:at + width]) for at, width in (
-            (100, 8), (108, 8), (116, 8), (124, 12), (136, 12)))
-        devmajor, devminor = _octal(block[329:337]), _octal(block[337:345])
+        chksum = _octal(chksum)
+        if chksum != 256 + sum(buf) - sum(buf[148:156]):
+            raise ValueError("not the unsigned checksum")
+        obj = cls()
+        obj.mode, obj.uid, obj.gid = _octal(mode), _octal(uid), _octal(gid)
+        obj.size, obj.mtime = _octal(size), _octal(mtime)
+        obj.devmajor, obj.devminor = _octal(devmajor), _octal(devminor)
     except ValueError:
-        ok = False
-    if not ok:
-        return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-    info = tarfile.TarInfo(block[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
-    info.mode, info.uid, info.gid, info.size, info.mtime = mode, uid, gid, size, mtime
-    info.chksum, info.type = _octal(block[148:156]), block[156:157]
-    info.linkname = block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-    info.uname = block[265:297].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-    info.gname = block[297:329].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-    info.devmajor, info.devminor = devmajor, devminor
-    if info.type == tarfile.AREGTYPE and info.name.endswith("/"):
-        info.type = tarfile.DIRTYPE
-    if info.type == tarfile.DIRTYPE:
-        info.name = info.name.rstrip("/")
-    prefix = block[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-    if prefix and info.type not in tarfile.GNU_TYPES:
-        info.name = prefix + "/" + info.name
-    return info
+        return tarfile.TarInfo.frombuf.__func__(cls, buf, encoding, errors)
+    obj.chksum = chksum
+    obj.type = type_
+    obj.name = _text(name, encoding, errors)
+    obj.linkname = _text(linkname, encoding, errors)
+    obj.uname = _text(uname, encoding, errors)
+    obj.gname = _text(gname, encoding, errors)
+    if type_ == tarfile.AREGTYPE and obj.name.endswith("/"):
+        obj.type = tarfile.DIRTYPE  # the old V7 form of a directory
+    if obj.isdir():
+        obj.name = obj.name.rstrip("/")
+    prefix = _text(prefix, encoding, errors)
+    if prefix and obj.type not in tarfile.GNU_TYPES:
+        obj.name = prefix + "/" + obj.name
+    return obj
+
+
+def _octal(field: bytes) -> int:
+    """A number field as tarfile reads it when it is octal text; ValueError for anything
+    else (base-256, or text int() reads otherwise than tarfile does), which the caller
+    leaves to tarfile."""
+    if field[0] in (0o200, 0o377):
+        raise ValueError("base-256 number")
+    end = field.find(b"\0")
+    return int((field if end < 0 else field[:end]).strip(b" ") or b"0", 8)
+
+
+def _text(field: bytes, encoding: str, errors: str) -> str:
+    end = field.find(b"\0")
+    return (field if end < 0 else field[:end]).decode(encoding, errors)
 
 
 def _members(src: Source):
@@ -447,7 +472,7 @@ def _members(src: Source):
         if len(block) < _BLOCK or block == bytes(_BLOCK):
             return
         try:
-            info = _parse(block)
+            info = read_header(block)
         except tarfile.HeaderError as exc:
             raise TarError(f"bad tar header: {exc}") from None
         padded = info.size + (-info.size % _BLOCK)

@@ -33,12 +33,12 @@ import hashlib
 import os
 import queue
 import stat
-import struct
 import tarfile
 import threading
 from typing import BinaryIO
 
 from knarr.errors import InvalidArgument
+from knarr.tarstream import read_header
 
 __all__ = ["Applied", "HashingReader", "apply_layer", "WHITEOUT_PREFIX", "OPAQUE_MARKER"]
 
@@ -142,67 +142,15 @@ def apply_layer(target: str, stream: BinaryIO, *, label: str = "layer",
     return Applied(reader.digest(), reader.position, ex.count)
 
 
-# name, mode, uid, gid, size, mtime, chksum, type, linkname, (magic, version), uname,
-# gname, devmajor, devminor, prefix, (padding)
-_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s12x")
-_USTAR_MAGICS = (b"ustar\0", b"ustar ")
-
-
 class _TarInfo(tarfile.TarInfo):
-    """tarfile's TarInfo with a quicker reading of the usual header (ustar, pax or GNU
-    magic, a number field in octal, the unsigned checksum, not old-GNU sparse): one
-    struct unpack and a byte sum, where tarfile slices and sums field by field. Any
-    other header, and any field this reading does not accept, goes to tarfile's own
-    `frombuf`, so that the result, or the error, is always tarfile's."""
+    """tarfile's TarInfo read through knarr.tarstream.read_header (the usual header in one
+    struct unpack, anything else by tarfile's own frombuf)."""
 
     __slots__ = ()
 
     @classmethod
     def frombuf(cls, buf, encoding, errors):  # type: ignore[no-untyped-def]
-        if len(buf) != tarfile.BLOCKSIZE or buf[257:263] not in _USTAR_MAGICS \
-                or buf[156:157] == tarfile.GNUTYPE_SPARSE:
-            return super().frombuf(buf, encoding, errors)
-        (name, mode, uid, gid, size, mtime, chksum, type_, linkname, uname, gname,
-         devmajor, devminor, prefix) = _USTAR.unpack(buf)
-        try:
-            chksum = _octal(chksum)
-            if chksum != 256 + sum(buf) - sum(buf[148:156]):
-                raise ValueError("not the unsigned checksum")
-            obj = cls()
-            obj.mode, obj.uid, obj.gid = _octal(mode), _octal(uid), _octal(gid)
-            obj.size, obj.mtime = _octal(size), _octal(mtime)
-            obj.devmajor, obj.devminor = _octal(devmajor), _octal(devminor)
-        except ValueError:
-            return super().frombuf(buf, encoding, errors)
-        obj.chksum = chksum
-        obj.type = type_
-        obj.name = _text(name, encoding, errors)
-        obj.linkname = _text(linkname, encoding, errors)
-        obj.uname = _text(uname, encoding, errors)
-        obj.gname = _text(gname, encoding, errors)
-        if type_ == tarfile.AREGTYPE and obj.name.endswith("/"):
-            obj.type = tarfile.DIRTYPE  # the old V7 form of a directory
-        if obj.isdir():
-            obj.name = obj.name.rstrip("/")
-        prefix = _text(prefix, encoding, errors)
-        if prefix and obj.type not in tarfile.GNU_TYPES:
-            obj.name = prefix + "/" + obj.name
-        return obj
-
-
-def _octal(field: bytes) -> int:
-    """A number field as tarfile reads it when it is octal text; ValueError for anything
-    else (base-256, or text int() reads otherwise than tarfile does), which the caller
-    leaves to tarfile."""
-    if field[0] in (0o200, 0o377):
-        raise ValueError("base-256 number")
-    end = field.find(b"\0")
-    return int((field if end < 0 else field[:end]).strip(b" ") or b"0", 8)
-
-
-def _text(field: bytes, encoding: str, errors: str) -> str:
-    end = field.find(b"\0")
-    return (field if end < 0 else field[:end]).decode(encoding, errors)
+        return read_header(buf, encoding, errors, cls)
 
 
 def _clean(name: str) -> list[str]:

@@ -255,10 +255,10 @@ def test_header_blocks_parse_as_tarfile_parses_them(fmt):
             continue  # not representable in this format
         for block in {buf[:512], buf[-512:]}:  # an extended header's own header; the last
             want = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-            got = tarstream._parse(block)
+            got = tarstream.read_header(block)
             assert got.get_info() == want.get_info(), info.name
             assert got.chksum == want.chksum
     bad = bytearray(infos[0].tobuf(tarfile.USTAR_FORMAT))
     bad[0] ^= 1
     with pytest.raises(tarfile.HeaderError):
-        tarstream._parse(bytes(bad))
+        tarstream.read_header(bytes(bad))
