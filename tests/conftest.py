@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,41 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI, which must run everything: {reason}"
+
+
+def _orphan_test_bridges() -> list[str]:
+    """Bridges named like a test daemon's (kt + 8 hex digits) that no live process names.
+
+    A test run killed half-way (a timeout, ^C) leaves its daemon's bridge, and with it a
+    /16 of the address pools: left to pile up, they exhaust the pools of later runs.
+    """
+    bridges = [n for n in os.listdir("/sys/class/net") if re.fullmatch(r"kt[0-9a-f]{8}", n)]
+    if not bridges:
+        return []
+    named = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                named.update(f.read().decode(errors="replace").split("\0"))
+        except OSError:
+            pass
+    return [b for b in bridges if b not in named]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_orphan_test_bridges():
+    """Sweep test daemons' bridges that earlier, interrupted runs left, before and after."""
+    if os.geteuid() != 0:
+        yield
+        return
+    _drop_orphans()
+    yield
+    _drop_orphans()
+
+
+def _drop_orphans() -> None:
+    for bridge in _orphan_test_bridges():
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
 
 def make_busybox_rootfs(path: str) -> None:

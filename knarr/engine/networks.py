@@ -117,9 +117,9 @@ class NetworksMixin:
                 return str(net)  # the bridge is there already: keep its subnet
         used = [net for _d, net in routes] + [ipaddress.ip_network(c["Subnet"]) for n in
                                                self.nets.values() for c in n["IPAM"]["Config"]]
-        default = ipaddress.ip_network(_DEFAULT_BRIDGE_SUBNETS)
-        subnet = str(default) if not ipam.overlaps(default, used) else \
-            ipam.pick_subnet(_BRIDGE_FALLBACK_POOL, 16, used)
+        # the fallback pool holds the user networks' pool: a default bridge must not take it
+        used.append(ipaddress.ip_network(self.net_opts["pool"]))
+        subnet = ipam.bridge_subnet(_DEFAULT_BRIDGE_SUBNETS, _BRIDGE_FALLBACK_POOL, used)
         # `ip` rather than netlink here: this runs once, at start-up, where loading
         # pyroute2 on the main thread would delay the daemon's first answer
         import subprocess

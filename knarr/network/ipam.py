@@ -11,7 +11,7 @@ import ipaddress
 from knarr.errors import Conflict, InvalidArgument
 
 __all__ = ["parse_subnet", "default_gateway", "next_free", "check_address", "pick_subnet",
-           "overlaps"]
+           "overlaps", "bridge_subnet"]
 
 
 def parse_subnet(text: str) -> ipaddress.IPv4Network:
@@ -70,3 +70,11 @@ def pick_subnet(pool: str, prefixlen: int, used: list[ipaddress.IPv4Network]) ->
             return str(net)
     raise Conflict("could not find an available, non-overlapping IPv4 address pool among "
                    "the defaults to assign to the network", pool=pool)
+
+
+def bridge_subnet(preferred: str, fallback_pool: str,
+                  used: list[ipaddress.IPv4Network]) -> str:
+    """A default bridge's subnet: `preferred` when it is free, else the first free /16 of
+    `fallback_pool` (`used` holds what must not be taken, the user networks' pool too)."""
+    net = ipaddress.ip_network(preferred)
+    return str(net) if not overlaps(net, used) else pick_subnet(fallback_pool, 16, used)

@@ -8,6 +8,7 @@ namespace of it is left. The bridge and the table are then removed.
 """
 
 import glob
+import hashlib
 import http.client
 import json
 import os
@@ -186,7 +187,9 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
         self.client = Client(self.sock)
         self.ids: set[str] = set()
-        tag = os.urandom(4).hex()
+        # one tag per state root: a test that restarts a daemon on the same roots with a
+        # new Daemon object keeps the one bridge (and teardown removes it)
+        tag = hashlib.sha256(os.path.realpath(base).encode()).hexdigest()[:8]
         self.bridge, self.nft_table = f"kt{tag}", f"knarr_t{tag}"
         self.bridges = {self.bridge}
 

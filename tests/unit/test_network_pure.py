@@ -38,6 +38,14 @@ def test_pick_subnet_skips_what_is_used():
         ipam.pick_subnet("10.118.0.0/24", 24, used)
 
 
+def test_default_bridge_subnet_never_takes_the_user_networks_pool():
+    user_pool = ipaddress.ip_network("10.118.0.0/15")
+    assert ipam.bridge_subnet("10.117.0.0/16", "10.96.0.0/11", [user_pool]) == "10.117.0.0/16"
+    # bridges of other daemons hold 10.96-10.117: the next one skips 10.118-10.119
+    used = [ipaddress.ip_network(f"10.{n}.0.0/16") for n in range(96, 118)] + [user_pool]
+    assert ipam.bridge_subnet("10.117.0.0/16", "10.96.0.0/11", used) == "10.120.0.0/16"
+
+
 def _query(name: str, qtype: int = 1) -> bytes:
     labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
     return struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + labels + b"\0" + \
