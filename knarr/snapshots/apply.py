@@ -53,6 +53,8 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 # Regular files up to this size are created and written by writer threads (see
 # _Writers); bigger ones by the thread reading the archive.
 _HANDED_OFF = 512 << 10
+_UNFINISHED_MODE = 0o600  # of a file created before its fchmod
+_DEFAULT_ACL = "system.posix_acl_default"
 _WRITERS = 2
 _QUEUED = 8  # batches
 _BATCH_FILES = 16
@@ -184,6 +186,14 @@ class _Extractor:
         # fresh target whose root is not, none is until `finish` sets their modes.
         self.born_root = self.as_root and self.fresh and os.getegid() == 0 \
             and not os.fstat(self.root).st_mode & stat.S_ISGID
+        # A regular file is created with its final mode, and needs no fchmod, when
+        # that mode has no special bits and nothing the umask strips, and no default
+        # ACL decides new files' modes instead: in a fresh target every directory is
+        # made here, so none has one unless the target has (checked once) or the
+        # archive gives it one (which turns this off, see `_dir_xattrs`).
+        self.umask = _umask()
+        self.modes_as_made = self.fresh and self.umask is not None \
+            and not _has_default_acl(self.root)
         # Files handed to the writer threads, which may not exist yet: a later
         # entry that looks at one of these names first waits for the writers.
         self.handed: set[str] = set()
@@ -343,37 +353,50 @@ class _Extractor:
             self.reader.seek(member.offset_data)
             data = _read_pieces(self.reader, member.size)
             self.handed.add("/".join(parts))
-            self.writers.submit((self.name, parent, base, data, member, xattrs), member.size)
+            self.writers.submit((self.name, parent, base, data, member, xattrs,
+                                 self._create_mode(member)), member.size)
             return
-        fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent)
+        mode = self._create_mode(member)
+        fd = os.open(base, _FILE_FLAGS, _UNFINISHED_MODE if mode is None else mode,
+                     dir_fd=parent)
         try:
             if member.sparse is not None:
                 _copy(archive.extractfile(member), fd, member.size)
             else:
                 self.reader.seek(member.offset_data)
                 _copy(self.reader, fd, member.size)  # type: ignore[arg-type]
-            self._finish_file(fd, member, xattrs)
+            self._finish_file(fd, member, xattrs, mode)
         finally:
             os.close(fd)
 
+    def _create_mode(self, member: tarfile.TarInfo) -> int | None:
+        """The mode to create a regular file with where that is the mode it will have
+        (see `modes_as_made`); None: create it 0600, `_finish_file` fchmods it."""
+        mode = member.mode & 0o7777
+        if self.modes_as_made and not mode & (0o7000 | self.umask):  # type: ignore[operator]
+            return mode
+        return None
+
     def write_file(self, parent: int, base: str, data: list, member: tarfile.TarInfo,
-                   xattrs: list[tuple[str, bytes]]) -> None:
+                   xattrs: list[tuple[str, bytes]], mode: int | None) -> None:
         """Create and fill a file read earlier (a writer thread's part of `_file`)."""
-        fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent)
+        fd = os.open(base, _FILE_FLAGS, _UNFINISHED_MODE if mode is None else mode,
+                     dir_fd=parent)
         try:
             for piece in data:
                 view = memoryview(piece)
                 while view:
                     view = view[os.write(fd, view):]
-            self._finish_file(fd, member, xattrs)
+            self._finish_file(fd, member, xattrs, mode)
         finally:
             os.close(fd)
 
     def _finish_file(self, fd: int, member: tarfile.TarInfo,
-                     xattrs: list[tuple[str, bytes]]) -> None:
+                     xattrs: list[tuple[str, bytes]], mode: int | None) -> None:
         if not (self.born_root and member.uid == 0 and member.gid == 0):
-            self._own_fd(fd, member)
-        os.fchmod(fd, member.mode & 0o7777)
+            self._own_fd(fd, member)  # a chown leaves the permission bits as they are
+        if mode is None:
+            os.fchmod(fd, member.mode & 0o7777)
         for name, value in xattrs:
             os.setxattr(fd, name, value)
         os.utime(fd, ns=_ns(member))
@@ -385,7 +408,7 @@ class _Extractor:
             pass
         fd = self.dir_fd(parts, create=False)
         self._own_fd(fd, member)
-        self._xattrs_fd(fd, member)
+        self._dir_xattrs(fd, member)
         # Mode and times last: a read-only dir must still take its children,
         # and writing children would change its mtime.
         self.deferred_dirs.append((parts, member))
@@ -465,8 +488,13 @@ class _Extractor:
             out.append((name, value.encode("utf-8", "surrogateescape")))
         return out
 
-    def _xattrs_fd(self, fd: int, member: tarfile.TarInfo) -> None:
+    def _dir_xattrs(self, fd: int, member: tarfile.TarInfo) -> None:
         for name, value in self._xattrs(member):
+            if name == _DEFAULT_ACL and self.modes_as_made:
+                # New files below take their modes from this ACL from now on: the
+                # ones handed off are made first, and later ones get their fchmod.
+                self.settle()
+                self.modes_as_made = False
             os.setxattr(fd, name, value)
 
     def _xattrs_path(self, parent: int, base: str, member: tarfile.TarInfo) -> None:
@@ -576,6 +604,27 @@ def _read_pieces(reader: HashingReader, size: int) -> list:
         pieces.append(piece)
         left -= len(piece)
     return pieces
+
+
+def _has_default_acl(fd: int) -> bool:
+    try:
+        os.getxattr(fd, _DEFAULT_ACL)
+    except OSError as exc:
+        return exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP)
+    return True
+
+
+def _umask() -> int | None:
+    """The process's umask, read without setting it (other threads may be making files
+    meanwhile); None if the kernel does not say."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _proc_path(fd: int) -> str:
