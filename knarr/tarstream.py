@@ -16,6 +16,7 @@ import fcntl
 import os
 import stat
 import struct
+import zlib
 
 __all__ = ["write_tree", "extract", "Source", "TarError", "ustar_header", "read_header"]
 
@@ -397,10 +398,14 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return out
 
 
-# name, mode, uid, gid, size, mtime, chksum, type, linkname, (magic, version), uname,
-# gname, devmajor, devminor, prefix, (padding)
-_USTAR_READ = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s12x")
+# name, (mode, uid, gid), size, mtime, chksum, type, linkname, (magic, version), uname,
+# gname, (devmajor, devminor), prefix, (padding)
+_USTAR_READ = struct.Struct("100s24s12s12s8sc100s8x32s32s16s155s12x")
 _USTAR_MAGICS = (b"ustar\0", b"ustar ")
+# The numbers of (mode, uid, gid) and (devmajor, devminor) fields seen before, by their
+# bytes: an archive's entries mostly share a few of each.
+_KNOWN_NUMBERS: dict[bytes, tuple[int, ...]] = {}
+_KNOWN_MAX = 4096
 
 
 def read_header(buf: bytes, encoding: str = "utf-8", errors: str = "surrogateescape",
@@ -418,16 +423,16 @@ def read_header(buf: bytes, encoding: str = "utf-8", errors: str = "surrogateesc
     if len(buf) != tarfile.BLOCKSIZE or buf[257:263] not in _USTAR_MAGICS \
             or buf[156:157] == tarfile.GNUTYPE_SPARSE:
         return tarfile.TarInfo.frombuf.__func__(cls, buf, encoding, errors)
-    (name, mode, uid, gid, size, mtime, chksum, type_, linkname, uname, gname,
-     devmajor, devminor, prefix) = _USTAR_READ.unpack(buf)
+    (name, ids, size, mtime, chksum, type_, linkname, uname, gname, devices,
+     prefix) = _USTAR_READ.unpack(buf)
     try:
         chksum = _octal(chksum)
-        if chksum != 256 + sum(buf) - sum(buf[148:156]):
+        if chksum != 256 + _byte_sum(buf) - sum(buf[148:156]):
             raise ValueError("not the unsigned checksum")
         obj = cls()
-        obj.mode, obj.uid, obj.gid = _octal(mode), _octal(uid), _octal(gid)
+        obj.mode, obj.uid, obj.gid = _octals(ids)
         obj.size, obj.mtime = _octal(size), _octal(mtime)
-        obj.devmajor, obj.devminor = _octal(devmajor), _octal(devminor)
+        obj.devmajor, obj.devminor = _octals(devices)
     except ValueError:
         return tarfile.TarInfo.frombuf.__func__(cls, buf, encoding, errors)
     obj.chksum = chksum
@@ -444,6 +449,22 @@ def read_header(buf: bytes, encoding: str = "utf-8", errors: str = "surrogateesc
     if prefix and obj.type not in tarfile.GNU_TYPES:
         obj.name = prefix + "/" + obj.name
     return obj
+
+
+def _byte_sum(block: bytes) -> int:
+    """The sum of a 512-byte block's bytes: the low half of the Adler-32 of each half
+    block is 1 + the sum of its bytes (at most 256 * 255, below the modulus 65521)."""
+    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
+
+
+def _octals(fields: bytes) -> tuple[int, ...]:
+    """The 8-byte number fields packed in `fields`, read by `_octal` (remembered)."""
+    known = _KNOWN_NUMBERS.get(fields)
+    if known is None:
+        known = tuple(_octal(fields[i:i + 8]) for i in range(0, len(fields), 8))
+        if len(_KNOWN_NUMBERS) < _KNOWN_MAX:
+            _KNOWN_NUMBERS[fields] = known
+    return known
 
 
 def _octal(field: bytes) -> int:

@@ -71,3 +71,33 @@ def test_odd_number_fields_and_empty_blocks_read_as_tarfile_reads_them():
         _same(bytes(buf))
     for buf in (b"", b"\0" * 512, b"\0" * 100, bytes(base[:511])):
         _same(buf)
+
+
+def test_checksums_of_headers_whose_bytes_sum_past_16_bits_read_as_tarfile_reads_them():
+    # 0xff bytes in every text field: the byte sum goes past 65521, Adler-32's modulus
+    info = tarfile.TarInfo("\udcff" * 100)
+    info.type, info.linkname = tarfile.SYMTYPE, "\udcff" * 100
+    info.uname = info.gname = "\udcff" * 31
+    buf = bytearray(info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape"))
+    assert sum(buf) > 65521
+    _same(bytes(buf))
+    right = int(bytes(buf[148:154]), 8)
+    for wrong in (right - 65521, right + 65521, right - 65521 * 2, right - 1):
+        buf[148:156] = b"%06o\0 " % wrong
+        _same(bytes(buf))
+    for byte in (0, 100, 300, 511):  # the same sum, bytes moved between the halves
+        moved = bytearray(buf)
+        moved[148:156] = b"%06o\0 " % right
+        moved[byte], moved[byte + (256 if byte < 256 else -256)] = 0xff, 0xff
+        _same(bytes(moved))
+
+
+def test_number_fields_read_again_are_read_the_same():
+    base = bytearray(tarfile.TarInfo("f").tobuf(tarfile.USTAR_FORMAT))
+    for mode in (b"0000644\0", b"0000755\0", b"0000644\0", b"   644 \0", b"0000644\0"):
+        for dev in (b"0000001\0", b"\0" * 8, b"0000001\0"):
+            buf = bytearray(base)
+            buf[100:108], buf[329:337] = mode, dev
+            buf[148:156] = b" " * 8
+            buf[148:156] = b"%06o\0 " % sum(buf)
+            _same(bytes(buf))
