@@ -36,6 +36,10 @@ def _serve(sock: socket.socket) -> None:
     ksys.prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)
     _preload()
     gc.collect()
+    try:  # what imports and libseccomp freed: pages every monitor would map and be charged
+        ksys.malloc_trim()
+    except AttributeError:
+        pass
     gc.freeze()
     while True:
         try:
@@ -123,17 +127,10 @@ def _fork_monitor(sock: socket.socket, params_path: str, report) -> None:
         try:
             sock.close()
             _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the monitor reaps its own
-            ksys_prctl_clear()
+            # A monitor outlives the daemon: fork cleared the helper's parent-death signal.
             monitor_main.main(params_path, report)
         finally:
             os._exit(0)
-
-
-def ksys_prctl_clear() -> None:
-    """A monitor outlives the daemon: drop the helper's parent-death signal."""
-    from knarr import sys as ksys
-
-    ksys.prctl(_PR_SET_PDEATHSIG, 0)
 
 
 def start() -> tuple[socket.socket, int]:

@@ -21,7 +21,6 @@ from knarr.engine import health, jsonlog, monitor_io, monitor_tasks
 from knarr.engine.monitor_clients import ClientsMixin
 from knarr.engine.monitor_exec import ExecMixin
 from knarr.engine.monitor_tasks import TaskError
-from knarr.oci.overlay import fit_overlay
 from knarr.runtime import console
 from knarr.runtime.waiting import exit_status_of
 
@@ -137,39 +136,6 @@ class Monitor(ClientsMixin, ExecMixin):
                     self.unclaimed.pop(next(iter(self.unclaimed)))
 
     # -- the container ------------------------------------------------------
-
-    def mount_rootfs(self) -> None:
-        target = os.path.join(self.p["bundle"], "rootfs")
-        os.makedirs(target, exist_ok=True)
-        if os.path.ismount(target):
-            return  # a restart, or a monitor started again over a mounted rootfs
-        for m in self.p["rootfs_mounts"]:
-            if m["type"] == "bind":
-                ksys.mount(m["source"], target, None, ksys.MS_BIND | ksys.MS_REC)
-                if "ro" in m.get("options", []):
-                    ksys.mount(None, target, None,
-                               ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY)
-                continue
-            base, fitted = fit_overlay(m)
-            options = fitted.get("options", [])
-            cwd = os.getcwd()
-            if base:
-                os.chdir(base)
-            try:
-                if self.p.get("auto_remove") and fitted["type"] == "overlay":
-                    # --rm: the upper dir is thrown away at the end, so it need not
-                    # survive a crash; no syncs, and the unmount no longer waits for
-                    # the upper file system's sync (tens of ms on a busy disk).
-                    try:
-                        ksys.mount(fitted.get("source", "overlay"), target, "overlay", 0,
-                                   ",".join([*options, "volatile"]))
-                        continue
-                    except OSError:
-                        pass  # a kernel before 5.10: mount it as any other
-                ksys.mount(fitted.get("source", "overlay"), target, fitted["type"], 0,
-                           ",".join(options))
-            finally:
-                os.chdir(cwd)
 
     def unmount_rootfs(self) -> None:
         target = os.path.join(self.p["bundle"], "rootfs")

@@ -9,6 +9,7 @@ import os
 import socket
 
 from knarr import fastjson
+from knarr.engine import monitor_io
 from knarr.engine.monitor import Monitor
 from knarr.runtime.waiting import become_subreaper
 
@@ -48,8 +49,7 @@ def main(params_path: str, report: socket.socket | None) -> None:
         os.close(devnull)
         os.setsid()
         become_subreaper()
-        with open(params_path, "rb") as f:
-            params = fastjson.loads(f.read())
+        params = fastjson.loads(monitor_io.read_file(params_path))
         os.chdir(params["bundle"])
         code = _serve(params, report)
     except BaseException:  # noqa: BLE001 - kept in monitor.err, next to its socket
@@ -73,7 +73,6 @@ def _serve(params: dict, report: socket.socket | None) -> int:
     mon.setup_signals()
     mon.listen()
     try:
-        mon.mount_rootfs()
         pid = mon.create()
     except BaseException as exc:  # noqa: BLE001 - reported to the daemon
         _report(report, "error", message=str(exc), category=_category(exc))

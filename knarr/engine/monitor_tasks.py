@@ -11,11 +11,13 @@ reparented to it all the same. A child reports one JSON line per step.
 import os
 
 from knarr import fastjson
+from knarr import sys as ksys
 from knarr.engine import users
+from knarr.oci.overlay import fit_overlay
 from knarr.runtime import container as containers
 from knarr.runtime import container_create, container_delete, container_exec, container_start
 
-__all__ = ["TaskError", "fork_task", "read_message", "starter", "exec_child", "teardown",
+__all__ = ["TaskError", "fork_task", "read_message", "mount_rootfs", "starter", "exec_child", "teardown",
            "teardown_here", "delete_here", "oom_killed", "signal_all", "reap_child"]
 
 
@@ -111,7 +113,8 @@ def _resolve_user(p: dict) -> None:
 
 
 def starter(report: int, p: dict, stdio: list[int], console: str | None, go: int) -> None:
-    """Create the container; on "g" from the monitor, start it."""
+    """Mount the rootfs and create the container; on "g" from the monitor, start it."""
+    mount_rootfs(p)
     _use_stdio(stdio)
     _resolve_user(p)
     record = container_create.create(p["runtime_root"], p["id"], p["bundle"],
@@ -123,6 +126,45 @@ def starter(report: int, p: dict, stdio: list[int], console: str | None, go: int
         return  # the monitor gave up on this start; it kills init itself
     container_start.start(p["runtime_root"], p["id"])
     _send(report, started=True)
+
+
+def mount_rootfs(p: dict) -> None:
+    """Mount the container's rootfs (the image's overlay, or a bind) on <bundle>/rootfs.
+
+    In the starter task, not the monitor: the pages this work touches stay out of the
+    long-lived monitor.
+    """
+    target = os.path.join(p["bundle"], "rootfs")
+    os.makedirs(target, exist_ok=True)
+    if os.path.ismount(target):
+        return  # a restart, or a monitor started again over a mounted rootfs
+    for m in p["rootfs_mounts"]:
+        if m["type"] == "bind":
+            ksys.mount(m["source"], target, None, ksys.MS_BIND | ksys.MS_REC)
+            if "ro" in m.get("options", []):
+                ksys.mount(None, target, None,
+                           ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY)
+            continue
+        base, fitted = fit_overlay(m)
+        options = fitted.get("options", [])
+        cwd = os.getcwd()
+        if base:
+            os.chdir(base)
+        try:
+            if p.get("auto_remove") and fitted["type"] == "overlay":
+                # --rm: the upper dir is thrown away at the end, so it need not
+                # survive a crash; no syncs, and the unmount no longer waits for
+                # the upper file system's sync (tens of ms on a busy disk).
+                try:
+                    ksys.mount(fitted.get("source", "overlay"), target, "overlay", 0,
+                               ",".join([*options, "volatile"]))
+                    continue
+                except OSError:
+                    pass  # a kernel before 5.10: mount it as any other
+            ksys.mount(fitted.get("source", "overlay"), target, fitted["type"], 0,
+                       ",".join(options))
+        finally:
+            os.chdir(cwd)
 
 
 def exec_child(report: int, p: dict, process: dict | None, args: list[str] | None,

@@ -3,7 +3,7 @@
 import os
 import shutil
 import socket
-import tempfile
+import time
 
 from knarr import fastjson
 from knarr.engine import monitor_io
@@ -19,7 +19,10 @@ def warm_up(rounds: int = 20) -> None:
     paths for the first time would write to (and so privately copy) the pages of
     every code object on them. Warmed up here, they stay shared with the helper.
     """
-    base = tempfile.mkdtemp(prefix="knarr-warm-")
+    # not tempfile.mkdtemp: tempfile imports random, whose at-fork hook (a reseed, in
+    # Python) would then run in every monitor and task the helper forks
+    base = f"/tmp/knarr-warm-{os.getpid()}-{time.monotonic_ns()}"
+    os.mkdir(base, 0o700)
     cwd = os.getcwd()
     try:
         os.chdir(base)  # the monitor binds its socket relative to its bundle dir

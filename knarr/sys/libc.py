@@ -161,6 +161,12 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 
 
+def malloc_trim() -> None:
+    """Give the C heap's free pages back to the kernel (glibc's malloc_trim(0));
+    AttributeError where the C library has no malloc_trim."""
+    _libc.malloc_trim(c_size_t(0))
+
+
 def sethostname(name: str) -> None:
     """sethostname(2) in the current UTS namespace."""
     raw = name.encode()
