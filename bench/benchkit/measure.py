@@ -8,6 +8,7 @@ filling) falls on every subject alike rather than on whichever ran last.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ class Outcome:
 
     subject: Subject
     samples_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # user + sys of the command's tree
     failure: Failure | None = None
 
     @property
@@ -60,6 +62,7 @@ class Outcome:
             "max": s[-1],
             "mean": statistics.fmean(s),
             "stdev": statistics.stdev(s) if len(s) > 1 else 0.0,
+            "cpu": statistics.median(self.cpu_ms) if self.cpu_ms else 0.0,
         }
 
 
@@ -80,14 +83,17 @@ class RunResult:
     elapsed_ms: float
     returncode: int | None  # None: killed after the timeout
     stderr: str
+    cpu_ms: float = 0.0  # user + sys of the command and the descendants it reaped
 
 
 def run_timed(argv: list[str], timeout: float) -> RunResult:
     """Run argv with no stdin, stdout discarded and stderr kept; time it from spawn to reap.
 
     The command gets its own session so that, after a timeout, the whole process
-    group it made can be killed and not only its first process.
+    group it made can be killed and not only its first process. CPU time is that of
+    the process tree the command waited for: a daemon it talks to is not in it.
     """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter_ns()
     try:
         proc = subprocess.Popen(
@@ -109,7 +115,9 @@ def run_timed(argv: list[str], timeout: float) -> RunResult:
         proc.wait()
         raise
     elapsed = (time.perf_counter_ns() - start) / 1e6
-    return RunResult(elapsed, returncode, err.decode(errors="replace")[-STDERR_KEEP:])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return RunResult(elapsed, returncode, err.decode(errors="replace")[-STDERR_KEEP:], cpu)
 
 
 def _kill_group(pgid: int) -> None:
@@ -154,6 +162,7 @@ def _run_one(o: Outcome, rnd: int, warmups: int, timeout: float, run_id: str) ->
     if result.returncode == 0:
         if rnd >= warmups:
             o.samples_ms.append(result.elapsed_ms)
+            o.cpu_ms.append(result.cpu_ms)
         return
     if rnd < warmups:
         phase, number = "warm-up", rnd + 1

@@ -53,11 +53,12 @@ def table(bench: Benchmark, outcomes: list[Outcome], params: dict, machine: dict
     knarr_names = sorted({r.knarr for r in rows})
     lines = [f"== {bench.name}: {bench.summary}",
              f"   {params['iterations']} iterations after {params['warmups']} warm-ups,"
-             " subjects interleaved; times in ms",
+             " subjects interleaved; times in ms; cpu: median user+sys of the command's"
+             " own process tree (not of a daemon it talks to)",
              f"   host: {machine['cpus']} cpus, 1-min load {params['load_before']:g}"
              f" -> {params['load_after']:g}, cpu steal {params['cpu_steal']:.0%}",
              ""]
-    head = f"{'subject':<16}{'role':<7}{'median':>9}{'p90':>9}{'min':>9}{'max':>9}"
+    head = f"{'subject':<16}{'role':<7}{'median':>9}{'p90':>9}{'min':>9}{'max':>9}{'cpu':>9}"
     head += "".join(f"  {f'{k} / this':>22}" for k in knarr_names)
     lines.append(head)
     for o in outcomes:
@@ -70,8 +71,8 @@ def _row(o: Outcome, rows: list[Ratio], knarr_names: list[str]) -> str:
     start = f"{o.subject.name:<16}{o.subject.role:<7}"
     stats = o.stats()
     if stats is None:
-        return start + f"{_failure_label(o):>36}"
-    cells = "".join(f"{stats[k]:>9.1f}" for k in ("median", "p90", "min", "max"))
+        return start + f"{_failure_label(o):>45}"
+    cells = "".join(f"{stats[k]:>9.1f}" for k in ("median", "p90", "min", "max", "cpu"))
     for k in knarr_names:
         match = [r for r in rows if r.knarr == k and r.peer == o.subject.name]
         cells += f"  {_ratio_cell(match[0]) if match else '':>22}"
@@ -148,6 +149,7 @@ def _subject_json(o: Outcome) -> dict:
                                           else "failed"),
         "stats_ms": o.stats(),
         "samples_ms": [round(x, 3) for x in o.samples_ms],
+        "cpu_samples_ms": [round(x, 3) for x in o.cpu_ms],
         "failure": None if f is None else {
             "phase": f.phase, "number": f.number, "returncode": f.returncode,
             "stderr": f.stderr, "cleanup_error": f.cleanup_error,
