@@ -20,6 +20,7 @@ that reads a layer before it knows where in a chain it goes (load reads an
 archive's layers before its manifest); `commit_extracted` then stacks it.
 """
 
+import errno
 import os
 import queue
 import secrets
@@ -313,6 +314,20 @@ class _ReadAhead(HashingReader):
         self.buffer = memoryview(item)
         self.whole = item
         return True
+
+    def block_at(self, offset: int) -> bytes | None:
+        skip = offset - self.position
+        if 0 <= skip and skip + 512 <= len(self.buffer):
+            return self.buffer[skip:skip + 512].tobytes()
+        return None
+
+    def skip_to(self, offset: int) -> None:
+        skip = offset - self.position
+        if not 0 <= skip <= len(self.buffer):
+            raise OSError(errno.ESPIPE, "nothing at hand to skip")
+        self.buffer = self.buffer[skip:]
+        self.whole = None
+        self.position = offset
 
     def readview(self, n: int) -> memoryview:
         """Up to `n` bytes (fewer at the end of a chunk read ahead; none at the end of

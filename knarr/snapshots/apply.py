@@ -122,6 +122,15 @@ class HashingReader:
         while self.read(_CHUNK):
             pass
 
+    def block_at(self, offset: int) -> bytes | None:
+        """The 512 bytes at `offset` (not before the position) where they are at hand
+        without reading: then `skip_to` can move past them. None: read them."""
+        return None
+
+    def skip_to(self, offset: int) -> None:
+        """Move forward to `offset`, within what `block_at` had at hand."""
+        raise OSError(errno.ESPIPE, "nothing at hand to skip")
+
 
 def apply_layer(target: str, stream: BinaryIO, *, label: str = "layer",
                 max_bytes: int | None = None, writers: int = _WRITERS) -> Applied:
@@ -132,8 +141,8 @@ def apply_layer(target: str, stream: BinaryIO, *, label: str = "layer",
     reader = stream if isinstance(stream, HashingReader) else HashingReader(stream)
     with _Extractor(target, label, max_bytes, reader, writers) as ex:
         try:
-            archive = tarfile.open(fileobj=reader, mode="r:",  # type: ignore[call-overload]
-                                   tarinfo=_TarInfo)
+            archive = _Archive.open(fileobj=reader, mode="r:",  # type: ignore[call-overload]
+                                    tarinfo=_TarInfo)
             for member in archive:
                 ex.entry(member, archive)
         except (tarfile.TarError, EOFError) as exc:
@@ -153,6 +162,47 @@ class _TarInfo(tarfile.TarInfo):
     @classmethod
     def frombuf(cls, buf, encoding, errors):  # type: ignore[no-untyped-def]
         return read_header(buf, encoding, errors, cls)
+
+
+# Entries tarfile reads from their one header block, whose data (regular files only)
+# follows it: tarfile's `_proc_builtin`. Pax headers, GNU long names and sparse files
+# are others.
+_PLAIN_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE,
+                          tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
+                          tarfile.FIFOTYPE))
+_WITH_DATA = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE))
+
+
+class _Archive(tarfile.TarFile):
+    """tarfile's reader, with the usual member taken in fewer steps: when its header block
+    is at hand in the reader (`block_at`) and is a plain entry (`_PLAIN_TYPES`, read by
+    `read_header`) and no global pax header applies, the member is what tarfile's `next`
+    makes of it (offsets, the next member's offset, the pax headers it has: none),
+    without tarfile's seek back, re-read and generic dispatch. Anything else (a header
+    read across a chunk's end, one `read_header` does not take, pax and GNU extensions,
+    the end of the archive, an error) is left to tarfile's own `next`, from the same
+    offset, so the members or the error are tarfile's."""
+
+    def next(self):  # type: ignore[no-untyped-def]
+        if self.firstmember is None and not self.pax_headers and not self.ignore_zeros:
+            offset = self.offset
+            block = self.fileobj.block_at(offset)  # type: ignore[union-attr]
+            if block is not None:
+                try:
+                    info = read_header(block, self.encoding, self.errors, self.tarinfo)
+                except tarfile.HeaderError:
+                    info = None  # tarfile says what is wrong
+                if info is not None and info.type in _PLAIN_TYPES:
+                    self.fileobj.skip_to(offset + tarfile.BLOCKSIZE)  # type: ignore[union-attr]
+                    info.offset = offset
+                    info.offset_data = data = offset + tarfile.BLOCKSIZE
+                    self.offset = data + info._block(info.size) if info.type in _WITH_DATA \
+                        else data
+                    if info.type == tarfile.DIRTYPE:
+                        info.name = info.name.rstrip("/")
+                    self.members.append(info)
+                    return info
+        return super().next()
 
 
 def _clean(name: str) -> list[str]:
