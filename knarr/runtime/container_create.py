@@ -1,5 +1,6 @@
 """create: set up a container from a bundle and leave its init waiting for start."""
 
+import _thread
 import os
 import time
 
@@ -124,7 +125,10 @@ def _spawn(ctx: dict, cgroup: tuple, record: dict, config: dict) -> int:
     # namespace; otherwise stage1 makes the user namespace, is mapped, and forks init.
     direct = "user" not in ns and "time" not in ns
     try:
-        first = _fork_init(child, ctx, ns) if direct else _fork_stage1(parent, child, ctx)
+        if direct:
+            first = _fork_init(child, ctx, ns, cgroup[0])
+        else:
+            first = _fork_stage1(parent, child, ctx)
     finally:
         child.close()
     try:
@@ -134,6 +138,9 @@ def _spawn(ctx: dict, cgroup: tuple, record: dict, config: dict) -> int:
 
 
 def _fork_stage1(parent: Channel, child: Channel, ctx: dict) -> int:
+    # The runtime moves init with a cgroup.procs write, whose first one after a quiet
+    # spell waits for an RCU grace period: start that wait now (cgroups.prime).
+    prime.start()
     pid = os.fork()
     if pid == 0:
         parent.close()
@@ -141,9 +148,12 @@ def _fork_stage1(parent: Channel, child: Channel, ctx: dict) -> int:
     return pid
 
 
-def _fork_init(child: Channel, ctx: dict, ns: dict) -> int:
+def _fork_init(child: Channel, ctx: dict, ns: dict, cgroup) -> int:
     """Fork init as pid 1 of its new (or joined) pid namespace; this process stays in
-    its own. Init makes and joins the other namespaces itself."""
+    its own. Init makes and joins the other namespaces itself, and joins its cgroup:
+    made here first, so that init is born in its v2 directory (see _fork_into)."""
+    cgroup.create()
+    ctx["cgroup"] = cgroup
     if "pid" not in ns:
         return _fork(child, ctx)
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -159,10 +169,33 @@ def _fork_init(child: Channel, ctx: dict, ns: dict) -> int:
 
 
 def _fork(child: Channel, ctx: dict) -> int:
-    pid = os.fork()
+    pid = _fork_into(ctx)
     if pid == 0:
         init.direct(child, ctx)
     return pid
+
+
+def _fork_into(ctx: dict) -> int:
+    """os.fork, the child born in the container's cgroup v2 directory if it has one.
+
+    Init then joins the v1 hierarchies itself through `tasks` (init.join_cgroup):
+    no cgroup.procs write moves it, so no migration lock is taken and no RCU grace
+    period waited for (10-25 ms here, on the path of every create). Where clone3
+    cannot do it (an old kernel, a seccomp filter, another thread running), init
+    writes cgroup.procs itself; ctx["born_in_v2"] tells it which."""
+    v2 = ctx["cgroup"].paths.get("unified")
+    ctx["born_in_v2"] = False
+    if not v2 or _thread._count():
+        return os.fork()
+    fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        ctx["born_in_v2"] = True
+        return ksys.fork_into_cgroup(fd, long_lived=True)
+    except OSError:
+        ctx["born_in_v2"] = False
+        return os.fork()
+    finally:
+        os.close(fd)
 
 
 def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, record: dict,
@@ -176,8 +209,9 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
         record["pid"] = pid  # from here on, a failure kills it (create's _undo)
     cgroup, resources = cgroup
     try:
-        # Made while init (or stage1) makes its namespaces; it waits for "cgroup".
-        cgroup.create()
+        # Configured while init (or stage1) makes its namespaces; it waits for "cgroup".
+        if not direct:
+            cgroup.create()
         cgroup.apply(resources)
     except BaseException:
         if stage1 is not None:
@@ -206,8 +240,9 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
         # waits for "cgroup" before anything that depends on its cgroup (a new cgroup
         # namespace, cgroup mounts, device nodes).
         try:
-            cgroup.add_process(pid)
-            prime.stop()
+            if not direct:  # init joined it itself
+                cgroup.add_process(pid)
+                prime.stop()
             ch.send("cgroup")
         except BaseException:
             _raise_reported(ch)  # init's own error, when that is why it is gone

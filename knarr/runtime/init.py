@@ -14,6 +14,7 @@ import os
 from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument
 from knarr.runtime import hooks, namespaces, process, rootfs, signals
+from knarr.runtime.cgroups import fs
 from knarr.runtime.channel import Channel
 
 __all__ = ["stage1", "direct", "preload"]
@@ -38,6 +39,7 @@ def direct(ch: Channel, ctx: dict) -> None:
     """Run in the runtime's child forked straight into its pid namespace (no user
     namespace): make and join the other namespaces, then be init; never returns."""
     try:
+        join_cgroup(ctx["cgroup"], ctx["born_in_v2"])
         ns = ctx["namespaces"]
         namespaces.join(namespaces.open_paths(
             [(kind, path) for kind, path in namespaces.join_paths(ns) if kind != "pid"]))
@@ -48,6 +50,14 @@ def direct(ch: Channel, ctx: dict) -> None:
         ch.send_error(exc)
         os._exit(1)
     _init(ch, ctx)
+
+
+def join_cgroup(cgroup, born_in_v2: bool) -> None:
+    """Join the container's cgroup (made by the runtime) before any namespace: the v1
+    hierarchies through `tasks`, and v2 through cgroup.procs unless born there."""
+    v2 = cgroup.join_self()
+    if v2 and not born_in_v2:
+        fs.write(v2, "cgroup.procs", 0, doing="add process")
 
 
 def _enter_namespaces(ch: Channel, ctx: dict) -> None:

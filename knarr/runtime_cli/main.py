@@ -97,10 +97,6 @@ def _normalise(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run one knarr-runtime command; exit with its status."""
     argv = sys.argv[1:] if argv is None else argv
-    if _verb_in(argv) in ("run", "create"):
-        from knarr.runtime.cgroups import prime
-
-        prime.start()
     args, parser = _parse(_normalise(argv))
     if args.version:
         print(f"knarr-runtime version {VERSION}\nspec: {SPEC_VERSION}")

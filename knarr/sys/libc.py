@@ -7,6 +7,8 @@ all the calls made here; the few C types needed are declared below the way
 """
 
 import _ctypes
+import _thread
+import errno
 import os
 
 
@@ -290,7 +292,12 @@ def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, resolve: int = 0)
 
 
 CLONE_INTO_CGROUP = 0x200000000
+_CLONE_CHILD_SETTID = 0x01000000
 _SIGCHLD = 17
+# Where glibc keeps a thread's id in its thread descriptor (struct pthread, at
+# pthread_self()): glibc's fork has the kernel write the child's id there
+# (CLONE_CHILD_SETTID), and so does fork_into_cgroup. Checked before each use.
+_TID_OFFSET = {"x86_64": 0x2D0}.get(os.uname().machine)
 
 
 class _CloneArgs(_ctypes.Structure):  # struct clone_args, version 2 (with cgroup)
@@ -314,9 +321,19 @@ class _HeldLibrary(_Library):
 
 
 _held = _HeldLibrary()
+_libc.pthread_self.restype = c_void_p
 
 
-def fork_into_cgroup(cgroup_fd: int) -> int:
+def _tid_field() -> int:
+    """The address of glibc's cached id of the calling thread, when it is known and
+    holds that id now (the main thread's id is the process id); else 0."""
+    if _TID_OFFSET is None or _thread.get_native_id() != os.getpid():
+        return 0
+    address = _libc.pthread_self() + _TID_OFFSET
+    return address if c_int.from_address(address).value == os.getpid() else 0
+
+
+def fork_into_cgroup(cgroup_fd: int, *, long_lived: bool = False) -> int:
     """fork(2) whose child starts in the cgroup v2 directory open at `cgroup_fd`.
 
     clone3(2) with CLONE_INTO_CGROUP: the child is born there, so no write to
@@ -325,10 +342,18 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     os.fork; around the call, the interpreter's own before- and after-fork work, as
     os.fork does it. OSError when the kernel or a seccomp filter refuses (ENOSYS
     before Linux 5.7, E2BIG, EPERM, EBADF...): the caller then forks and moves the
-    child itself. glibc's cached thread id is not updated in the child, which must
-    exec or exit soon, calling only into the kernel (os, knarr.sys) on the way.
+    child itself. The kernel writes the child's thread id where glibc caches it, as
+    glibc's fork has it do; where that place is not known, the child keeps its
+    parent's id there and must exec or exit soon, calling only into the kernel (os,
+    knarr.sys) on the way, or, with `long_lived`, OSError(ENOTSUP) is raised
+    instead. Call it with no other thread running (glibc's fork also takes its
+    malloc and stdio locks around the fork; this does not).
     """
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    tid = _tid_field()
+    if long_lived and not tid:
+        raise OSError(errno.ENOTSUP, "clone3 into cgroup: glibc's thread id not found")
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP | (_CLONE_CHILD_SETTID if tid else 0),
+                      exit_signal=_SIGCHLD, cgroup=cgroup_fd, child_tid=tid)
     _held.PyOS_BeforeFork()
     pid = _held.syscall(c_long(_SYSCALLS["clone3"]), byref(args), c_size_t(sizeof(args)))
     if pid == 0:

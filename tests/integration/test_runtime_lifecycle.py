@@ -137,6 +137,86 @@ def test_exec_without_clone3_into_a_cgroup_moves_itself(runtime, bundle):
     assert pid and _host_cgroups(pid) == _host_cgroups(init)
 
 
+def _in_container_cgroup(pid: int, cid: str) -> bool:
+    lines = _host_cgroups(pid)
+    return bool(lines) and all(line.endswith(f"/knarr/{cid}") for line in lines)
+
+
+def test_init_is_in_the_containers_cgroup_in_every_hierarchy(runtime, bundle):
+    # init is born in the v2 directory (clone3) and joins the v1 ones through `tasks`
+    bundle.args("sleep", "1000").write()
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid, check=True)
+    assert _in_container_cgroup(_state(runtime, cid)["pid"], cid)
+    runtime("delete", "-f", cid, check=True)
+
+
+def test_create_without_clone3_into_a_cgroup_has_init_move_itself(runtime, bundle):
+    # where clone3 is refused, init writes its own cgroup.procs in the v2 directory
+    from knarr import sys as ksys
+    from knarr.runtime import container_create
+
+    bundle.args("sleep", "1000").write()
+    cid = runtime.new_id()
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # patched in a child of ours only, never in the test process
+        code = 1
+        try:
+            os.close(r)
+
+            def refuse(fd, **_):
+                raise OSError(38, "clone3 into cgroup: Function not implemented")
+
+            ksys.fork_into_cgroup = refuse
+            record = container_create.create(runtime.root, cid, bundle.path)
+            os.write(w, str(record["pid"]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        pid = int(f.read() or b"0")
+    assert os.waitpid(child, 0)[1] == 0
+    assert pid and _in_container_cgroup(pid, cid)
+    runtime("delete", "-f", cid, check=True)
+
+
+def test_a_child_forked_into_a_cgroup_has_glibcs_thread_id_right(tmp_path):
+    # fork_into_cgroup(long_lived=True) has the kernel write the child's id where
+    # glibc caches it, as glibc's own fork does: _tid_field finds it there
+    import uuid
+
+    from knarr import sys as ksys
+    from knarr.runtime import cgroups
+    from knarr.sys import libc
+
+    cgroup = cgroups.open_cgroup(f"/knarr-test-{uuid.uuid4().hex[:8]}", "tid")
+    v2 = cgroup.paths.get("unified")
+    assert v2, "no cgroup v2 hierarchy on this host"
+    cgroup.create()
+    try:
+        fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY)
+        r, w = os.pipe()
+        try:
+            pid = ksys.fork_into_cgroup(fd, long_lived=True)
+            if pid == 0:
+                try:
+                    os.write(w, f"{libc._tid_field() != 0} {_host_cgroups(os.getpid())}".encode())
+                finally:
+                    os._exit(0)
+        finally:
+            os.close(fd)
+            os.close(w)
+        with os.fdopen(r, "rb") as f:
+            said = f.read().decode()
+        assert os.waitpid(pid, 0)[1] == 0
+        assert said.startswith("True ") and cgroup.path in said, said
+        assert libc._tid_field() != 0  # and ours is untouched
+    finally:
+        cgroup.destroy()
+
+
 def test_list_shows_containers(runtime, bundle):
     bundle.args("sleep", "1000").write()
     cid = runtime.new_id()

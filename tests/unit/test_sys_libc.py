@@ -54,3 +54,25 @@ def test_importing_knarr_sys_leaves_ctypes_out():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=_REPO)
     assert out.stdout.strip() == "False"
+
+
+def test_tid_field_holds_the_main_threads_id_and_is_not_trusted_elsewhere():
+    import threading
+
+    address = libc._tid_field()
+    assert address and libc.c_int.from_address(address).value == os.getpid()
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(libc._tid_field()))
+    thread.start()
+    thread.join()
+    assert seen == [0]  # another thread's id is not the process's
+
+
+def test_fork_into_cgroup_for_a_long_lived_child_needs_the_tid_field(monkeypatch):
+    monkeypatch.setattr(libc, "_TID_OFFSET", None)
+    try:
+        libc.fork_into_cgroup(-1, long_lived=True)
+    except OSError as exc:
+        assert exc.errno == 95  # ENOTSUP, before any clone3
+    else:
+        raise AssertionError("fork_into_cgroup forked without glibc's thread id")
