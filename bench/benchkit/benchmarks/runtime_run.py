@@ -6,8 +6,9 @@ and every run uses a fresh container id; `run` creates, starts, waits and
 deletes, so a successful run leaves nothing behind.
 
 With KNARR_BENCH_BASELINE=DIR (a checkout of another knarr revision), one more
-subject, knarr@baseline: a launcher as scripts/install-launchers wrote
-it before session 3 (this venv's interpreter, -IS) running DIR's knarr package.
+subject, knarr@baseline: a launcher like this venv's knarr-runtime (the same
+interpreter and flags, its shebang line) running DIR's knarr package, so that
+the two differ only in knarr's code.
 """
 
 from __future__ import annotations
@@ -61,10 +62,21 @@ def runtime_run(workdir: Path) -> list[Subject]:
     baseline = os.environ.get("KNARR_BENCH_BASELINE")
     if baseline:
         launcher = workdir / "knarr-runtime-baseline"
-        launcher.write_text(f"#!{VENV_BIN / 'python'} -IS\nimport sys\n"
+        launcher.write_text(f"{_shebang(KNARR_RUNTIME)}\nimport sys\n"
                             f"sys.path.insert(0, {baseline!r})\n"
                             "from knarr.runtime_cli.main import entry\nentry()\n")
         launcher.chmod(0o755)
         subjects.append(runtime_subject("knarr@baseline", str(launcher), PEER, bundle,
                                         roots / "knarr-runtime-baseline"))
     return subjects
+
+
+def _shebang(launcher: Path) -> str:
+    """The first line of `launcher` (scripts/install-launchers writes it), or this
+    venv's interpreter with -IS when it has none."""
+    try:
+        with open(launcher, "rb") as f:
+            line = f.readline().decode().rstrip("\n")
+    except OSError:
+        line = ""
+    return line if line.startswith("#!") else f"#!{VENV_BIN / 'python'} -IS"
