@@ -1,6 +1,5 @@
 """create: set up a container from a bundle and leave its init waiting for start."""
 
-import _thread
 import os
 import time
 
@@ -185,7 +184,7 @@ def _fork_into(ctx: dict) -> int:
     writes cgroup.procs itself; ctx["born_in_v2"] tells it which."""
     v2 = ctx["cgroup"].paths.get("unified")
     ctx["born_in_v2"] = False
-    if not v2 or _thread._count():
+    if not v2 or not _one_thread():
         return os.fork()
     fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -196,6 +195,16 @@ def _fork_into(ctx: dict) -> int:
         return os.fork()
     finally:
         os.close(fd)
+
+
+def _one_thread() -> bool:
+    """Whether this process runs one thread (clone3 does not take glibc's malloc and
+    stdio locks around the fork, as glibc's fork does; another thread might hold one).
+    The kernel's count: a fork of a threaded process has one, whatever Python says."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, record: dict,

@@ -151,8 +151,13 @@ def test_init_is_in_the_containers_cgroup_in_every_hierarchy(runtime, bundle):
     runtime("delete", "-f", cid, check=True)
 
 
-def test_create_without_clone3_into_a_cgroup_has_init_move_itself(runtime, bundle):
-    # where clone3 is refused, init writes its own cgroup.procs in the v2 directory
+@pytest.mark.parametrize("why", ["refused", "threaded"])
+def test_create_without_clone3_into_a_cgroup_has_init_move_itself(runtime, bundle, why):
+    # where clone3 is refused, or another thread runs (which may hold a lock of
+    # glibc's that only glibc's fork takes care of), init is forked as usual and
+    # writes its own cgroup.procs in the v2 directory
+    import threading
+
     from knarr import sys as ksys
     from knarr.runtime import container_create
 
@@ -168,7 +173,12 @@ def test_create_without_clone3_into_a_cgroup_has_init_move_itself(runtime, bundl
             def refuse(fd, **_):
                 raise OSError(38, "clone3 into cgroup: Function not implemented")
 
-            ksys.fork_into_cgroup = refuse
+            if why == "refused":
+                ksys.fork_into_cgroup = refuse
+            else:
+                ksys.fork_into_cgroup = lambda fd, **_: os._exit(3)  # must not be called
+                stop = threading.Event()
+                threading.Thread(target=stop.wait, daemon=True).start()
             record = container_create.create(runtime.root, cid, bundle.path)
             os.write(w, str(record["pid"]).encode())
             code = 0
