@@ -5,8 +5,8 @@ Docker's frames; raw bytes from the client are the process's stdin.
 """
 
 import _signal
+import _socket
 import os
-import socket
 
 from knarr import fastjson
 from knarr.engine import monitor_io
@@ -20,7 +20,7 @@ _MAX_PENDING = 8 << 20
 class Conn:
     """A client of monitor.sock."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buf = b""
         self.kind = None
@@ -39,8 +39,12 @@ class ClientsMixin:
 
     # -- clients ------------------------------------------------------------
 
+    # The C socket type, not socket.socket: its Python wrapper turns family and type
+    # into enums on every accept, and each enum object it touches costs the monitor a
+    # private copy of a page it would otherwise share with the fork helper.
+
     def listen(self) -> None:
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             os.unlink(monitor_io.MONITOR_SOCK)
         except FileNotFoundError:
@@ -51,7 +55,8 @@ class ClientsMixin:
         self.watch(self.server.fileno(), self._on_accept)
 
     def _on_accept(self, _fd: int) -> None:
-        sock, _ = self.server.accept()
+        fd, _ = self.server._accept()
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
         sock.setblocking(False)
         conn = Conn(sock)
         self.conns[sock.fileno()] = conn
