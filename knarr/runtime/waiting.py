@@ -6,12 +6,10 @@ from knarr import sys as ksys
 
 __all__ = ["become_subreaper", "wait_exit_status", "exit_status_of"]
 
-_PR_SET_CHILD_SUBREAPER = 36
-
 
 def become_subreaper() -> None:
     """Orphaned descendants (a container's init after stage1 exits) become our children."""
-    ksys.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    ksys.set_child_subreaper()
 
 
 def exit_status_of(wait_status: int) -> int:

@@ -163,6 +163,21 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 
 
+# prctl without argtypes: Python ints go as C ints, which libffi widens to the
+# register's 64 bits as the variadic prctl reads them. ctypes' argtypes conversion
+# touches the C types' objects on every call, and a forked monitor (which becomes a
+# subreaper first thing) would pay ~90 KiB of private copies of their pages for it.
+_prctl_ints = _Function(("prctl", _libc))
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants become our children."""
+    if _prctl_ints(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0:
+        err = get_errno()
+        raise OSError(err, f"prctl({_PR_SET_CHILD_SUBREAPER}): {os.strerror(err)}")
+
+
 def malloc_trim() -> None:
     """Give the C heap's free pages back to the kernel (glibc's malloc_trim(0));
     AttributeError where the C library has no malloc_trim."""

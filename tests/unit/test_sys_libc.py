@@ -76,3 +76,15 @@ def test_fork_into_cgroup_for_a_long_lived_child_needs_the_tid_field(monkeypatch
         assert exc.errno == 95  # ENOTSUP, before any clone3
     else:
         raise AssertionError("fork_into_cgroup forked without glibc's thread id")
+
+
+def test_set_child_subreaper_sets_it_as_prctl_reads_it_back():
+    # in a child: the test process itself must not become a subreaper
+    code = ("import ctypes, sys; sys.path.insert(0, sys.argv[1]); from knarr import sys as ksys; "
+            "libc = ctypes.CDLL(None); flag = ctypes.c_int(-1); "
+            "libc.prctl(37, ctypes.byref(flag), 0, 0, 0); before = flag.value; "
+            "ksys.set_child_subreaper(); libc.prctl(37, ctypes.byref(flag), 0, 0, 0); "
+            "print(before, flag.value)")
+    out = subprocess.run([sys.executable, "-I", "-c", code, _REPO], capture_output=True,
+                         text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["0", "1"]
