@@ -398,13 +398,14 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return out
 
 
-# name, (mode, uid, gid), size, mtime, chksum, type, linkname, (magic, version), uname,
-# gname, (devmajor, devminor), prefix, (padding)
-_USTAR_READ = struct.Struct("100s24s12s12s8sc100s8x32s32s16s155s12x")
+# name, (mode, uid, gid), size, mtime, chksum, type, linkname, (magic, version),
+# (uname, gname), (devmajor, devminor), prefix, (padding)
+_USTAR_READ = struct.Struct("100s24s12s12s8sc100s8x64s16s155s12x")
 _USTAR_MAGICS = (b"ustar\0", b"ustar ")
-# The numbers of (mode, uid, gid) and (devmajor, devminor) fields seen before, by their
-# bytes: an archive's entries mostly share a few of each.
+# The numbers of (mode, uid, gid) and (devmajor, devminor) fields, and the (uname, gname)
+# texts, seen before, by their bytes: an archive's entries mostly share a few of each.
 _KNOWN_NUMBERS: dict[bytes, tuple[int, ...]] = {}
+_KNOWN_OWNERS: dict[tuple[bytes, str, str], tuple[str, str]] = {}
 _KNOWN_MAX = 4096
 
 
@@ -423,7 +424,7 @@ def read_header(buf: bytes, encoding: str = "utf-8", errors: str = "surrogateesc
     if len(buf) != tarfile.BLOCKSIZE or buf[257:263] not in _USTAR_MAGICS \
             or buf[156:157] == tarfile.GNUTYPE_SPARSE:
         return tarfile.TarInfo.frombuf.__func__(cls, buf, encoding, errors)
-    (name, ids, size, mtime, chksum, type_, linkname, uname, gname, devices,
+    (name, ids, size, mtime, chksum, type_, linkname, owners, devices,
      prefix) = _USTAR_READ.unpack(buf)
     try:
         chksum = _octal(chksum)
@@ -438,14 +439,13 @@ def read_header(buf: bytes, encoding: str = "utf-8", errors: str = "surrogateesc
     obj.chksum = chksum
     obj.type = type_
     obj.name = _text(name, encoding, errors)
-    obj.linkname = _text(linkname, encoding, errors)
-    obj.uname = _text(uname, encoding, errors)
-    obj.gname = _text(gname, encoding, errors)
+    obj.linkname = _text(linkname, encoding, errors) if linkname[0] else ""
+    obj.uname, obj.gname = _owner_names(owners, encoding, errors)
     if type_ == tarfile.AREGTYPE and obj.name.endswith("/"):
         obj.type = tarfile.DIRTYPE  # the old V7 form of a directory
     if obj.isdir():
         obj.name = obj.name.rstrip("/")
-    prefix = _text(prefix, encoding, errors)
+    prefix = _text(prefix, encoding, errors) if prefix[0] else ""
     if prefix and obj.type not in tarfile.GNU_TYPES:
         obj.name = prefix + "/" + obj.name
     return obj
@@ -464,6 +464,17 @@ def _octals(fields: bytes) -> tuple[int, ...]:
         known = tuple(_octal(fields[i:i + 8]) for i in range(0, len(fields), 8))
         if len(_KNOWN_NUMBERS) < _KNOWN_MAX:
             _KNOWN_NUMBERS[fields] = known
+    return known
+
+
+def _owner_names(fields: bytes, encoding: str, errors: str) -> tuple[str, str]:
+    """The uname and gname fields packed in `fields`, read by `_text` (remembered)."""
+    key = (fields, encoding, errors)
+    known = _KNOWN_OWNERS.get(key)
+    if known is None:
+        known = (_text(fields[:32], encoding, errors), _text(fields[32:], encoding, errors))
+        if len(_KNOWN_OWNERS) < _KNOWN_MAX:
+            _KNOWN_OWNERS[key] = known
     return known
 
 

@@ -454,10 +454,12 @@ class _Extractor:
     def _dir(self, parent: int, parts: list[str], member: tarfile.TarInfo) -> None:
         try:
             os.mkdir(parts[-1], 0o700, dir_fd=parent)
+            made = True
         except FileExistsError:
-            pass
+            made = False  # by an earlier entry, or as a parent: it may have another owner
         fd = self.dir_fd(parts, create=False)
-        self._own_fd(fd, member)
+        if not (made and self.born_root and member.uid == 0 and member.gid == 0):
+            self._own_fd(fd, member)
         self._dir_xattrs(fd, member)
         # Mode and times last: a read-only dir must still take its children,
         # and writing children would change its mtime.

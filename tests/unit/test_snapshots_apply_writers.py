@@ -135,6 +135,21 @@ def test_files_of_root_are_root_s_in_a_setgid_target_too(tmp_path, setgid):
         assert (st.st_uid, st.st_gid) == (0, 0), name
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or os.getegid() != 0, reason="ownership needs root")
+def test_a_directory_made_earlier_takes_the_owner_of_its_last_entry(tmp_path):
+    def owned(entry, uid):
+        entry[0].uid = entry[0].gid = uid
+        return entry
+    data = _tar(owned(_info("a", "dir"), 1000), owned(_info("a", "dir"), 0),  # twice
+                owned(_info("p/c", data=b"x"), 0), owned(_info("p", "dir"), 0),  # a parent first
+                owned(_info("q/c", data=b"x"), 0), owned(_info("q", "dir"), 1000),
+                owned(_info("r", "dir"), 0))
+    apply_layer(str(tmp_path), io.BytesIO(data))
+    for name, uid in (("a", 0), ("p", 0), ("q", 1000), ("r", 0), ("p/c", 0)):
+        st = os.lstat(tmp_path / name)
+        assert (st.st_uid, st.st_gid) == (uid, uid), name
+
+
 def _root(entry):
     info, data = entry
     info.uid = info.gid = 0

@@ -101,3 +101,13 @@ def test_number_fields_read_again_are_read_the_same():
             buf[148:156] = b" " * 8
             buf[148:156] = b"%06o\0 " % sum(buf)
             _same(bytes(buf))
+
+
+def test_owner_names_read_again_are_read_the_same():
+    for uname, gname in (("root", "root"), ("a", "b"), ("root", "root"), ("", "x"),
+                         ("\udcff\udcfe", "g"), ("a", "b"), ("x" * 32, "y" * 31), ("", "")):
+        for link in ("", "target"):
+            info = tarfile.TarInfo("f")
+            info.uname, info.gname, info.linkname = uname, gname, link
+            info.type = tarfile.SYMTYPE if link else tarfile.REGTYPE
+            _same(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
