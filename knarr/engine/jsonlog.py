@@ -115,16 +115,45 @@ def log_files(path: str) -> list[str]:
     return list(reversed(rotated)) + ([path] if os.path.exists(path) else [])
 
 
-def read_entries(path: str) -> list[dict]:
-    """Every entry of a container's log, oldest first."""
+def read_entries(path: str, current=None) -> list[dict]:
+    """Every entry of a container's log, oldest first.
+
+    `current`, the log opened (binary) by the caller, is read instead of `path` and left
+    just after its last whole line: a follower goes on from there, losing nothing that
+    was written in between.
+    """
+    entries = []
+    mine = os.fstat(current.fileno()).st_ino if current is not None else None
+    for name in log_files(path):
+        if current is not None and (name == path or _inode(name) == mine):
+            continue  # rotated after the caller opened it: it is `current`
+        with open(name, "rb") as f:
+            lines = f.read().split(b"\n")
+        entries.extend(_parse(lines))
+    if current is not None:
+        lines = current.read().split(b"\n")
+        if lines[-1]:
+            current.seek(-len(lines[-1]), os.SEEK_CUR)  # a line still being written
+        entries.extend(_parse(lines[:-1]))
+    return entries
+
+
+def _parse(lines: list[bytes]) -> list[dict]:
     import json
 
     entries = []
-    for name in log_files(path):
-        with open(name, "rb") as f:
-            for line in f:
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut short by a crash
+    for line in lines:
+        if not line:
+            continue
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short by a crash
     return entries
+
+
+def _inode(name: str) -> int | None:
+    try:
+        return os.stat(name).st_ino
+    except FileNotFoundError:
+        return None

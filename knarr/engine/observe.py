@@ -50,7 +50,18 @@ class ObserveMixin:
             raise InvalidArgument('configured logging driver does not support reading')
         path = self.log_path(cid)
         wanted = {n for s, n in _STREAMS.items() if (stdout, stderr)[n - 1]}
-        entries = await asyncio.to_thread(jsonlog.read_entries, path)
+        current = None
+        if follow:  # followed from where the reading ends, not from a later end of file
+            try:
+                current = open(path, "rb")  # noqa: SIM115 - closed by _follow
+            except FileNotFoundError:
+                pass
+        try:
+            entries = await asyncio.to_thread(jsonlog.read_entries, path, current)
+        except BaseException:
+            if current is not None:
+                current.close()
+            raise
         entries = [e for e in entries if _in_window(e, since, until)]
         if tail not in ("all", "", None) and int(tail) >= 0:
             entries = entries[-int(tail):] if int(tail) else []
@@ -59,18 +70,14 @@ class ObserveMixin:
             if frame:
                 yield frame
         if not follow or (until is not None and until <= time.time()):
+            if current is not None:
+                current.close()
             return
-        async for frame in self._follow(cid, path, wanted, timestamps, until):
+        async for frame in self._follow(cid, path, wanted, timestamps, until, current):
             yield frame
 
     async def _follow(self, cid: str, path: str, wanted: set, timestamps: bool,
-                      until: float | None):
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
-            f = None
-        if f is not None:
-            f.seek(0, os.SEEK_END)
+                      until: float | None, f=None):
         partial = b""
         while True:
             running = cid in self.links or cid in self.starting

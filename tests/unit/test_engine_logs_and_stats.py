@@ -38,6 +38,27 @@ def test_rotation_keeps_max_file_files(tmp_path):
     assert jsonlog.parse_size("10m") == 10 << 20 and jsonlog.parse_size("1k") == 1024
 
 
+def test_reading_an_open_log_leaves_it_where_a_follower_goes_on(tmp_path):
+    # logs --follow: what is written between the reading and the following is not lost
+    path = str(tmp_path / "c-json.log")
+    log = jsonlog.Writer(path, max_size=300, max_file=2)
+    for i in range(12):
+        log.write("stdout", f"line {i}\n".encode())
+    log.flush()
+    whole = [e["log"] for e in jsonlog.read_entries(path)]
+    assert len(jsonlog.log_files(path)) == 2 and whole[-1] == "line 11\n"
+    entry = json.dumps({"log": "late\n", "stream": "stdout", "time": "t"}).encode() + b"\n"
+    with open(path, "ab") as f:
+        f.write(entry[:10])  # a line still being written
+    with open(path, "rb") as current:
+        entries = jsonlog.read_entries(path, current)
+        assert [e["log"] for e in entries] == whole
+        with open(path, "ab") as f:
+            f.write(entry[10:])
+        assert current.read() == entry
+    log.close()
+
+
 def test_non_utf8_output_is_kept_readable(tmp_path):
     path = str(tmp_path / "c-json.log")
     log = jsonlog.Writer(path)
