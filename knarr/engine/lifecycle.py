@@ -138,14 +138,19 @@ class LifecycleMixin:
         os.makedirs(mdir, mode=0o700, exist_ok=True)
         self.died.discard(cid)
         pending = self.pending_attach.pop(cid, [])
-        params = self._monitor_params(record, wait_go=bool(pending))
         self.ready_volumes(record)
-        netns = await self.net_start(record)
+        # The namespace first; its interfaces, addresses and routes are set up on the
+        # network thread while the monitor forks, mounts and creates the container, which
+        # then waits for "go" (as it does for attaches) until the network is ready.
+        netns, net_made = await self.net_start(record)
+        params = self._monitor_params(record, wait_go=bool(pending) or net_made is not None)
         self.write_json(os.path.join(mdir, "config.json"), self.oci_config(record, netns),
                         durable=False)
         params_path = os.path.join(mdir, "monitor.json")
         with open(params_path, "w") as f:
-            json.dump(params, f)
+            f.write(json.dumps(params))
+        if net_made is not None:
+            await net_made
         ours, theirs = socket.socketpair()
         try:
             try:
@@ -157,26 +162,33 @@ class LifecycleMixin:
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
+        linked = False
         try:
             reply = await _report(reader, cid)
             if reply["kind"] == "created":
+                try:
+                    await self.net_finish(cid)
+                except BaseException:
+                    await _monitor_gives_up(reader, writer)
+                    raise
                 await self._connect_attaches(cid, pending)
                 writer.write(b"go\n")
                 reply = await _report(reader, cid)
+            # the report channel is the container's link from now on (the monitor serves
+            # it as a watch): its events, and its end when the monitor is gone
+            self.links[cid] = asyncio.get_running_loop().create_task(
+                self._link(cid, reader, writer))
+            linked = True
         except TimeoutError:
             raise Unavailable(f"start container {cid}: its monitor did not report within "
                               f"{_START_TIMEOUT:g}s", id=cid) from None
         finally:
-            writer.close()
+            if not linked:
+                writer.close()
             for future in pending:
                 if not future.done():
                     future.set_exception(Conflict(f"Container {cid} is not running", id=cid))
-        linked = await self._attach_link(cid)
         self.publish(cid, "start")
-        if not linked:
-            # The container ran and its monitor finished before the watch could be
-            # opened (hello-world on a cold daemon): nobody else will see its end.
-            await self._monitor_gone(cid)
 
     async def _connect_attaches(self, cid: str, pending: list) -> None:
         for future in pending:
@@ -428,6 +440,16 @@ async def _connect(mdir: str):
     finally:
         os.close(dirfd)
     return await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+
+
+async def _monitor_gives_up(reader, writer) -> None:
+    """No go for a created container: the monitor kills it, cleans up and exits; wait
+    (a while) for its end of the report channel to close."""
+    try:
+        writer.write(b"no\n")
+        await asyncio.wait_for(reader.read(), 30)
+    except (OSError, TimeoutError):
+        pass
 
 
 async def _report(reader, cid: str) -> dict:

@@ -43,6 +43,7 @@ class Monitor(ClientsMixin, ExecMixin):
         self.execs: dict = {}
         self.unclaimed: dict[int, int] = {}  # exit codes of pids not (yet) known
         self.starter: tuple[int, int, int] | None = None
+        self._creating: tuple | None = None  # (console relay, output fds) till create_end
         self.blocked: list = []  # clients whose input waits for the process to read
         self.slow: list = []  # clients with output they have not taken yet
         self.init_pid = 0
@@ -146,7 +147,14 @@ class Monitor(ClientsMixin, ExecMixin):
                 ksys.umount2(target, ksys.MNT_DETACH)
 
     def create(self) -> int:
-        """Create the container (in a task child) with our pipes or a pty as its stdio."""
+        """Create the container (in a task child, which mounts the rootfs first) with our
+        pipes or a pty as its stdio; init's pid."""
+        self.create_begin()
+        return self.create_end()
+
+    def create_begin(self) -> None:
+        """Fork the task child that mounts the rootfs and creates the container; the
+        monitor goes on with its own set-up meanwhile, then `create_end` waits for it."""
         tty = self.p["tty"]
         devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         child = [devnull, devnull, devnull]
@@ -164,9 +172,24 @@ class Monitor(ClientsMixin, ExecMixin):
             pid, report = monitor_tasks.fork_task(monitor_tasks.starter, self.p, child,
                                                   relay.path if relay else None, go_r,
                                                   close=(go_w,))
+        except BaseException:
+            for fd in (*mine, go_w):
+                os.close(fd)
+            if relay:
+                relay.close()
+            raise
+        finally:
             for fd in set(child) | {go_r}:
                 os.close(fd)
-            self.starter = (pid, report, go_w)
+        self.starter = (pid, report, go_w)
+        self._creating = (relay, mine)
+
+    def create_end(self) -> int:
+        """Wait for the child `create_begin` forked to create the container; init's pid."""
+        relay, mine = self._creating
+        self._creating = None
+        _pid, report, _go = self.starter
+        try:
             self.init_pid = monitor_tasks.read_message(report)["pid"]
             if relay:
                 self.master = relay.receive()

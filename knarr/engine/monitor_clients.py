@@ -54,6 +54,15 @@ class ClientsMixin:
         self.server.listen(16)
         self.watch(self.server.fileno(), self._on_accept)
 
+    def adopt_watch(self, sock: socket.socket) -> None:
+        """Serve `sock` (the daemon's report channel, after "started") as a watch client
+        that asked nothing: the daemon reads the container's events on it at once."""
+        sock.setblocking(False)
+        conn = Conn(sock)
+        conn.kind = "watch"
+        self.conns[sock.fileno()] = conn
+        self.watch(sock.fileno(), self._on_conn)
+
     def _on_accept(self, _fd: int) -> None:
         fd, _ = self.server._accept()
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)

@@ -49,6 +49,8 @@ def main(params_path: str, report: socket.socket | None) -> None:
         os.close(devnull)
         os.setsid()
         become_subreaper()
+        if report is not None:  # it came through the helper without close-on-exec
+            os.set_inheritable(report.fileno(), False)
         params = fastjson.loads(monitor_io.read_file(params_path))
         os.chdir(params["bundle"])
         code = _serve(params, report)
@@ -70,10 +72,16 @@ def _keep_traceback() -> None:
 
 def _serve(params: dict, report: socket.socket | None) -> int:
     mon = Monitor(params, report)
-    mon.setup_signals()
-    mon.listen()
     try:
-        pid = mon.create()
+        # the task child mounts the rootfs and creates the container while we set up
+        mon.create_begin()
+        try:
+            mon.setup_signals()
+            mon.listen()
+        except BaseException:
+            _abandon_create(mon)
+            raise
+        pid = mon.create_end()
     except BaseException as exc:  # noqa: BLE001 - reported to the daemon
         _report(report, "error", message=str(exc), category=_category(exc))
         mon.state.update(Error=str(exc), ExitCode=127 if "not found" in str(exc) else 126)
@@ -98,10 +106,23 @@ def _serve(params: dict, report: socket.socket | None) -> int:
         return 1
     _report(report, "started", pid=pid, monitor=os.getpid())
     if report is not None:
-        report.close()
+        mon.adopt_watch(report)  # the daemon's link from here on: no connect, no request
     mon.run()
     mon.flush_all(1.0)
     return 0
+
+
+def _abandon_create(mon: Monitor) -> None:
+    """Our own set-up failed while the task child created the container: kill its init."""
+    try:
+        mon.create_end()
+    except BaseException:  # noqa: BLE001 - nothing made, nothing to kill
+        return
+    mon._end_starter()
+    try:
+        os.kill(mon.init_pid, _signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _wait_go_serving(mon: Monitor, report: socket.socket) -> bool:

@@ -62,6 +62,8 @@ class NetAttachMixin:
         # random, and a container's own start waits for its own teardown (same netns path).
         self.net_teardown_thread = concurrent.futures.ThreadPoolExecutor(1, "net-teardown")
         self.net_teardowns: dict[str, asyncio.Future] = {}
+        # set-ups under way (net_start began them, net_finish ends them): (future, began)
+        self.net_attaching: dict[str, tuple[asyncio.Future, float]] = {}
         self._net_local = threading.local()
         self._host_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.net_thread.submit(self._t_init)
@@ -112,18 +114,22 @@ class NetAttachMixin:
 
     # -- start ------------------------------------------------------------------
 
-    async def net_start(self, record: dict) -> str | None:
-        """Set up the container's network; the namespace path for its OCI config
-        (None: the runtime makes an empty one, or the host's is shared)."""
+    async def net_start(self, record: dict) -> tuple[str | None, asyncio.Future | None]:
+        """Begin the container's network: (the namespace path for its OCI config, or None
+        when the runtime makes an empty one or the host's is shared; a future done once
+        that namespace exists, or None when there is nothing to wait for).
+
+        The interfaces, addresses, routes and ports are set up after the namespace, on the
+        network thread, while the container is being created: `net_finish` waits for them.
+        """
         host = record["HostConfig"]
         kind = network_mode_kind(host.get("NetworkMode") or "default")
         if kind == "container":
-            return self._joined_netns(host["NetworkMode"].partition(":")[2])
+            return self._joined_netns(host["NetworkMode"].partition(":")[2]), None
         wanted = record.get("_networks") or {}
         if kind != "network" or not wanted:
-            return None
+            return None, None
         cid = record["Id"]
-        began = time.perf_counter()
         if cid in self.sandboxes:
             await self.net_stop(cid)
         if cid in self.net_teardowns:
@@ -137,14 +143,36 @@ class NetAttachMixin:
             sandbox = {"path": path, "ports": ports, "dns": _upstream(host)}
             self.sandboxes[cid] = sandbox
             self.netstore.put_sandbox(cid, sandbox)
-            socks = await self._net_call(self._t_attach, path, True, endpoints, ports)
+            # before the runtime bind-mounts it: a rename later would not reach the container
+            self._write_hosts(record, endpoints[0]["IPAddress"])
+        except BaseException:
+            await self.net_stop(cid)
+            raise
+        loop = asyncio.get_running_loop()
+        made = loop.create_future()
+        made.add_done_callback(_retrieved)  # its error is the set-up's too, raised from there
+
+        def namespace_made(exc: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, made, exc)
+
+        self.net_attaching[cid] = (loop.run_in_executor(
+            self.net_thread, self._t_attach, path, True, endpoints, ports, namespace_made),
+            time.perf_counter())
+        return path, made
+
+    async def net_finish(self, cid: str) -> None:
+        """Wait for the set-up `net_start` began; a failure releases the network and is
+        raised."""
+        attaching, began = self.net_attaching.pop(cid, (None, 0.0))
+        if attaching is None:
+            return
+        try:
+            socks = await attaching
         except BaseException:
             await self.net_stop(cid)
             raise
         self._serve_dns(cid, socks)
-        self._write_hosts(record, endpoints[0]["IPAddress"])
         log.debug("network of %s set up in %.1f ms", cid[:12], (time.perf_counter() - began) * 1e3)
-        return path
 
     def _joined_netns(self, ref: str) -> str:
         try:
@@ -282,21 +310,41 @@ class NetAttachMixin:
             firewall.set_networks(self.net_opts["nft_table"], rules)
             self.net_rules = rules
 
-    def _t_attach(self, path: str, new: bool, endpoints: list[dict], ports: list[dict]):
-        from knarr.network import firewall, links
+    def _t_attach(self, path: str, new: bool, endpoints: list[dict], ports: list[dict],
+                  made=None):
+        """Give the namespace at `path` (made first if `new`; `made(None or the error)`
+        then says so) its endpoints' interfaces and its ports."""
+        from knarr.network import firewall, links, netns
 
-        self._t_prepare(endpoints)
+        if new:
+            try:
+                self._t_init()
+                with netns.Entered(self._host_ns, path, create=True):
+                    pass
+            except BaseException as exc:
+                if made is not None:
+                    made(exc)
+                raise
+            if made is not None:
+                made(None)
         socks = []
-        for ep in endpoints:
-            spec = {"ifname": ep["_ifname"], "veth": ep["_veth"], "bridge": ep["_bridge"],
-                    "ip": ep["IPAddress"], "prefixlen": ep["IPPrefixLen"],
-                    "gateway": ep["Gateway"] if ep["_route"] else None,
-                    "mac": ep["MacAddress"], "mtu": ep["_mtu"]}
-            sock = links.attach(self._nl, self._host_ns, path, new, spec, ep["_dns"])
-            new = False
-            if sock is not None:
-                socks.append(sock)
-        firewall.add_ports(self.net_opts["nft_table"], ports)
+        try:
+            self._t_prepare(endpoints)
+            for ep in endpoints:
+                spec = {"ifname": ep["_ifname"], "veth": ep["_veth"], "bridge": ep["_bridge"],
+                        "ip": ep["IPAddress"], "prefixlen": ep["IPPrefixLen"],
+                        "gateway": ep["Gateway"] if ep["_route"] else None,
+                        "mac": ep["MacAddress"], "mtu": ep["_mtu"]}
+                sock = links.attach(self._nl, self._host_ns, path, False, spec, ep["_dns"],
+                                    lo_up=new)
+                new = False
+                if sock is not None:
+                    socks.append(sock)
+            firewall.add_ports(self.net_opts["nft_table"], ports)
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
         return socks
 
     def _t_teardown(self, path: str | None, veths: list[str], ports: list[dict]) -> None:
@@ -350,6 +398,11 @@ class NetAttachMixin:
     async def net_stop(self, cid: str) -> None:
         """Release a container's addresses and ports and tear its namespace down
         (in the background: the next start does not wait for it)."""
+        attaching, _began = self.net_attaching.pop(cid, (None, 0.0))
+        if attaching is not None:  # a start that failed half-way: let its set-up end first
+            done = await asyncio.gather(attaching, return_exceptions=True)
+            for sock in done[0] if isinstance(done[0], list) else []:
+                sock.close()
         for transport in self.net_dns.pop(cid, []):
             transport.close()
         sandbox = self.sandboxes.pop(cid, None)
@@ -537,6 +590,19 @@ class NetAttachMixin:
         self.save_record(record)
         self.events.publish("network", "disconnect", doc["Id"],
                             {"container": cid, "name": doc["Name"], "type": "bridge"})
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _settle(future: asyncio.Future, exc: BaseException | None) -> None:
+    if not future.done():
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)
 
 
 def _endpoint_config(config: dict, doc: dict) -> dict:

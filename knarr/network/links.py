@@ -77,8 +77,9 @@ def dns_socket() -> socket.socket:
 
 
 def attach(host: Netlink, host_fd: int, path: str, new: bool, endpoint: dict,
-           want_dns: bool) -> socket.socket | None:
-    """Make the namespace at `path` (if `new`) and give it an interface on a bridge.
+           want_dns: bool, lo_up: bool = False) -> socket.socket | None:
+    """Make the namespace at `path` (if `new`) and give it an interface on a bridge;
+    its loopback is brought up too if `new` or `lo_up` (a namespace made just before).
 
     `endpoint`: {ifname, veth, bridge, ip, prefixlen, gateway (None: no default
     route), mac, mtu}. Returns the DNS socket if `want_dns`.
@@ -87,7 +88,7 @@ def attach(host: Netlink, host_fd: int, path: str, new: bool, endpoint: dict,
     with netns.Entered(host_fd, path, create=new):
         inner = Netlink()
         try:
-            if new:
+            if new or lo_up:
                 inner.set_link("lo", up=True)
             inner.add_veth(endpoint["ifname"], endpoint["veth"], host_fd, endpoint["mtu"],
                            endpoint["mac"])
