@@ -42,6 +42,7 @@ class Monitor(ClientsMixin, ExecMixin):
         self.conns: dict = {}  # fd -> monitor_clients.Conn
         self.execs: dict = {}
         self.unclaimed: dict[int, int] = {}  # exit codes of pids not (yet) known
+        self.ending_tasks: set[int] = set()  # task children the loop reaps when they end
         self.starter: tuple[int, int, int] | None = None
         self._creating: tuple | None = None  # (console relay, output fds) till create_end
         self.blocked: list = []  # clients whose input waits for the process to read
@@ -131,6 +132,8 @@ class Monitor(ClientsMixin, ExecMixin):
                 self._container_exited(exit_status_of(status))
             elif pid in self.execs:
                 self._exec_exited(self.execs.pop(pid), exit_status_of(status))
+            elif pid in self.ending_tasks:
+                self.ending_tasks.discard(pid)
             else:
                 self.unclaimed[pid] = exit_status_of(status)
                 while len(self.unclaimed) > 64:
@@ -209,22 +212,37 @@ class Monitor(ClientsMixin, ExecMixin):
             self.watch(fd, self._on_output)
         return self.init_pid
 
-    def _end_starter(self) -> None:
+    def _end_starter(self, wait: bool = True) -> None:
         if self.starter is not None:
             pid, report, go = self.starter
             self.starter = None
             os.close(go)
             os.close(report)
-            monitor_tasks.reap_child(pid)
+            if wait:
+                monitor_tasks.reap_child(pid)
+            else:
+                self.reap_later(pid)
+
+    def reap_later(self, pid: int) -> None:
+        """A task child that said all it had to: the loop reaps it when it has exited
+        (its exit, an address space torn down, need not hold us up)."""
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done == 0:
+            self.ending_tasks.add(pid)
 
     def start(self) -> None:
         """Let the created container's process run."""
         _pid, report, go = self.starter
+        ok = False
         try:
             os.write(go, b"g")
             monitor_tasks.read_message(report)
+            ok = True
         finally:
-            self._end_starter()
+            self._end_starter(wait=not ok)
         self.started_at = time.time()
         self.state.update(Status="running", Running=True, Paused=False, Restarting=False,
                           OOMKilled=False, Dead=False, Pid=self.init_pid, ExitCode=0, Error="",

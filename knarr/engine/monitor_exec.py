@@ -62,9 +62,12 @@ class ExecMixin:
             to_close = []
             try:
                 target = monitor_tasks.read_message(report)["pid"]
-            finally:
+            except BaseException:
                 os.close(report)
                 monitor_tasks.reap_child(pid)
+                raise
+            os.close(report)
+            self.reap_later(pid)
             master = None
             if relay:
                 master = relay.receive()
