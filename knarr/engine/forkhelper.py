@@ -4,7 +4,9 @@ The daemon forks it first thing, before it imports asyncio or the API, so the
 helper holds only the interpreter, the runtime and the monitor. A monitor is
 then a fork of the helper (its pages shared copy-on-write, frozen from the
 garbage collector so they stay shared) and starting a container never pays a
-new interpreter. Requests arrive on a SOCK_SEQPACKET socket: the path of the
+new interpreter. After a moment idle (_SPARE_AFTER) the helper forks a spare, which
+waits for the next monitor request and becomes that monitor: a start then finds its
+monitor forked already. Requests arrive on a SOCK_SEQPACKET socket: the path of the
 monitor's parameters, with one end of the daemon's report channel attached; or a
 `cp` request (JSON, with the copy process's stdin, stdout, stderr and maybe the
 client's socket attached), for which it forks the copy process (`cpchild.forked`):
@@ -14,6 +16,7 @@ a `docker cp` then pays a fork, not an interpreter start and its imports.
 import _signal
 import gc
 import os
+import select
 import socket
 
 from knarr.engine import monitor_main
@@ -23,6 +26,8 @@ __all__ = ["start", "spawn", "spawn_copy", "restart"]
 _PR_SET_PDEATHSIG = 1
 _MAX_REQUEST = 1 << 16  # a cp request carries its response head and the root's mounts
 _MAX_FDS = 4
+_SPARE_AFTER = 0.05  # seconds idle before a spare monitor is forked
+_spare: socket.socket | None = None  # our end of the spare monitor's request channel
 
 
 def _serve(sock: socket.socket) -> None:
@@ -41,7 +46,11 @@ def _serve(sock: socket.socket) -> None:
     except AttributeError:
         pass
     gc.freeze()
+    global _spare
     while True:
+        if _spare is None and not select.select([sock], [], [], _SPARE_AFTER)[0]:
+            _spare = _fork_spare(sock)  # idle a moment: the next start's monitor, forked now
+            continue
         try:
             msg, fds, flags, _addr = socket.recv_fds(sock, _MAX_REQUEST, _MAX_FDS)
         except InterruptedError:
@@ -56,10 +65,62 @@ def _serve(sock: socket.socket) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        report = socket.socket(fileno=fds[0]) if fds else None
-        _fork_monitor(sock, msg.decode(), report)
-        if report is not None:
-            report.close()
+        if not _hand_to_spare(msg, fds):
+            report = socket.socket(fileno=fds[0]) if fds else None
+            _fork_monitor(sock, msg.decode(), report)
+            if report is not None:
+                report.close()
+        else:
+            for fd in fds:
+                os.close(fd)
+
+
+def _hand_to_spare(msg: bytes, fds: list[int]) -> bool:
+    """Give a monitor request to the spare, if there is one; whether it took it."""
+    global _spare
+    if _spare is None:
+        return False
+    spare, _spare = _spare, None
+    try:
+        socket.send_fds(spare, [msg], fds)
+        return True
+    except OSError:  # it died (killed?): fork one as before
+        return False
+    finally:
+        spare.close()
+
+
+def _fork_spare(sock: socket.socket) -> socket.socket | None:
+    """A child that waits for one monitor request and then is that monitor: the fork (a
+    few ms of a start otherwise) is done before the start asks for it. It dies with us."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    helper = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
+    if pid == 0:
+        try:
+            sock.close()
+            ours.close()
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the monitor reaps its own
+            from knarr import sys as ksys
+
+            ksys.prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)
+            if os.getppid() != helper:
+                os._exit(0)  # the helper died before the line above
+            msg, fds, _flags, _addr = socket.recv_fds(theirs, _MAX_REQUEST, _MAX_FDS)
+            theirs.close()
+            if msg:
+                ksys.prctl(_PR_SET_PDEATHSIG, 0)  # a monitor outlives the daemon
+                report = socket.socket(fileno=fds[0]) if fds else None
+                monitor_main.main(msg.decode(), report)
+        finally:
+            os._exit(0)
+    theirs.close()
+    return ours
 
 
 def _preload() -> None:
@@ -111,7 +172,7 @@ def _fork_copy(sock: socket.socket, msg: bytes, fds: list[int]) -> None:
         return  # the daemon sees its pipes close without a pid line
     if pid == 0:
         try:
-            sock.close()
+            _close_channels(sock)
             _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
             import json
 
@@ -125,12 +186,19 @@ def _fork_copy(sock: socket.socket, msg: bytes, fds: list[int]) -> None:
 def _fork_monitor(sock: socket.socket, params_path: str, report) -> None:
     if os.fork() == 0:
         try:
-            sock.close()
+            _close_channels(sock)
             _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the monitor reaps its own
             # A monitor outlives the daemon: fork cleared the helper's parent-death signal.
             monitor_main.main(params_path, report)
         finally:
             os._exit(0)
+
+
+def _close_channels(sock: socket.socket) -> None:
+    """In a child: the helper's request channel and its spare's are not ours."""
+    sock.close()
+    if _spare is not None:
+        _spare.close()
 
 
 def start() -> tuple[socket.socket, int]:
