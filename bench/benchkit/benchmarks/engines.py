@@ -56,14 +56,26 @@ def _must(argv: list[str], timeout: float = 60) -> str:
     return done.stdout.strip()
 
 
+def _interpreter_of(launcher: Path) -> str:
+    """The interpreter of one of this venv's launchers (install-launchers may give the CLI
+    the distribution's python rather than the venv's), or the venv's."""
+    try:
+        first = launcher.read_text().split("\n", 1)[0]
+    except OSError:
+        first = ""
+    return first[2:].split()[0] if first.startswith("#!") and first[2:].split() else \
+        str(VENV_BIN / "python")
+
+
 def baseline_launchers(source: str, bin_dir: Path) -> tuple[str, str]:
     """knarrd and knarr launchers (as scripts/install-launchers writes them) running the
-    knarr package of `source`, another checkout, with this venv's interpreter."""
+    knarr package of `source`, another checkout, with the interpreters this venv's own
+    knarrd and knarr launchers use (the same for both subjects)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, module in (("knarrd", "knarr.daemon.main"), ("knarr", "knarr.cli.main")):
         path = bin_dir / name
-        path.write_text(f"#!{VENV_BIN / 'python'} -IS\nimport sys\n"
+        path.write_text(f"#!{_interpreter_of(VENV_BIN / name)} -IS\nimport sys\n"
                         f"sys.path.insert(0, {source!r})\nfrom {module} import entry\nentry()\n")
         path.chmod(0o755)
         paths.append(str(path))
