@@ -54,7 +54,7 @@ class ClientsMixin:
         self.server.listen(16)
         self.watch(self.server.fileno(), self._on_accept)
 
-    def adopt_watch(self, sock: socket.socket) -> None:
+    def adopt_watch(self, sock: _socket.socket) -> None:
         """Serve `sock` (the daemon's report channel, after "started") as a watch client
         that asked nothing: the daemon reads the container's events on it at once."""
         sock.setblocking(False)
