@@ -12,25 +12,31 @@ __all__ = ["Container", "load"]
 class Container:
     """One container under a state root, as the kernel sees it now."""
 
-    def __init__(self, root: str, record: dict) -> None:
+    def __init__(self, root: str, record: dict, cgroup: cgroups.Cgroup | None = None) -> None:
         self.root = root
         self.record = record
         self.id = record["id"]
-        self.cgroup = cgroups.open_cgroup(record.get("cgroups_path"), self.id)
+        self.cgroup = cgroup or cgroups.open_cgroup(record.get("cgroups_path"), self.id)
 
     @property
     def pid(self) -> int:
         return self.record["pid"]
 
     def status(self) -> str:
-        """created, running, paused or stopped, worked out from the kernel."""
-        frozen = None
-        if self.cgroup.exists():
-            try:
-                frozen = self.cgroup.is_frozen()
-            except (OSError, KnarrError):  # the cgroup went away between the two reads
-                frozen = None
-        return state.status_of(self.root, self.record, frozen)
+        """created, running, paused or stopped, worked out from the kernel (the
+        freezer is read only when init runs: it tells running from paused)."""
+        status = state.status_of(self.root, self.record)
+        if status == state.Status.RUNNING and self._frozen():
+            return state.Status.PAUSED
+        return status
+
+    def _frozen(self) -> bool:
+        if not self.cgroup.exists():
+            return False
+        try:
+            return self.cgroup.is_frozen()
+        except (OSError, KnarrError):  # the cgroup went away between the two reads
+            return False
 
     def oci_state(self) -> dict:
         """The OCI state document."""

@@ -20,7 +20,7 @@ from knarr.runtime import (
 from knarr.runtime.cgroups import prime
 from knarr.runtime.channel import Channel, pair
 
-__all__ = ["create", "load_bundle"]
+__all__ = ["create", "create_held", "load_bundle"]
 
 
 def load_bundle(bundle: str) -> dict:
@@ -62,11 +62,18 @@ def _rootfs_of(bundle: str, config: dict) -> str:
     return os.path.realpath(rootfs)
 
 
-def create(root: str, container_id: str, bundle: str, *, console_socket: str | None = None,
-           pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-           systemd_cgroup: bool = False, config: dict | None = None) -> dict:
+def create(root: str, container_id: str, bundle: str, **options) -> dict:
+    """Create the container; its state record. See create_held for the options."""
+    return create_held(root, container_id, bundle, **options)[0]
+
+
+def create_held(root: str, container_id: str, bundle: str, *,
+                console_socket: str | None = None, pid_file: str | None = None,
+                no_pivot: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False,
+                config: dict | None = None) -> tuple[dict, cgroups.Cgroup]:
     """Create the container; on any failure nothing is left behind. `config` is the
-    bundle's, when the caller has read it with load_bundle already."""
+    bundle's, when the caller has read it with load_bundle already. Returns the
+    state record and the container's cgroup (run goes on with both in hand)."""
     state.validate_id(container_id)
     bundle = os.path.realpath(bundle)
     config = load_bundle(bundle) if config is None else config
@@ -114,7 +121,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
     except BaseException:
         _undo(cdir, cgroup, record)
         raise
-    return record
+    return record, cgroup
 
 
 def _spawn(ctx: dict, cgroup: tuple, record: dict, config: dict) -> int:

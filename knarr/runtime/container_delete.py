@@ -4,7 +4,7 @@ from knarr.errors import NotFound
 from knarr.runtime import container as containers
 from knarr.runtime import hooks, state
 
-__all__ = ["delete"]
+__all__ = ["delete", "delete_container"]
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
@@ -15,6 +15,12 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         if force:
             return
         raise
+    delete_container(c, force)
+
+
+def delete_container(c: containers.Container, force: bool = False) -> None:
+    """`delete` for a container already looked up (run holds the one it created)."""
+    root, container_id = c.root, c.id
     status = c.status()
     if status in (state.Status.RUNNING, state.Status.PAUSED) and not force:
         raise c.refuse("delete", status)
@@ -22,5 +28,6 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         c.kill_all()
     c.cgroup.destroy()
     state.remove_dir(state.container_dir(root, container_id))
-    hooks.run({"hooks": c.record.get("hooks") or {}}, "poststop",
-              state.oci_state(c.record, state.Status.STOPPED))
+    later = c.record.get("hooks") or {}
+    if later.get("poststop"):
+        hooks.run({"hooks": later}, "poststop", state.oci_state(c.record, state.Status.STOPPED))

@@ -3,6 +3,7 @@
 import os
 
 from knarr.runtime import container_create, container_delete, container_start, signals
+from knarr.runtime.container import Container
 from knarr.runtime.waiting import become_subreaper, wait_exit_status
 
 __all__ = ["run", "forward_signals"]
@@ -22,24 +23,26 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
         relay = console.Relay(root, container_id)
         console_socket = relay.path
     try:
-        record = container_create.create(root, container_id, bundle,
-                                         console_socket=console_socket, pid_file=pid_file,
-                                         no_pivot=no_pivot, preserve_fds=preserve_fds,
-                                         config=config)
+        record, cgroup = container_create.create_held(
+            root, container_id, bundle, console_socket=console_socket, pid_file=pid_file,
+            no_pivot=no_pivot, preserve_fds=preserve_fds, config=config)
         master = relay.receive() if relay else None
     finally:
         if relay:
             relay.close()
+    # Started and deleted from the record and cgroup in hand, not read back from the
+    # state root; their status is still the kernel's.
+    c = Container(root, record, cgroup)
     try:
-        container_start.start(root, container_id)
+        container_start.start_container(c)
     except BaseException:
-        container_delete.delete(root, container_id, force=True)
+        container_delete.delete_container(c, force=True)
         raise
     if detach:
         return 0
     status = _wait(record["pid"], master)
     if not keep:
-        container_delete.delete(root, container_id, force=True)
+        container_delete.delete_container(c, force=True)
     return status
 
 

@@ -7,18 +7,24 @@ from knarr.errors import FailedPrecondition
 from knarr.runtime import container as containers
 from knarr.runtime import hooks, state
 
-__all__ = ["start"]
+__all__ = ["start", "start_container"]
 
 
 def start(root: str, container_id: str) -> containers.Container:
     """Start a created container and run its poststart hooks."""
-    c = containers.load(root, container_id)
+    return start_container(containers.load(root, container_id))
+
+
+def start_container(c: containers.Container) -> containers.Container:
+    """`start` for a container already looked up (run holds the one it created)."""
     status = c.status()
     if status != state.Status.CREATED:
         raise c.refuse("start", status)
-    fifo = os.path.join(state.container_dir(root, container_id), state.FIFO_NAME)
+    fifo = os.path.join(state.container_dir(c.root, c.id), state.FIFO_NAME)
     _release(c, fifo)
-    hooks.run({"hooks": c.record.get("hooks") or {}}, "poststart", c.oci_state())
+    later = c.record.get("hooks") or {}
+    if later.get("poststart"):
+        hooks.run({"hooks": later}, "poststart", c.oci_state())
     return c
 
 
