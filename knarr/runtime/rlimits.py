@@ -1,7 +1,5 @@
 """Resource limits of the container process (setrlimit(2), OCI process.rlimits)."""
 
-import resource
-
 from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument
 
@@ -27,7 +25,7 @@ RLIMITS: dict[str, int] = {
     "RLIMIT_RTTIME": 15,
 }
 
-_UINT64_MAX = 2**64 - 1  # RLIM_INFINITY as the JSON config writes it
+_UINT64_MAX = 2**64 - 1  # RLIM_INFINITY, as the JSON config writes it and prlimit takes it
 _CAP_SYS_RESOURCE = 24
 
 
@@ -35,7 +33,7 @@ def _limit(value: object, field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _UINT64_MAX:
         raise InvalidArgument(f"config.json: {field}: expected an integer from 0 to "
                               f"{_UINT64_MAX}, got {value!r}", field=field)
-    return resource.RLIM_INFINITY if value == _UINT64_MAX else value
+    return value
 
 
 def _parse(rlimits: object) -> list[tuple[str, int, int, int]]:
@@ -65,13 +63,12 @@ def _parse(rlimits: object) -> list[tuple[str, int, int, int]]:
 
 
 def _above(a: int, b: int) -> bool:
-    """a > b, where RLIM_INFINITY is above every number."""
-    inf = resource.RLIM_INFINITY
-    return a != b and (a == inf or (b != inf and a > b))
+    """a > b: RLIM_INFINITY, the largest value, is above every number."""
+    return a > b
 
 
 def _show(value: int) -> str:
-    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+    return "unlimited" if value == _UINT64_MAX else str(value)
 
 
 def validate(rlimits: list[dict]) -> None:
@@ -86,11 +83,10 @@ def apply(rlimits: list[dict]) -> None:
     the error says which limit, what was asked and what is allowed.
     """
     for kind, number, soft, hard in _parse(rlimits):
-        current_hard = resource.getrlimit(number)[1]
         try:
-            resource.setrlimit(number, (soft, hard))
-        except (ValueError, OSError) as exc:
-            raise _refused(kind, soft, hard, current_hard, exc) from exc
+            ksys.prlimit(number, soft, hard)
+        except OSError as exc:
+            raise _refused(kind, soft, hard, ksys.prlimit(number)[1], exc) from exc
 
 
 def _refused(kind: str, soft: int, hard: int, current_hard: int, exc: Exception):

@@ -178,6 +178,22 @@ def set_child_subreaper() -> None:
         raise OSError(err, f"prctl({_PR_SET_CHILD_SUBREAPER}): {os.strerror(err)}")
 
 
+class _Rlimit(_ctypes.Structure):
+    _fields_ = [("cur", c_uint64), ("max", c_uint64)]
+
+
+RLIM_INFINITY = 2**64 - 1
+
+
+def prlimit(resource: int, soft: int | None = None, hard: int | None = None) -> tuple[int, int]:
+    """prlimit(2) on the calling process: set `resource` to (soft, hard) when given
+    (RLIM_INFINITY for no limit); returns the limits it had before."""
+    old = _Rlimit()
+    new = None if soft is None else byref(_Rlimit(soft, hard))
+    _check(_libc.prlimit(c_int(0), c_int(resource), new, byref(old)), "prlimit", resource)
+    return old.cur, old.max
+
+
 def malloc_trim() -> None:
     """Give the C heap's free pages back to the kernel (glibc's malloc_trim(0));
     AttributeError where the C library has no malloc_trim."""

@@ -88,3 +88,22 @@ def test_set_child_subreaper_sets_it_as_prctl_reads_it_back():
     out = subprocess.run([sys.executable, "-I", "-c", code, _REPO], capture_output=True,
                          text=True, check=True, timeout=60)
     assert out.stdout.split() == ["0", "1"]
+
+
+def test_prlimit_reads_and_sets_as_getrlimit_and_setrlimit_do():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    as_ours = [libc.RLIM_INFINITY if v == resource.RLIM_INFINITY else v for v in (soft, hard)]
+    assert list(libc.prlimit(resource.RLIMIT_CORE)) == as_ours
+    try:
+        assert list(libc.prlimit(resource.RLIMIT_CORE, 0, as_ours[1])) == as_ours
+        assert resource.getrlimit(resource.RLIMIT_CORE) == (0, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+    try:
+        libc.prlimit(resource.RLIMIT_CORE, 2, 1)  # soft above hard
+    except OSError as exc:
+        assert exc.errno == 22 and "prlimit" in str(exc)
+    else:
+        raise AssertionError("prlimit took a soft limit above the hard one")
