@@ -5,6 +5,7 @@ lists of names like "CAP_CHOWN". `mask` turns a list into a bit mask;
 `apply` makes the calling thread's sets exactly the configured ones.
 """
 
+import os
 import sys
 
 from knarr import sys as ksys
@@ -164,10 +165,35 @@ def host_capabilities() -> list[str]:
 
 
 def drop_bounding(keep: int) -> None:
-    """Drop from the bounding set every capability the kernel knows that is not in `keep`."""
+    """Drop from the bounding set every capability the kernel knows that is not in `keep`
+    (only those still in it: a drop needs CAP_SETPCAP even when it changes nothing)."""
+    present = _bounding_set()
     for n in range(last_cap() + 1):
-        if not keep & (1 << n) and ksys.prctl(PR_CAPBSET_READ, n) == 1:
-            ksys.prctl(PR_CAPBSET_DROP, n)
+        if keep & (1 << n):
+            continue
+        if present is None:
+            if ksys.prctl(PR_CAPBSET_READ, n) != 1:
+                continue
+        elif not present & (1 << n):
+            continue
+        ksys.prctl(PR_CAPBSET_DROP, n)
+
+
+def _bounding_set() -> int | None:
+    """This process's bounding set, from /proc/self/status in one read (one prctl per
+    capability otherwise); None without a /proc."""
+    try:
+        fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.read(fd, 65536)
+    finally:
+        os.close(fd)
+    start = text.find(b"\nCapBnd:")
+    if start < 0:
+        return None
+    return int(text[start + 8:text.index(b"\n", start + 1)], 16)
 
 
 def set_process_sets(effective: int, permitted: int, inheritable: int, ambient: int) -> None:

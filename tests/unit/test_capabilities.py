@@ -107,3 +107,41 @@ def test_the_default_configs_capabilities_validate():
     caps = default_config()["process"]["capabilities"]
     got = capabilities.validate(caps)
     assert got["bounding"] == capabilities.mask(caps["bounding"], "f")
+
+
+def _in_child(work) -> str:
+    """Run `work()` in a forked child (capability changes stay there); its result."""
+    import os
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(w, str(work()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+@pytest.mark.parametrize("proc", [True, False])
+def test_drop_bounding_keeps_exactly_what_it_is_told(monkeypatch, proc):
+    # read from /proc/self/status in one go, or cap by cap when there is no /proc
+    if not proc:
+        monkeypatch.setattr(capabilities, "_bounding_set", lambda: None)
+    before = capabilities.mask(capabilities.host_capabilities(), "f")
+    chown = 1 << capabilities.CAPABILITIES["CAP_CHOWN"]
+    if not before & chown or not capabilities.ksys.capget()[0] & (1 << 8):  # CAP_SETPCAP
+        pytest.fail("needs CAP_CHOWN in the bounding set and CAP_SETPCAP (run as root)")
+    keep = before & ~chown
+
+    def drop():
+        capabilities.drop_bounding(keep)
+        capabilities.drop_bounding(keep)  # again: nothing left to drop, nothing fails
+        return capabilities.mask(capabilities.host_capabilities(), "f")
+
+    assert int(_in_child(drop)) == keep
+    assert capabilities._bounding_set() in (before, None)
