@@ -18,6 +18,7 @@ from knarr.runtime import (
     state,
 )
 from knarr.runtime.cgroups import prime
+from knarr.runtime.cgroups.base import close_anchors, open_anchors
 from knarr.runtime.channel import Channel, pair
 
 __all__ = ["create", "create_held", "load_bundle"]
@@ -154,12 +155,26 @@ def _fork_stage1(parent: Channel, child: Channel, ctx: dict) -> int:
     return pid
 
 
-def _fork_init(child: Channel, ctx: dict, ns: dict, cgroup) -> int:
+def _fork_init(child: Channel, ctx: dict, ns: dict, cgroup: cgroups.Cgroup) -> int:
     """Fork init as pid 1 of its new (or joined) pid namespace; this process stays in
     its own. Init makes and joins the other namespaces itself, and joins its cgroup:
-    made here first, so that init is born in its v2 directory (see _fork_into)."""
-    cgroup.create()
-    ctx["cgroup"] = cgroup
+    it is born in the v2 directory, made here first (see _fork_into), and joins the v1
+    ones, made after the fork, through their hierarchies' mount points opened here
+    (cgroups.join_at), which its mounts cannot hide by then."""
+    v2 = ctx["v2_dir"] = cgroup.create_v2()
+    ctx["v2_fd"] = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if v2 else -1
+    try:
+        ctx["cgroup_anchors"] = open_anchors(cgroup.v1_anchors())
+        try:
+            return _fork_in_pid_ns(child, ctx, ns)
+        finally:
+            close_anchors(ctx["cgroup_anchors"])
+    finally:
+        if ctx["v2_fd"] >= 0:
+            os.close(ctx["v2_fd"])
+
+
+def _fork_in_pid_ns(child: Channel, ctx: dict, ns: dict) -> int:
     if "pid" not in ns:
         return _fork(child, ctx)
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -189,19 +204,15 @@ def _fork_into(ctx: dict) -> int:
     period waited for (10-25 ms here, on the path of every create). Where clone3
     cannot do it (an old kernel, a seccomp filter, another thread running), init
     writes cgroup.procs itself; ctx["born_in_v2"] tells it which."""
-    v2 = ctx["cgroup"].paths.get("unified")
     ctx["born_in_v2"] = False
-    if not v2 or not _one_thread():
+    if ctx["v2_fd"] < 0 or not _one_thread():
         return os.fork()
-    fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         ctx["born_in_v2"] = True
-        return ksys.fork_into_cgroup(fd, long_lived=True)
+        return ksys.fork_into_cgroup(ctx["v2_fd"], long_lived=True)
     except OSError:
         ctx["born_in_v2"] = False
         return os.fork()
-    finally:
-        os.close(fd)
 
 
 def _one_thread() -> bool:
@@ -225,8 +236,9 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
         record["pid"] = pid  # from here on, a failure kills it (create's _undo)
     cgroup, resources = cgroup
     try:
-        # Configured while init (or stage1) makes its namespaces; it waits for "cgroup".
-        if not direct:
+        # Made (but for init's v2 directory) and configured while init (or stage1) makes
+        # its namespaces; it waits for "cgroup".
+        if not direct or cgroup.v1_anchors():
             cgroup.create()
         cgroup.apply(resources)
     except BaseException:

@@ -15,6 +15,7 @@ from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument
 from knarr.runtime import hooks, namespaces, process, rootfs, signals
 from knarr.runtime.cgroups import fs
+from knarr.runtime.cgroups.base import join_at
 from knarr.runtime.channel import Channel
 
 __all__ = ["stage1", "direct", "preload"]
@@ -39,7 +40,6 @@ def direct(ch: Channel, ctx: dict) -> None:
     """Run in the runtime's child forked straight into its pid namespace (no user
     namespace): make and join the other namespaces, then be init; never returns."""
     try:
-        join_cgroup(ctx["cgroup"], ctx["born_in_v2"])
         ns = ctx["namespaces"]
         namespaces.join(namespaces.open_paths(
             [(kind, path) for kind, path in namespaces.join_paths(ns) if kind != "pid"]))
@@ -52,12 +52,19 @@ def direct(ch: Channel, ctx: dict) -> None:
     _init(ch, ctx)
 
 
-def join_cgroup(cgroup, born_in_v2: bool) -> None:
-    """Join the container's cgroup (made by the runtime) before any namespace: the v1
-    hierarchies through `tasks`, and v2 through cgroup.procs unless born there."""
-    v2 = cgroup.join_self()
-    if v2 and not born_in_v2:
-        fs.write(v2, "cgroup.procs", 0, doing="add process")
+def join_cgroup(ctx: dict) -> None:
+    """Join the container's cgroup, made by the runtime (direct create; with stage1 the
+    runtime moves init): the v1 hierarchies through `tasks`, by the mount points it
+    opened, and v2 through cgroup.procs unless born there."""
+    join_at(ctx.get("cgroup_anchors", ()))
+    if ctx.get("v2_fd", -1) >= 0 and not ctx.get("born_in_v2"):
+        fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx["v2_fd"])
+        try:
+            os.write(fd, b"0")
+        except OSError as exc:
+            raise fs.error(exc, ctx["v2_dir"], f"add process {os.getpid()}") from exc
+        finally:
+            os.close(fd)
 
 
 def _enter_namespaces(ch: Channel, ctx: dict) -> None:
@@ -77,17 +84,19 @@ def _enter_namespaces(ch: Channel, ctx: dict) -> None:
 
 
 class _InCgroup:
-    """Wait (once) until the runtime has moved init into the container's cgroup, then
-    make the new cgroup namespace, if any: it is rooted where init is at that time."""
+    """Wait (once) until the runtime has made and configured the container's cgroup
+    (and, with stage1, moved init into it), join it, then make the new cgroup
+    namespace, if any: it is rooted where init is at that time."""
 
-    def __init__(self, ch: Channel, ns: dict) -> None:
-        self.ch, self.ns, self.done = ch, ns, False
+    def __init__(self, ch: Channel, ctx: dict) -> None:
+        self.ch, self.ctx, self.ns, self.done = ch, ctx, ctx["namespaces"], False
 
     def __call__(self) -> None:
         if self.done:
             return
         self.done = True
         self.ch.expect("cgroup", "join the container's cgroup")
+        join_cgroup(self.ctx)
         if "cgroup" in self.ns and not self.ns["cgroup"]:
             ksys.unshare(ksys.CLONE_NEWCGROUP)
 
@@ -113,7 +122,7 @@ def _setup(ch: Channel, ctx: dict) -> None:
     ns = ctx["namespaces"]
     new_mount = "mount" in ns and not ns["mount"]
     sock, fifo = ctx["console"], ctx["fifo_fd"]  # opened by the runtime, see create
-    in_cgroup = _InCgroup(ch, ns)
+    in_cgroup = _InCgroup(ch, ctx)
     preload(config)
     # The mounts are made while the runtime moves init into the cgroup, reaps stage1
     # and runs the prestart and createRuntime hooks (as runc does: those hooks see the

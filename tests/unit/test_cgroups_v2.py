@@ -192,6 +192,44 @@ def test_join_self_on_v1_has_no_v2_directory_and_a_missing_cgroup_is_not_found(t
     forget_hierarchies()
 
 
+def test_join_at_writes_0_to_each_v1_tasks_file_through_mount_points_opened_first(tmp_path):
+    # the mount points are opened before the container's directories exist (create
+    # forks init first); join_at then finds them through those fds
+    from knarr.runtime.cgroups.base import close_anchors, join_at, open_anchors
+
+    for name in ("memory", "systemd", "pids"):
+        _files(str(tmp_path / name), {"cgroup.procs": ""})
+    _files(str(tmp_path / "unified"), {"cgroup.controllers": "", "cgroup.procs": ""})
+    forget_hierarchies()
+    cgroup = cgroups.open_cgroup("/x/y", "c1", root=str(tmp_path))
+    assert cgroup.create_v2() == cgroup.paths["unified"]
+    assert os.path.isdir(cgroup.paths["unified"]) and not os.path.exists(cgroup.paths["memory"])
+    anchors = cgroup.v1_anchors()
+    assert sorted(a[2] for a in anchors) == sorted(cgroup.paths[n] for n in ("memory", "pids",
+                                                                            "systemd"))
+    assert all(os.path.join(point, rel) == cgdir for point, rel, cgdir in anchors)
+    opened = open_anchors(anchors)
+    try:
+        with pytest.raises(NotFound, match="the cgroup does not exist"):
+            join_at(opened)
+        cgroup.create()
+        os.rmdir(cgroup.paths["pids"])  # a hierarchy the container has no directory in
+        for name in ("memory", "systemd"):
+            _files(cgroup.paths[name], {"tasks": ""})
+        join_at(opened)
+    finally:
+        close_anchors(opened)
+    for name in ("memory", "systemd"):
+        assert _read(cgroup.paths[name], "tasks") == "0"
+    assert not os.path.exists(os.path.join(cgroup.paths["unified"], "tasks"))
+    forget_hierarchies()
+
+
+def test_v2_makes_everything_at_create_v2_and_has_no_anchors(cg):
+    assert cg.create_v2() == cg.paths["unified"] and os.path.isdir(cg.paths["unified"])
+    assert cg.v1_anchors() == []
+
+
 def test_destroy_removes_nested_dirs_and_is_idempotent(root):
     cgroup = cgroups.open_cgroup("/knarr/c1", "c1", root=root)
     cgroup.create()

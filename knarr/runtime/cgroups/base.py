@@ -47,6 +47,21 @@ class Cgroup:
         for cgdir in self._unique_dirs():
             fs.make_dirs(cgdir)
 
+    def create_v2(self) -> str | None:
+        """Make the container's v2 directory, if it has one, and return it: a process
+        can then be forked straight into it (knarr.sys.fork_into_cgroup) while the
+        rest is made. The v2 driver makes everything here."""
+        v2 = self._dirs.get("unified")
+        if v2:
+            fs.make_dirs(v2)
+        return v2
+
+    def v1_anchors(self) -> list[tuple[str, str, str]]:
+        """(mount point, the container's directory relative to it, the directory) of
+        each v1 hierarchy, for `join_at`: opened before the directories exist, the
+        mount points let a process join once they do, wherever its mounts are by then."""
+        return []
+
     def add_process(self, pid: int) -> None:
         """Move process `pid` (all its threads) into the container's cgroup everywhere."""
         # A hierarchy mounted after create() has no directory for this container;
@@ -97,3 +112,48 @@ class Cgroup:
     def apply(self, resources: dict) -> None:
         """Write the OCI `linux.resources` to the control files."""
         raise NotImplementedError
+
+
+def open_anchors(anchors: list[tuple[str, str, str]]) -> list[tuple[int, str, str]]:
+    """Open each anchor's mount point (O_PATH): (fd, relative dir, dir), for join_at."""
+    opened = []
+    try:
+        for mountpoint, rel, cgdir in anchors:
+            fd = os.open(mountpoint, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            opened.append((fd, rel, cgdir))
+    except OSError as exc:
+        close_anchors(opened)
+        raise fs.error(exc, mountpoint, "open the hierarchy") from exc
+    return opened
+
+
+def close_anchors(opened: list[tuple[int, str, str]]) -> None:
+    """Close what open_anchors opened."""
+    for fd, _, _ in opened:
+        os.close(fd)
+
+
+def join_at(opened: list[tuple[int, str, str]]) -> None:
+    """Move the calling process, which must have one thread, into the container's
+    directory of each opened v1 hierarchy, by writing "0" to its `tasks` (the calling
+    thread: the kernel then skips the migration lock a cgroup.procs write takes, and
+    the RCU grace period it may wait for). A hierarchy with no directory for the
+    container (mounted after create) is skipped; NotFound if none has one."""
+    joined = 0
+    for fd, rel, cgdir in opened:
+        try:
+            tasks = os.open(f"{rel}/tasks", os.O_WRONLY | os.O_CLOEXEC, dir_fd=fd)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise fs.error(exc, cgdir, f"add process {os.getpid()}") from exc
+        try:
+            os.write(tasks, b"0")
+        except OSError as exc:
+            raise fs.error(exc, cgdir, f"add process {os.getpid()}") from exc
+        finally:
+            os.close(tasks)
+        joined += 1
+    if opened and not joined:
+        raise NotFound(f"cgroup {opened[0][2]}: add process {os.getpid()}: the cgroup does "
+                       "not exist", path=opened[0][2], pid=os.getpid())

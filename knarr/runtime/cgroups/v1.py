@@ -50,6 +50,14 @@ class V1Cgroup(Cgroup):
         if cpuset:
             self._create_cpuset(self._roots["cpuset"], cpuset)
 
+    def v1_anchors(self) -> list[tuple[str, str, str]]:
+        anchors = {}
+        for name, cgdir in self._dirs.items():
+            if name != "unified":
+                root = self._roots[name]
+                anchors[cgdir] = (root, os.path.relpath(cgdir, root), cgdir)
+        return sorted(anchors.values())
+
     def _create_cpuset(self, root: str, cgdir: str) -> None:
         parent = root
         for part in os.path.relpath(cgdir, root).split(os.sep):

@@ -37,6 +37,10 @@ class V2Cgroup(Cgroup):
             self._enable_controllers(parent)
             parent = os.path.join(parent, part)
 
+    def create_v2(self) -> str:
+        self.create()
+        return self._cgdir
+
     def _enable_controllers(self, cgdir: str) -> None:
         available = set(fs.read(cgdir, "cgroup.controllers").split())
         enabled = set(fs.read(cgdir, "cgroup.subtree_control").split())
