@@ -12,7 +12,7 @@ BENCH_APT_PACKAGES := hyperfine wrk
 
 .PHONY: demo demo-runtime test lint unit integration bench deps clean hardening fuzz
 
-deps: $(VENV)/.installed
+deps: $(VENV)/.installed $(VENV)/lib/knarr-runtime.bundle
 
 $(VENV)/.apt-installed: Makefile
 	@mkdir -p $(VENV)
@@ -24,6 +24,14 @@ $(VENV)/.installed: pyproject.toml scripts/install-launchers $(VENV)/.apt-instal
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@scripts/install-launchers $(VENV)
 	@touch $@
+
+# knarr-runtime's modules compiled into one file (knarr/codebundle.py), rebuilt with the
+# launchers when a source it holds changes (a stale module still runs, from its source).
+BUNDLED := $(wildcard knarr/*.py knarr/runtime/*.py knarr/runtime/cgroups/*.py \
+                      knarr/runtime_cli/*.py knarr/sys/*.py knarr/oci/*.py)
+
+$(VENV)/lib/knarr-runtime.bundle: $(BUNDLED) | $(VENV)/.installed
+	@scripts/install-launchers $(VENV)
 
 # The CLI starts knarrd in the background when nothing listens on its socket.
 demo: deps

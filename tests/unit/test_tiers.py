@@ -14,9 +14,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2] / "knarr"
 # The floor: errors (DESIGN.md lists it on tier 0 beside oci, and every package,
 # oci included, raises its categories) and fastjson (the JSON codec every hot
 # path shares). Everyone may import them, apps included.
-FLOOR = {"errors", "fastjson", "tarstream", "installed"}  # installed: site-packages on demand
+# installed: site-packages on demand; codebundle: a launcher's modules from one file
+FLOOR = {"errors", "fastjson", "tarstream", "installed", "codebundle"}
 TIERS = {
-    "errors": -1, "fastjson": -1, "tarstream": -1, "installed": -1, "oci": 0,
+    "errors": -1, "fastjson": -1, "tarstream": -1, "installed": -1, "codebundle": -1,
+    "oci": 0,
     "sys": 1,
     "runtime": 2, "content": 2, "snapshots": 2, "network": 2,
     "images": 3, "distribution": 3, "build": 3, "volumes": 3,

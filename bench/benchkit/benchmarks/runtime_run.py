@@ -6,9 +6,9 @@ and every run uses a fresh container id; `run` creates, starts, waits and
 deletes, so a successful run leaves nothing behind.
 
 With KNARR_BENCH_BASELINE=DIR (a checkout of another knarr revision), one more
-subject, knarr@baseline: a launcher like this venv's knarr-runtime (the same
-interpreter and flags, its shebang line) running DIR's knarr package, so that
-the two differ only in knarr's code.
+subject, knarr@baseline: a launcher on this venv's knarr-runtime's interpreter
+(the same shebang line) running DIR's knarr package by plain imports (no code
+bundle: revisions before session 4 have none).
 """
 
 from __future__ import annotations
