@@ -66,6 +66,18 @@ class Tmux:
                 raise AssertionError(f"screen never matched:\n{text}")
             time.sleep(0.1)
 
+    def ask_until(self, target: str, keys: str, predicate, tries: int = 5) -> str:
+        """Type `keys` + Enter until the screen matches: a resize travels CLI -> daemon ->
+        pty on its own, and a command typed before it lands sees the old size."""
+        for _ in range(tries - 1):
+            self("send-keys", "-t", target, keys, "Enter")
+            try:
+                return self.wait_for(target, predicate, timeout=3)
+            except AssertionError:
+                pass
+        self("send-keys", "-t", target, keys, "Enter")
+        return self.wait_for(target, predicate)
+
     def status(self, name: str, timeout: float = 15) -> int:
         path = self.path / f"{name}.status"
         deadline = time.monotonic() + timeout
@@ -105,8 +117,7 @@ def test_run_it_prompt_hostname_resize_detach_attach_exit(d, tmux):
     tmux("send-keys", "-t", win, "stty size", "Enter")
     screen = tmux.wait_for(win, lambda s: "30 100" in s)
     tmux("resize-window", "-t", win, "-x", "80", "-y", "20")
-    tmux("send-keys", "-t", win, "clear; stty size", "Enter")
-    tmux.wait_for(win, lambda s: "20 80" in s)
+    tmux.ask_until(win, "clear; stty size", lambda s: "20 80" in s)
 
     tmux("send-keys", "-t", win, "C-p", "C-q")
     assert tmux.status("run") == 0
@@ -147,8 +158,7 @@ def test_exec_it_gets_a_terminal_that_follows_resizes(d, tmux):
         screen = tmux.wait_for(win, lambda s: "25 90" in s)
         assert "/dev/pts/" in screen
         tmux("resize-window", "-t", win, "-x", "70", "-y", "15")
-        tmux("send-keys", "-t", win, "clear; stty size", "Enter")
-        tmux.wait_for(win, lambda s: "15 70" in s)
+        tmux.ask_until(win, "clear; stty size", lambda s: "15 70" in s)
         tmux("send-keys", "-t", win, "exit 5", "Enter")
         assert tmux.status("exec") == 5
     finally:
