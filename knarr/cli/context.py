@@ -27,6 +27,20 @@ class Cli:
         self.explicit_host = bool(hosts or env)
         self.host = hosts[-1] if hosts else env or None
         self._client = None
+        self._early = None  # a client whose ping is under way (ping_early)
+
+    def ping_early(self) -> None:
+        """Open the connection and send the version ping now, to be answered while the
+        command parses its flags; `client` reads the answer (or, if nothing answered,
+        does what it always does)."""
+        if self._client is not None or os.environ.get("DOCKER_API_VERSION") or self._tls():
+            return
+        from knarr.client import api
+
+        client = api.Client(self.host or os.environ.get("KNARR_DEFAULT_HOST") or
+                            api.DEFAULT_HOST)
+        if client.ping_early():
+            self._early = client
 
     @property
     def client(self):
@@ -40,9 +54,10 @@ class Cli:
             from knarr.client import api
 
             default = os.environ.get("KNARR_DEFAULT_HOST") or api.DEFAULT_HOST
-            client = api.Client(self.host or default,
-                                version=os.environ.get("DOCKER_API_VERSION") or None,
-                                tls=self._tls())
+            client = self._early or api.Client(
+                self.host or default, version=os.environ.get("DOCKER_API_VERSION") or None,
+                tls=self._tls())
+            self._early = None
             try:
                 client.api_version()
             except api.DaemonUnreachable as exc:

@@ -44,6 +44,11 @@ _GLOBAL_VALUES = {"-H": "host", "--host": "host", "-l": "log_level", "--log-leve
                   "--config": "config", "-c": "context", "--context": "context",
                   "--tlscacert": "tlscacert", "--tlscert": "tlscert", "--tlskey": "tlskey"}
 _GLOBAL_BOOLS = {"-D", "--debug", "--tls", "--tlsverify"}
+# commands that always ask the daemon: its version ping goes out before their flags are
+# parsed and is answered meanwhile
+_PING_EARLY = {"run", "exec", "create", "start", "stop", "rm", "kill", "ps", "inspect", "wait",
+               "logs", "attach", "restart"}
+_HELP = {"-h", "--help"}
 
 
 class Globals:
@@ -163,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     except flags.UsageError as exc:
         _say(exc.message, exc.code)
         return exc.code
-    module = __import__(f"knarr.cli.cmd_{module_name}", fromlist=["COMMAND"])
     cli = Cli(g.host, typed, g)
+    if module_name in _PING_EARLY and not _HELP.intersection(rest):
+        cli.ping_early()
+    module = __import__(f"knarr.cli.cmd_{module_name}", fromlist=["COMMAND"])
     return _run(cli, module, typed, rest)
 
 

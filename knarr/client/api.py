@@ -62,6 +62,7 @@ class Client:
         self.version = version
         self.timeout = timeout
         self._idle: transport.Connection | None = None
+        self._pinging: transport.Connection | None = None  # ping_early's, unanswered
         self.server_headers: dict[str, str] = {}
 
     def clone(self) -> "Client":
@@ -114,16 +115,45 @@ class Client:
 
     def ping(self) -> dict[str, str]:
         """GET /_ping; the daemon's headers (Api-Version, Ostype, ...)."""
-        resp = self._send("GET", "/_ping", {}, None, None)
+        return self._pinged(self._send("GET", "/_ping", {}, None, None))
+
+    def _pinged(self, resp: transport.Response) -> dict[str, str]:
         resp.read()
         self._idle = resp.conn
         self.server_headers = resp.headers
         return resp.headers
 
+    def ping_early(self) -> bool:
+        """Send GET /_ping now and read its answer at the first request (`api_version`):
+        the daemon answers while the caller gets on with its own work. False (and nothing
+        sent) when the version is set already or no daemon listens."""
+        if self.version is not None or self._pinging is not None:
+            return False
+        try:
+            conn = transport.connect(self.address, self.timeout, self.tls)
+        except OSError:
+            return False
+        try:
+            conn.send_request("GET", "/_ping", {}, None, None)
+        except (OSError, Unavailable):
+            conn.close()
+            return False
+        self._pinging = conn
+        return True
+
     def api_version(self) -> str:
         """The version every request uses: ours or the daemon's, whichever is older."""
         if self.version is None:
-            server = self.ping().get("api-version", _FALLBACK_VERSION)
+            headers = None
+            if self._pinging is not None:
+                conn, self._pinging = self._pinging, None
+                try:
+                    headers = self._pinged(conn.read_response("GET"))
+                except (OSError, Unavailable):
+                    conn.close()  # asked again below, as if it had not been
+            if headers is None:
+                headers = self.ping()
+            server = headers.get("api-version", _FALLBACK_VERSION)
             ours = API_VERSION
             self.version = server if _version_tuple(server) < _version_tuple(ours) else ours
         return self.version

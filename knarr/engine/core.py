@@ -228,8 +228,9 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
     def write_json(self, path: str, doc: dict, durable: bool = True) -> None:
         """Write a JSON document whole (temp file, fsync unless run-time state, rename)."""
         tmp = f"{path}.tmp"
+        data = json.dumps(doc)  # the C encoder; json.dump writes piece by piece in Python
         with open(tmp, "w") as f:
-            json.dump(doc, f)
+            f.write(data)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
