@@ -12,7 +12,7 @@ BENCH_APT_PACKAGES := hyperfine wrk
 
 .PHONY: demo demo-runtime test lint unit integration bench deps clean hardening fuzz
 
-deps: $(VENV)/.installed $(VENV)/lib/knarr-runtime.bundle
+deps: $(VENV)/.installed $(VENV)/lib/knarr-runtime.bundle $(VENV)/lib/knarr-cli.bundle
 
 $(VENV)/.apt-installed: Makefile
 	@mkdir -p $(VENV)
@@ -31,6 +31,12 @@ BUNDLED := $(wildcard knarr/*.py knarr/runtime/*.py knarr/runtime/cgroups/*.py \
                       knarr/runtime_cli/*.py knarr/sys/*.py knarr/oci/*.py)
 
 $(VENV)/lib/knarr-runtime.bundle: $(BUNDLED) | $(VENV)/.installed
+	@scripts/install-launchers $(VENV)
+
+# the knarr CLI's (knarr, knarr.cli, knarr.client), the same way
+CLI_BUNDLED := $(wildcard knarr/*.py knarr/cli/*.py knarr/client/*.py)
+
+$(VENV)/lib/knarr-cli.bundle: $(CLI_BUNDLED) | $(VENV)/.installed
 	@scripts/install-launchers $(VENV)
 
 # The CLI starts knarrd in the background when nothing listens on its socket.

@@ -13,20 +13,23 @@ only while its source file is the one compiled (its mtime and size, as a .pyc is
 checked; a stale module is left to the usual finders, so an edited source is always
 what runs), reading and unmarshalling a module's code only when it is imported.
 
-scripts/install-launchers builds knarr-runtime's bundle (RUNTIME_PACKAGES) into the
-venv and has the launcher install it; `make deps` rebuilds it when a source changes.
+scripts/install-launchers builds knarr-runtime's bundle (RUNTIME_PACKAGES) and the knarr
+CLI's (CLI_PACKAGES) into the venv and has each launcher install its own; `make deps`
+rebuilds them when a source changes.
 """
 
 import marshal
 import os
 import sys
 
-__all__ = ["RUNTIME_PACKAGES", "build", "install"]
+__all__ = ["RUNTIME_PACKAGES", "CLI_PACKAGES", "build", "install"]
 
 # What knarr-runtime imports: its command line, the runtime library, the system
 # calls, the OCI config checks, and the floor modules.
 RUNTIME_PACKAGES = ("knarr", "knarr.runtime", "knarr.runtime.cgroups", "knarr.runtime_cli",
                     "knarr.sys", "knarr.oci")
+# What the knarr CLI imports: its commands and the API client (about 20 modules a run).
+CLI_PACKAGES = ("knarr", "knarr.cli", "knarr.client")
 
 _TAG = b"knarrcb1"
 # The running interpreter's bytecode magic number (importlib's MAGIC_NUMBER): code

@@ -103,3 +103,22 @@ print(sorted(m for m in sys.modules if m.startswith("knarr.")
         out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True,
                              text=True, check=True).stdout
     assert out.strip() == "['knarr.codebundle']"  # imported by the launcher, before
+
+
+def test_the_cli_bundle_holds_every_module_knarr_run_imports(tmp_path):
+    # the knarr launcher's bundle: what `knarr run` and `exec` import, all from it
+    bundle = str(tmp_path / "cli.bundle")
+    codebundle.build(bundle, _REPO, codebundle.CLI_PACKAGES)
+    code = f"""
+import sys
+sys.path.insert(0, {_REPO!r})
+from knarr import codebundle
+assert codebundle.install({bundle!r})
+import knarr.cli.main, knarr.cli.context, knarr.cli.cmd_run, knarr.cli.cmd_exec
+import knarr.cli.attaching, knarr.client.api, knarr.client.jsonc
+print(sorted(m for m in sys.modules if m.startswith("knarr.")
+             and type(sys.modules[m].__spec__.loader).__name__ != "_Finder"))
+"""
+    out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "['knarr.codebundle']"
