@@ -237,13 +237,18 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
     cgroup, resources = cgroup
     try:
         # Made (but for init's v2 directory) and configured while init (or stage1) makes
-        # its namespaces; it waits for "cgroup".
+        # its namespaces. Without stage1, init joins on "made", while the limits are
+        # written; it waits for "cgroup" (the limits in place) before device nodes.
         if not direct or cgroup.v1_anchors():
             cgroup.create()
+        if direct:
+            ch.send("made")
         cgroup.apply(resources)
     except BaseException:
         if stage1 is not None:
             _reap(stage1, kill=True)
+        else:
+            _raise_reported(ch)  # init's own error, when that is why it is gone
         raise
     if stage1 is not None:
         try:
@@ -263,14 +268,15 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
     # stage1 has said all it had to say; it is reaped once init is ready, by when it
     # has long exited, rather than waited for here.
     try:
-        # init is moved, not stage1, while it makes its namespaces and first mounts (a
-        # first cgroup.procs write may wait for an RCU grace period: cgroups.prime). It
-        # waits for "cgroup" before anything that depends on its cgroup (a new cgroup
-        # namespace, cgroup mounts, device nodes).
+        # With stage1, init is moved, not stage1, while it makes its namespaces and first
+        # mounts (a first cgroup.procs write may wait for an RCU grace period:
+        # cgroups.prime). It waits for "made" before anything that depends on its cgroup
+        # (a new cgroup namespace, cgroup mounts), and for "cgroup" before device nodes.
         try:
-            if not direct:  # init joined it itself
+            if not direct:  # without stage1, init joins itself
                 cgroup.add_process(pid)
                 prime.stop()
+                ch.send("made")
             ch.send("cgroup")
         except BaseException:
             _raise_reported(ch)  # init's own error, when that is why it is gone

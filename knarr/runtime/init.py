@@ -89,16 +89,21 @@ class _InCgroup:
     namespace, if any: it is rooted where init is at that time."""
 
     def __init__(self, ch: Channel, ctx: dict) -> None:
-        self.ch, self.ctx, self.ns, self.done = ch, ctx, ctx["namespaces"], False
+        self.ch, self.ctx, self.ns = ch, ctx, ctx["namespaces"]
+        self.joined = self.limited = False
 
-    def __call__(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.ch.expect("cgroup", "join the container's cgroup")
-        join_cgroup(self.ctx)
-        if "cgroup" in self.ns and not self.ns["cgroup"]:
-            ksys.unshare(ksys.CLONE_NEWCGROUP)
+    def __call__(self, limits: bool = True) -> None:
+        """Be in the cgroup (its namespace made); with `limits`, also wait until the
+        runtime has written its limits (device nodes need the devices rules)."""
+        if not self.joined:
+            self.joined = True
+            self.ch.expect("made", "join the container's cgroup")
+            join_cgroup(self.ctx)
+            if "cgroup" in self.ns and not self.ns["cgroup"]:
+                ksys.unshare(ksys.CLONE_NEWCGROUP)
+        if limits and not self.limited:
+            self.limited = True
+            self.ch.expect("cgroup", "wait for the container's cgroup limits")
 
 
 def _init(ch: Channel, ctx: dict) -> None:

@@ -89,7 +89,8 @@ def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: b
     host's are bind-mounted. A relative bind source is relative to `bundle`
     (config.md), or to the working directory when `bundle` is None.
     `in_cgroup`, if given, is called before the first step that depends on the
-    process's cgroup (a cgroup mount, device nodes); it may be called again.
+    process's cgroup: with limits=False before a cgroup mount, with limits=True
+    before device nodes (the devices rules judge mknod); it may be called again.
     """
     in_cgroup = in_cgroup or _nothing
     rootfs = os.path.abspath(rootfs)
@@ -104,15 +105,15 @@ def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: b
     mounts = config.get("mounts", [])
     for entry in mounts:
         if entry.get("type") == "cgroup":
-            in_cgroup()
+            in_cgroup(limits=False)
         _mount_entry(rootfs, entry, in_cgroupns=in_cgroupns, bundle=bundle)
     if not _dev_is_bound(mounts):
-        in_cgroup()
+        in_cgroup(limits=True)
         create_devices(rootfs, devices_of(config), bind=in_userns)
         create_dev_links(rootfs)
 
 
-def _nothing() -> None:
+def _nothing(limits: bool = True) -> None:
     pass
 
 
