@@ -88,8 +88,7 @@ def last_cap() -> int:
     """The highest capability number the running kernel knows (read once: it cannot change)."""
     if not _last_cap:
         try:
-            with open(_CAP_LAST_CAP) as f:
-                _last_cap.append(int(f.read()))
+            _last_cap.append(int(ksys.read_bytes(_CAP_LAST_CAP)))
         except (OSError, ValueError):
             _last_cap.append(max(CAPABILITIES.values()))
     return _last_cap[0]

@@ -28,8 +28,7 @@ def load_bundle(bundle: str) -> dict:
     """Read and validate `<bundle>/config.json`."""
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = ksys.read_bytes(path)
     except FileNotFoundError:
         raise NotFound(f"load bundle {bundle}: config.json not found", path=path) from None
     try:

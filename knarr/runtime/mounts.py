@@ -9,6 +9,7 @@ what these return.
 import errno
 import os
 
+from knarr import sys as ksys
 from knarr.errors import InvalidArgument
 from knarr.runtime.tuples import record
 from knarr.sys.libc import (
@@ -171,24 +172,22 @@ def _unescape(field: str) -> str:
 def parse_mountinfo(text: str) -> list[MountInfo]:
     """Parse the text of a mountinfo file into its lines, in order."""
     mounts = []
+    make = MountInfo._make
     for line in text.splitlines():
         if not line.strip():
             continue
         fields = line.split(" ")
         sep = fields.index("-", 6)
-        mounts.append(MountInfo(
-            mount_id=int(fields[0]), parent_id=int(fields[1]), root=_unescape(fields[3]),
-            mount_point=_unescape(fields[4]), options=fields[5],
-            optional=tuple(fields[6:sep]), fstype=fields[sep + 1],
-            source=_unescape(fields[sep + 2]),
-            super_options=fields[sep + 3] if len(fields) > sep + 3 else ""))
+        mounts.append(make((
+            int(fields[0]), int(fields[1]), _unescape(fields[3]), _unescape(fields[4]),
+            fields[5], tuple(fields[6:sep]), fields[sep + 1], _unescape(fields[sep + 2]),
+            fields[sep + 3] if len(fields) > sep + 3 else "")))
     return mounts
 
 
 def read_mountinfo() -> list[MountInfo]:
     """The calling process's mount table."""
-    with open("/proc/self/mountinfo") as f:
-        return parse_mountinfo(f.read())
+    return parse_mountinfo(ksys.read_text("/proc/self/mountinfo"))
 
 
 class CgroupHierarchy(record("CgroupHierarchy", "subsystems mount_point root")):

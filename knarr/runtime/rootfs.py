@@ -11,6 +11,7 @@ import errno
 import os
 import stat
 
+from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from knarr.runtime.devices import bind_console, create_dev_links, create_devices, devices_of
 from knarr.runtime.mounts import (
@@ -251,7 +252,7 @@ def _mount_cgroups(dest: str, options: MountOptions, *, in_cgroupns: bool) -> No
     if not hierarchies:
         raise Unavailable(f"mount cgroup on {dest}: no cgroup hierarchy is mounted",
                           destination=dest)
-    own = _read_own_cgroups()
+    own = {} if in_cgroupns else _read_own_cgroups()  # a fresh mount needs no path
     if all(h.version == 2 for h in hierarchies):
         _mount_hierarchy(hierarchies[0], dest, options, own, in_cgroupns=in_cgroupns)
         return
@@ -303,16 +304,14 @@ def _link_comounted(dest: str, hierarchy: CgroupHierarchy) -> None:
 
 def _known_controllers() -> set[str]:
     try:
-        with open("/proc/cgroups") as f:
-            lines = f.read().splitlines()
+        lines = ksys.read_text("/proc/cgroups").splitlines()
     except FileNotFoundError:
         return set()
     return {line.split()[0] for line in lines if line and not line.startswith("#")}
 
 
 def _read_own_cgroups() -> dict[frozenset[str], str]:
-    with open("/proc/self/cgroup") as f:
-        return own_cgroups(f.read())
+    return own_cgroups(ksys.read_text("/proc/self/cgroup"))
 
 
 # -- pivot_into -------------------------------------------------------------

@@ -8,6 +8,7 @@ time recorded at create (so a reused pid is not mistaken for it).
 import os
 
 from knarr import fastjson
+from knarr import sys as ksys
 from knarr.errors import AlreadyExists, InvalidArgument, NotFound
 
 __all__ = [
@@ -115,8 +116,7 @@ def list_ids(root: str) -> list[str]:
 def process_start_time(pid: int) -> int | None:
     """Start time of `pid` in clock ticks since boot; None if gone or a zombie."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
+        raw = ksys.read_bytes(f"/proc/{pid}/stat")
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = raw[raw.rindex(b")") + 2:].split()

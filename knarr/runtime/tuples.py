@@ -7,7 +7,8 @@ start-up, and the runtime needs only a few small record types.
 
 gives a tuple subclass with a property per field, construction by position or
 keyword (with defaults for the last fields), a readable repr, `_fields`,
-`_replace` and pickling; equal to a plain tuple of the same values.
+`_make` (from an iterable of every field, unchecked: the quick way for a
+parser), `_replace` and pickling; equal to a plain tuple of the same values.
 """
 
 __all__ = ["record"]
@@ -47,12 +48,16 @@ def record(name: str, fields: str, defaults: tuple = ()) -> type:
     def __getnewargs__(self):
         return tuple(self)
 
+    def _make(cls, values):
+        return tuple.__new__(cls, values)
+
     def _replace(self, **changes):
         return type(self)(*[changes.pop(f, v) for f, v in zip(names, self, strict=True)],
                           **changes)
 
     namespace = {"__slots__": (), "__new__": __new__, "__repr__": __repr__,
-                 "__getnewargs__": __getnewargs__, "_replace": _replace, "_fields": names}
+                 "__getnewargs__": __getnewargs__, "_replace": _replace, "_fields": names,
+                 "_make": classmethod(_make)}
     for i, field in enumerate(names):
         namespace[field] = property(lambda self, i=i: self[i], doc=f"field {i}: {field}")
     return type(name, (tuple,), namespace)

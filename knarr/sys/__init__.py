@@ -5,6 +5,7 @@ callers decide what to do; these functions only make the call and turn a
 failure into OSError with errno set and the call named.
 """
 
+from knarr.sys.files import read_bytes, read_text
 from knarr.sys.libc import (
     CLONE_INTO_CGROUP,
     CLONE_NEWCGROUP,
@@ -94,6 +95,8 @@ __all__ = [
     "prctl",
     "set_child_subreaper",
     "prlimit",
+    "read_bytes",
+    "read_text",
     "sethostname",
     "setdomainname",
     "setns",

@@ -40,3 +40,8 @@ def test_pickles_and_has_no_instance_dict():
 def test_bad_construction_is_a_type_error(args, kwargs, message):
     with pytest.raises(TypeError, match=message):
         Point(*args, **kwargs)
+
+
+def test_make_builds_from_every_field_as_construction_does():
+    made = Point._make(iter([1, 2, 3]))
+    assert made == Point(1, 2, 3) and type(made) is Point and made.z == 3

@@ -107,3 +107,21 @@ def test_prlimit_reads_and_sets_as_getrlimit_and_setrlimit_do():
         assert exc.errno == 22 and "prlimit" in str(exc)
     else:
         raise AssertionError("prlimit took a soft limit above the hard one")
+
+
+def test_read_bytes_and_text_read_whole_files_without_io(tmp_path):
+    from knarr import sys as ksys
+
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 200_000 + "é".encode())
+    assert ksys.read_bytes(str(big)) == big.read_bytes()
+    assert ksys.read_text(str(big)).endswith("xé")
+    (tmp_path / "empty").write_bytes(b"")
+    assert ksys.read_bytes(str(tmp_path / "empty")) == b""
+    assert ksys.read_text("/proc/self/mountinfo") == open("/proc/self/mountinfo").read()
+    try:
+        ksys.read_bytes(str(tmp_path / "missing"))
+    except FileNotFoundError:
+        pass
+    else:
+        raise AssertionError("a missing file was read")

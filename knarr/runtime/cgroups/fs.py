@@ -8,6 +8,7 @@ import errno
 import os
 import time
 
+from knarr import sys as ksys
 from knarr.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -66,8 +67,7 @@ def has(cgdir: str, name: str) -> bool:
 def read(cgdir: str, name: str) -> str:
     """The content of control file `name`, stripped."""
     try:
-        with open(os.path.join(cgdir, name)) as f:
-            return f.read().strip()
+        return ksys.read_text(os.path.join(cgdir, name)).strip()
     except OSError as exc:
         raise error(exc, cgdir, f"read {name}") from exc
 

@@ -8,6 +8,7 @@ is mounted there, which is how the unit tests point a driver at a fake tree.
 import os
 import posixpath
 
+from knarr import sys as ksys
 from knarr.errors import InvalidArgument, Unavailable
 from knarr.runtime.tuples import record
 
@@ -82,8 +83,7 @@ def _find_hierarchies(root: str) -> list[Hierarchy]:
 
 def _from_mountinfo(root: str) -> list[Hierarchy]:
     try:
-        with open(_MOUNTINFO) as f:
-            lines = f.read().splitlines()
+        lines = ksys.read_text(_MOUNTINFO).splitlines()
     except OSError:
         return []
     # A later mount on the same point hides an earlier one, so the last wins.

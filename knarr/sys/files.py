@@ -1,0 +1,28 @@
+"""Small files (/proc, cgroupfs, state and config files) read without io's objects.
+
+`open()` sets up a FileIO, a buffer and, for text, a decoder, and asks the file
+whether it is a terminal: more than the read itself costs for the few hundred
+bytes of a /proc file, on paths (knarr-runtime's start, a forked init) where
+every such cost is paid at once.
+"""
+
+import os
+
+__all__ = ["read_bytes", "read_text"]
+
+
+def read_bytes(path: str) -> bytes:
+    """The whole content of the file at `path`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def read_text(path: str) -> str:
+    """The content of the file at `path`, decoded as UTF-8."""
+    return read_bytes(path).decode()
