@@ -413,9 +413,22 @@ class NetAttachMixin:
         if sandbox is None:
             return
         self.netstore.remove_sandbox(cid)
-        future = asyncio.get_running_loop().run_in_executor(
-            self.net_teardown_thread, self._t_teardown, sandbox["path"], veths,
-            sandbox.get("ports") or [])
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def submit() -> None:
+            try:
+                work = loop.run_in_executor(self.net_teardown_thread, self._t_teardown,
+                                            sandbox["path"], veths, sandbox.get("ports") or [])
+            except RuntimeError as exc:  # the executor is shut down: the daemon is ending
+                future.set_exception(exc)
+                return
+            work.add_done_callback(lambda done: _copy_outcome(done, future))
+
+        # The kernel work starts from the loop's next round: what this release woke
+        # (`run --rm`'s wait) answers first, its Python not kept waiting for the GIL by
+        # the teardown thread's.
+        loop.call_soon(submit)
         self.net_pending.add(future)
         self.net_teardowns[cid] = future
         future.add_done_callback(lambda f, cid=cid: self._teardown_done(cid, f))
@@ -590,6 +603,17 @@ class NetAttachMixin:
         self.save_record(record)
         self.events.publish("network", "disconnect", doc["Id"],
                             {"container": cid, "name": doc["Name"], "type": "bridge"})
+
+
+def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
 
 
 def _retrieved(future: asyncio.Future) -> None:
