@@ -116,7 +116,17 @@ def write(cgdir: str, name: str, value: object, doing: str = "") -> None:
 
 
 def make_dirs(cgdir: str) -> None:
-    """mkdir -p `cgdir`."""
+    """mkdir -p `cgdir` (one mkdir when its parent exists, as it mostly does)."""
+    try:
+        os.mkdir(cgdir)
+        return
+    except FileExistsError:
+        if os.path.isdir(cgdir):
+            return
+    except FileNotFoundError:
+        pass  # a parent is missing: makedirs makes it, and says what else is wrong
+    except OSError as exc:
+        raise error(exc, cgdir, "create") from exc
     try:
         os.makedirs(cgdir, exist_ok=True)
     except OSError as exc:
