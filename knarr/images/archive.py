@@ -3,8 +3,9 @@
 Load reads the tar stream once. Every member goes to a content ingest (small
 ones stay in memory), its digest computed on the way; a big member is also
 extracted as it streams past, as a layer, into a temporary snapshot of no
-parent (a tee: one read of the archive hashes the blob, writes it and
-unpacks it, in two threads). A member that is not a layer, or is refused
+parent (a tee: one read of the archive writes and hashes the blob, in a
+thread of its own, and unpacks it, in the read-ahead and writer threads of
+the extraction). A member that is not a layer, or is refused
 as one, is simply not extracted; registering unpacks it from its blob
 and gives the reason. Only after the stream ends, when the archive's own
 index (manifest.json, or index.json) is known, are digests checked: a
@@ -26,8 +27,10 @@ import errno
 import io
 import json
 import os
+import queue
 import re
 import tarfile
+import threading
 from typing import BinaryIO
 
 from knarr.errors import InvalidArgument, KnarrError
@@ -44,6 +47,7 @@ _MAX_JSON = 64 << 20
 _BLOB_PATH = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
 _CONFIG_PATH = re.compile(r"^([a-f0-9]{64})\.json$")
 _CHUNK = 1 << 20
+_TEE_AHEAD = 8  # chunks read but not yet written to their blob
 
 
 class _Staged:
@@ -78,19 +82,22 @@ class _Staged:
             writer.truncate()
             self.big[path] = writer
             tee = _Tee(source, writer)
-            self._extract(path, tee, writer)
-            while tee.read(_CHUNK):
-                pass  # what extraction left: a tar's end blocks, or all of a non-layer
-            self.digests[path] = writer.digest()
+            try:
+                self._extract(path, tee)
+                while tee.read(_CHUNK):
+                    pass  # what extraction left: a tar's end blocks, or all of a non-layer
+                self.digests[path] = tee.digest()
+            finally:
+                tee.close()
         self._check_blob_name(path)
 
-    def _extract(self, path: str, tee: "_Tee", writer) -> None:
+    def _extract(self, path: str, tee: "_Tee") -> None:
         try:
             # An uncompressed layer's diff_id is its blob digest: the writer's hash
             # serves both, and the bytes are hashed once.
             self.extracted[path] = unpack.extract_layer(self.store.snapshots, tee,
                                                         label=f"load: {path}",
-                                                        plain_digest=writer.digest)
+                                                        plain_digest=tee.digest)
         except (KnarrError, OSError):
             pass  # not a layer, or a refused one: registering unpacks the blob and says why
 
@@ -176,19 +183,55 @@ class _Staged:
 
 
 class _Tee:
-    """Reads an archive member, writing every byte read to its ingest as well."""
+    """Reads an archive member, handing every byte read to its ingest, which a thread of
+    its own writes and hashes (the same chunks, through a bounded queue): the reader goes
+    on to the next chunk, and the extraction with it, while the last one is written to
+    the blob and hashed. `digest` waits for that thread; a write that failed is raised
+    by the next `read` or `digest`. `close` stops the thread (after what is queued)."""
 
     def __init__(self, source: BinaryIO, writer) -> None:
         self.source = source
         self.writer = writer
+        self.chunks: queue.Queue = queue.Queue(_TEE_AHEAD)
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="load-blob-writer", daemon=True)
+        self.thread.start()
 
     def read(self, n: int = -1) -> bytes:
+        if self.failure is not None:
+            raise self.failure
         data = self.source.read(n)
-        self.writer.write(data)
+        if data:
+            self.chunks.put(data)
         return data
 
     def readable(self) -> bool:
         return True
+
+    def _run(self) -> None:
+        while True:
+            data = self.chunks.get()
+            try:
+                if data is None:
+                    return
+                if self.failure is None:
+                    self.writer.write(data)
+            except BaseException as exc:  # noqa: BLE001 - raised in the reading thread
+                self.failure = exc
+            finally:
+                self.chunks.task_done()
+
+    def digest(self) -> str:
+        """The digest of every byte read so far, once the thread has written them all."""
+        self.chunks.join()
+        if self.failure is not None:
+            raise self.failure
+        return self.writer.digest()
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.chunks.put(None)
+            self.thread.join()
 
 
 def load(store: ImageStore, stream: BinaryIO, default_name: str | None = None) -> list[dict]:

@@ -408,3 +408,39 @@ def test_archive_cut_inside_a_big_layer_leaves_nothing(store):
     with pytest.raises(InvalidArgument, match="load: corrupt or truncated archive"):
         load(store, io.BytesIO(archive[:cut]))
     assert _empty(store)
+
+
+@pytest.mark.parametrize("after", [0, 2 << 20, 5 << 20])
+def test_a_blob_write_that_fails_fails_the_load_and_leaves_nothing(store, monkeypatch, after):
+    """A big member's blob is written by a thread of its own: its failure (here ENOSPC
+    after `after` bytes: at once, mid-extraction, at the end) is the load's, raised in
+    the loading thread, and the thread is gone."""
+    import errno
+    import threading
+
+    from knarr.content.writer import Writer
+    layer = layer_tar([("big", "file", 0o644, _BIG), ("small", "file", 0o644, b"s")])
+    archive, _ = _docker_archive([layer])
+    real = Writer.write
+
+    def write(self, data):
+        if self.offset + len(data) > after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Writer, "write", write)
+    with pytest.raises(OSError) as raised:
+        load(store, io.BytesIO(archive))
+    assert raised.value.errno == errno.ENOSPC
+    assert _empty(store)
+    assert not [t for t in threading.enumerate() if t.name == "load-blob-writer"]
+
+
+def test_the_blob_of_a_big_member_holds_every_byte_read(store):
+    layer = layer_tar([("big", "file", 0o644, _BIG), ("big2", "file", 0o600, _BIG[::-1])])
+    archive, image_id = _docker_archive([layer])
+    assert load(store, io.BytesIO(archive))[0]["Id"] == image_id
+    digest = _sha(layer)
+    with store.content.open(digest) as blob:
+        assert blob.read() == layer
+    assert store.check() == []
