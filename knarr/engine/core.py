@@ -207,7 +207,11 @@ class Engine(ContainersMixin, LifecycleMixin, ExecMixin, ObserveMixin, ImagesMix
             log.warning("tear down %s after its monitor: %s", cid, exc)
         rootfs = os.path.join(self.monitor_dir(cid), "rootfs")
         while os.path.ismount(rootfs):
-            umount2(rootfs, MNT_DETACH)
+            try:
+                umount2(rootfs, MNT_DETACH)
+            except OSError:
+                if os.path.ismount(rootfs):
+                    raise  # else its monitor unmounted it between our look and our call
         shutil.rmtree(self.monitor_dir(cid), ignore_errors=True)
 
     def rootfs_mounted(self, cid: str) -> bool:

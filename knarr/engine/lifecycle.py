@@ -447,6 +447,16 @@ async def _monitor_gives_up(reader, writer) -> None:
     (a while) for its end of the report channel to close."""
     try:
         writer.write(b"no\n")
+    except OSError:
+        return
+    await _monitor_closed(reader)
+
+
+async def _monitor_closed(reader) -> None:
+    """Wait (a while) for the monitor's end of the report channel to close: it exits
+    after its own clean-up (state saved, rootfs unmounted), which the daemon's clean-up
+    of a failed start (`rm` of an --rm container) must not race."""
+    try:
         await asyncio.wait_for(reader.read(), 30)
     except (OSError, TimeoutError):
         pass
@@ -459,6 +469,7 @@ async def _report(reader, cid: str) -> dict:
                                  "reporting", id=cid)
     reply = json.loads(line)
     if reply["kind"] == "error":
+        await _monitor_closed(reader)
         category = _CATEGORIES.get(reply.get("category"), FailedPrecondition)
         if "not found" in reply["message"] or "permission denied" in reply["message"]:
             category = InvalidArgument
