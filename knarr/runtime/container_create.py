@@ -238,7 +238,7 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
         # Made (but for init's v2 directory) and configured while init (or stage1) makes
         # its namespaces. Without stage1, init joins on "made", while the limits are
         # written; it waits for "cgroup" (the limits in place) before device nodes.
-        if not direct or cgroup.v1_anchors():
+        if not direct or ctx["cgroup_anchors"]:
             cgroup.create()
         if direct:
             ch.send("made")

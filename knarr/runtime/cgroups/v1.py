@@ -54,8 +54,8 @@ class V1Cgroup(Cgroup):
         anchors = {}
         for name, cgdir in self._dirs.items():
             if name != "unified":
-                root = self._roots[name]
-                anchors[cgdir] = (root, os.path.relpath(cgdir, root), cgdir)
+                # each directory is the hierarchy's mount point joined with the path
+                anchors[cgdir] = (self._roots[name], self.path.lstrip("/"), cgdir)
         return sorted(anchors.values())
 
     def _create_cpuset(self, root: str, cgdir: str) -> None:
