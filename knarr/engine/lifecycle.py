@@ -143,9 +143,10 @@ class LifecycleMixin:
         # network thread while the monitor forks, mounts and creates the container, which
         # then waits for "go" (as it does for attaches) until the network is ready.
         netns, net_made = await self.net_start(record)
+        config = self.oci_config(record, netns)
         params = self._monitor_params(record, wait_go=bool(pending) or net_made is not None)
-        self.write_json(os.path.join(mdir, "config.json"), self.oci_config(record, netns),
-                        durable=False)
+        params["cgroups_path"] = config["linux"]["cgroupsPath"]  # the monitor's OOM check
+        self.write_json(os.path.join(mdir, "config.json"), config, durable=False)
         params_path = os.path.join(mdir, "monitor.json")
         with open(params_path, "w") as f:
             f.write(json.dumps(params))

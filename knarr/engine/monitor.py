@@ -336,11 +336,13 @@ class Monitor(ClientsMixin, ExecMixin):
         itself whatever a monitor that dies half-way leaves.
         """
         oom = monitor_tasks.oom_killed(self.p)
+        self.notify({"event": "die", "exit_code": code, "oom": oom, "restarting": False,
+                     "removing": True})
+        # then the state file (for a daemon that missed the die): the daemon forgets the
+        # container at the die and reads nothing of it
         self.state.update(Status="exited", Running=False, Paused=False, Restarting=False,
                           OOMKilled=oom, Pid=0, ExitCode=code, FinishedAt=jsonlog.timestamp())
         self.save_state()
-        self.notify({"event": "die", "exit_code": code, "oom": oom, "restarting": False,
-                     "removing": True})
         monitor_tasks.delete_here(self.p)
         self.finish(die_sent=True)
 

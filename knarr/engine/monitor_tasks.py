@@ -205,8 +205,13 @@ def delete_here(p: dict) -> None:
 
 
 def oom_killed(p: dict) -> bool:
-    """Whether the OOM killer struck in the container's cgroup."""
+    """Whether the OOM killer struck in the container's cgroup (opened by the path the
+    daemon gave, without reading the runtime's state)."""
     try:
+        if p.get("cgroups_path"):
+            from knarr.runtime import cgroups
+
+            return cgroups.open_cgroup(p["cgroups_path"], p["id"]).oom_killed()
         return containers.load(p["runtime_root"], p["id"]).cgroup.oom_killed()
     except Exception:  # noqa: BLE001 - no cgroup, no OOM kill to report
         return False
