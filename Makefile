@@ -12,7 +12,10 @@ BENCH_APT_PACKAGES := hyperfine wrk
 
 .PHONY: demo demo-runtime test lint unit integration bench deps clean hardening fuzz
 
+# knarr's .pyc files written ahead (a shell with PYTHONDONTWRITEBYTECODE=1 would otherwise
+# compile every changed module again at each daemon and CLI start); quick when up to date
 deps: $(VENV)/.installed $(VENV)/lib/knarr-runtime.bundle $(VENV)/lib/knarr-cli.bundle
+	@$(PY) -m compileall -q -j 0 knarr
 
 $(VENV)/.apt-installed: Makefile
 	@mkdir -p $(VENV)
