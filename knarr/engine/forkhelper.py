@@ -19,7 +19,7 @@ import os
 import select
 import socket
 
-from knarr.engine import monitor_main
+from knarr.engine import monitor_main, monitor_tasks
 
 __all__ = ["start", "spawn", "spawn_copy", "restart"]
 
@@ -111,12 +111,14 @@ def _fork_spare(sock: socket.socket) -> socket.socket | None:
             ksys.prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)
             if os.getppid() != helper:
                 os._exit(0)  # the helper died before the line above
+            # its container's starter task, forked ahead too
+            starter = monitor_tasks.prefork_starter(close=(theirs,))
             msg, fds, _flags, _addr = socket.recv_fds(theirs, _MAX_REQUEST, _MAX_FDS)
             theirs.close()
             if msg:
                 ksys.prctl(_PR_SET_PDEATHSIG, 0)  # a monitor outlives the daemon
                 report = socket.socket(fileno=fds[0]) if fds else None
-                monitor_main.main(msg.decode(), report)
+                monitor_main.main(msg.decode(), report, starter)
         finally:
             os._exit(0)
     theirs.close()

@@ -45,6 +45,7 @@ class Monitor(ClientsMixin, ExecMixin):
         self.ending_tasks: set[int] = set()  # task children the loop reaps when they end
         self.starter: tuple[int, int, int] | None = None
         self._creating: tuple | None = None  # (console relay, output fds) till create_end
+        self.preforked = None  # a starter task child forked ahead (prefork_starter)
         self.blocked: list = []  # clients whose input waits for the process to read
         self.slow: list = []  # clients with output they have not taken yet
         self.init_pid = 0
@@ -172,9 +173,14 @@ class Monitor(ClientsMixin, ExecMixin):
             mine = {out_r: 1, err_r: 2}
         go_r, go_w = os.pipe()
         try:
-            pid, report = monitor_tasks.fork_task(monitor_tasks.starter, self.p, child,
-                                                  relay.path if relay else None, go_r,
-                                                  close=(go_w,))
+            handed = None
+            if self.preforked is not None:  # a spare's starter, forked ahead: no fork now
+                pre, self.preforked = self.preforked, None
+                handed = monitor_tasks.hand_starter(pre, self.p, child,
+                                                    relay.path if relay else None, go_r)
+            pid, report = handed or monitor_tasks.fork_task(
+                monitor_tasks.starter, self.p, child, relay.path if relay else None, go_r,
+                close=(go_w,))
         except BaseException:
             for fd in (*mine, go_w):
                 os.close(fd)

@@ -39,8 +39,9 @@ def _wait_go(sock: socket.socket) -> bool:
     return buf.startswith(b"go")
 
 
-def main(params_path: str, report: socket.socket | None) -> None:
-    """The monitor's life; called in a freshly forked process, never returns."""
+def main(params_path: str, report: socket.socket | None, starter=None) -> None:
+    """The monitor's life; called in a freshly forked process, never returns. `starter`:
+    a starter task child forked ahead (monitor_tasks.prefork_starter), if any."""
     code = 0
     try:
         devnull = os.open("/dev/null", os.O_RDWR)
@@ -53,7 +54,7 @@ def main(params_path: str, report: socket.socket | None) -> None:
             os.set_inheritable(report.fileno(), False)
         params = fastjson.loads(monitor_io.read_file(params_path))
         os.chdir(params["bundle"])
-        code = _serve(params, report)
+        code = _serve(params, report, starter)
     except BaseException:  # noqa: BLE001 - kept in monitor.err, next to its socket
         code = 1
         _keep_traceback()
@@ -70,8 +71,9 @@ def _keep_traceback() -> None:
         pass
 
 
-def _serve(params: dict, report: socket.socket | None) -> int:
+def _serve(params: dict, report: socket.socket | None, starter=None) -> int:
     mon = Monitor(params, report)
+    mon.preforked = starter
     try:
         # the task child mounts the rootfs and creates the container while we set up
         mon.create_begin()

@@ -17,8 +17,12 @@ from knarr.oci.overlay import fit_overlay
 from knarr.runtime import container as containers
 from knarr.runtime import container_create, container_delete, container_exec, container_start
 
-__all__ = ["TaskError", "fork_task", "read_message", "mount_rootfs", "starter", "exec_child", "teardown",
+__all__ = ["TaskError", "fork_task", "prefork_starter", "hand_starter", "read_message",
+           "mount_rootfs", "starter", "exec_child", "teardown",
            "teardown_here", "delete_here", "oom_killed", "signal_all", "reap_child"]
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class TaskError(Exception):
@@ -82,6 +86,72 @@ def fork_task(work, *args, close: tuple[int, ...] = ()) -> tuple[int, int]:
             code = 1
         os._exit(code)
     os.close(w)
+    return pid, r
+
+
+def prefork_starter(close: tuple = ()) -> tuple[int, object] | None:
+    """Fork, ahead of any request, a child that waits for one `starter` task (see
+    `hand_starter`): a spare monitor does this, so its container's create does not wait
+    for a fork. The child closes `close` (sockets it must not hold) and dies with its
+    parent until it has its task. (pid, our end of its channel), or None."""
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
+    if pid == 0:
+        code = 0
+        try:
+            ours.close()
+            for sock in close:
+                sock.close()
+            ksys.prctl(_PR_SET_PDEATHSIG, 9)
+            if os.getppid() != parent:
+                os._exit(0)
+            msg, fds, _flags, _addr = socket.recv_fds(theirs, 1 << 20, 5)
+            theirs.close()
+            if not msg or len(fds) != 5:
+                os._exit(0)
+            w, stdio, go = fds[0], fds[1:4], fds[4]
+            task = fastjson.loads(msg)
+            try:
+                os.chdir(task["p"]["bundle"])
+                starter(w, task["p"], stdio, task["console"], go)
+            except BaseException as exc:  # noqa: BLE001 - reported to the monitor
+                try:
+                    _send(w, error=str(exc), category=type(exc).__name__)
+                except OSError:
+                    pass
+                code = 1
+        finally:
+            os._exit(code)
+    theirs.close()
+    return pid, ours
+
+
+def hand_starter(pre: tuple, p: dict, stdio: list[int], console: str | None,
+                 go: int) -> tuple[int, int] | None:
+    """Give `starter`'s task to a child `prefork_starter` made; (pid, fd to read its
+    reports from) as `fork_task` returns, or None if it is gone (then fork one)."""
+    pid, sock = pre
+    r, w = os.pipe()
+    try:
+        import socket
+
+        socket.send_fds(sock, [fastjson.dumps({"p": p, "console": console}).encode()],
+                        [w, *stdio, go])
+    except OSError:
+        os.close(r)
+        reap_child(pid)
+        return None
+    finally:
+        os.close(w)
+        sock.close()
     return pid, r
 
 
