@@ -220,10 +220,12 @@ class _DNS(threading.Thread):
 
 
 def test_dns_forwards_to_the_hosts_resolvers(tmp_path):
-    server = _DNS("127.0.0.77")
+    # a loopback address of its own: another test run on this host may serve DNS at once
+    upstream = f"127.0.{os.getpid() % 200 + 20}.{os.urandom(1)[0] % 200 + 20}"
+    server = _DNS(upstream)
     server.start()
     resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 127.0.0.77\n")
+    resolv.write_text(f"nameserver {upstream}\n")
     daemon = Daemon(tempfile.mkdtemp(prefix="knarrd-")).start()
     daemon.stop()
     daemon = Daemon(daemon.base)

@@ -48,6 +48,13 @@ ROUTES = [
 
 
 def _serve_connection(conn) -> None:
+    try:
+        _answer(conn)
+    except ConnectionResetError:
+        pass  # the CLI may exit with its early ping unread: a reset, not a fault
+
+
+def _answer(conn) -> None:
     with conn:
         data = b""
         while True:
