@@ -1,11 +1,11 @@
 """A tiny message channel between the runtime and the processes it forks.
 
-Messages are JSON objects, one per line, over one end of a socketpair. The
-child's end is close-on-exec, so a successful exec closes it and the parent
+Messages are JSON objects, one per line, over a pair of pipes (one each way; the
+`_socket` module a socketpair needs costs more start-up than the channel's work).
+The child's ends are close-on-exec, so a successful exec closes them and the parent
 reads EOF.
 """
 
-import _socket
 import os
 
 from knarr import fastjson
@@ -15,20 +15,23 @@ __all__ = ["Channel", "pair"]
 
 
 class Channel:
-    """One end of a socketpair that carries JSON messages."""
+    """One side of a two-way channel that carries JSON messages: the read end of
+    one pipe and the write end of the other."""
 
-    def __init__(self, sock) -> None:
-        self.sock = sock
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd, self.wfd = rfd, wfd
         self._buffer = b""
 
     def send(self, kind: str, **fields: object) -> None:
         """Send one message of the given kind."""
-        self.sock.sendall(fastjson.dumps({"kind": kind, **fields}).encode() + b"\n")
+        view = memoryview(fastjson.dumps({"kind": kind, **fields}).encode() + b"\n")
+        while view:
+            view = view[os.write(self.wfd, view):]
 
     def recv(self) -> dict | None:
         """Receive one message; None at EOF."""
         while b"\n" not in self._buffer:
-            chunk = self.sock.recv(65536)
+            chunk = os.read(self.rfd, 65536)
             if not chunk:
                 return None
             self._buffer += chunk
@@ -55,11 +58,17 @@ class Channel:
         except OSError:
             pass
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
+    def fds(self) -> tuple[int, int]:
+        """The two descriptors (read, write) this side holds."""
+        return self.rfd, self.wfd
+
+    def set_blocking(self, blocking: bool) -> None:
+        """Whether recv waits for a message (else it raises BlockingIOError)."""
+        os.set_blocking(self.rfd, blocking)
 
     def close(self) -> None:
-        self.sock.close()
+        os.close(self.rfd)
+        os.close(self.wfd)
 
 
 def _describe(exc: BaseException) -> str:
@@ -79,9 +88,7 @@ def error_from(message: dict) -> KnarrError:
 
 
 def pair() -> tuple[Channel, Channel]:
-    """A (parent, child) pair of channels; both ends close on exec."""
-    # _socket: the socket module's enums cost more start-up than the channel's work.
-    parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    for sock in (parent, child):
-        os.set_inheritable(sock.fileno(), False)
-    return Channel(parent), Channel(child)
+    """A (parent, child) pair of channels; every end closes on exec."""
+    to_parent_r, to_parent_w = os.pipe()  # not inheritable: close-on-exec
+    to_child_r, to_child_w = os.pipe()
+    return Channel(to_parent_r, to_child_w), Channel(to_child_r, to_parent_w)

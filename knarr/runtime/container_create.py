@@ -309,13 +309,13 @@ def _next(ch: Channel, what: str) -> dict:
 
 def _raise_reported(ch: Channel) -> None:
     """Raise the error init reported, if it has (without waiting for one)."""
-    ch.sock.setblocking(False)
+    ch.set_blocking(False)
     try:
         message = ch.recv()
     except OSError:
         return
     finally:
-        ch.sock.setblocking(True)
+        ch.set_blocking(True)
     if message is not None and message["kind"] == "error":
         from knarr.runtime.channel import error_from
 

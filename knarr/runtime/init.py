@@ -223,7 +223,7 @@ def _write_sysctls(sysctls: dict) -> None:
 
 def _close_fds(ch: Channel, needed: set, preserve: int) -> None:
     """Close every inherited fd but stdio, preserved ones and those init still needs."""
-    keep = set(range(3 + preserve)) | {ch.fileno()} | needed
+    keep = set(range(3 + preserve)) | set(ch.fds()) | needed
     try:
         names = os.listdir("/proc/self/fd")
     except FileNotFoundError:
