@@ -93,36 +93,26 @@ def _hand_to_spare(msg: bytes, fds: list[int]) -> bool:
 def _fork_spare(sock: socket.socket) -> socket.socket | None:
     """A child that waits for one monitor request and then is that monitor: the fork (a
     few ms of a start otherwise) is done before the start asks for it. It dies with us."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    helper = os.getpid()
-    try:
-        pid = os.fork()
-    except OSError:
-        ours.close()
-        theirs.close()
+    forked = monitor_tasks.fork_waiting(close=(sock,))
+    if forked is None:
         return None
-    if pid == 0:
-        try:
-            sock.close()
-            ours.close()
-            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the monitor reaps its own
-            from knarr import sys as ksys
+    pid, chan = forked
+    if pid:
+        return chan  # our end: the next monitor request goes there
+    try:
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the monitor reaps its own
+        from knarr import sys as ksys
 
-            ksys.prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)
-            if os.getppid() != helper:
-                os._exit(0)  # the helper died before the line above
-            # its container's starter task, forked ahead too
-            starter = monitor_tasks.prefork_starter(close=(theirs,))
-            msg, fds, _flags, _addr = socket.recv_fds(theirs, _MAX_REQUEST, _MAX_FDS)
-            theirs.close()
-            if msg:
-                ksys.prctl(_PR_SET_PDEATHSIG, 0)  # a monitor outlives the daemon
-                report = socket.socket(fileno=fds[0]) if fds else None
-                monitor_main.main(msg.decode(), report, starter)
-        finally:
-            os._exit(0)
-    theirs.close()
-    return ours
+        # its container's starter task, forked ahead too
+        starter = monitor_tasks.prefork_starter(close=(chan,))
+        msg, fds, _flags, _addr = socket.recv_fds(chan, _MAX_REQUEST, _MAX_FDS)
+        chan.close()
+        if msg:
+            ksys.prctl(_PR_SET_PDEATHSIG, 0)  # a monitor outlives the daemon
+            report = socket.socket(fileno=fds[0]) if fds else None
+            monitor_main.main(msg.decode(), report, starter)
+    finally:
+        os._exit(0)
 
 
 def _preload() -> None:

@@ -17,8 +17,8 @@ from knarr.oci.overlay import fit_overlay
 from knarr.runtime import container as containers
 from knarr.runtime import container_create, container_delete, container_exec, container_start
 
-__all__ = ["TaskError", "fork_task", "prefork_starter", "hand_starter", "read_message",
-           "mount_rootfs", "starter", "exec_child", "teardown",
+__all__ = ["TaskError", "fork_task", "fork_waiting", "prefork_starter", "hand_starter",
+           "read_message", "mount_rootfs", "starter", "exec_child", "teardown",
            "teardown_here", "delete_here", "oom_killed", "signal_all", "reap_child"]
 
 
@@ -72,28 +72,36 @@ def fork_task(work, *args, close: tuple[int, ...] = ()) -> tuple[int, int]:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        code = 0
-        try:
+        def task(w: int) -> None:
             os.close(r)
             for fd in close:
                 os.close(fd)
             work(w, *args)
-        except BaseException as exc:  # noqa: BLE001 - reported to the monitor
-            try:
-                _send(w, error=str(exc), category=type(exc).__name__)
-            except OSError:
-                pass
-            code = 1
-        os._exit(code)
+
+        os._exit(_run_task(task, w))
     os.close(w)
     return pid, r
 
 
-def prefork_starter(close: tuple = ()) -> tuple[int, object] | None:
-    """Fork, ahead of any request, a child that waits for one `starter` task (see
-    `hand_starter`): a spare monitor does this, so its container's create does not wait
-    for a fork. The child closes `close` (sockets it must not hold) and dies with its
-    parent until it has its task. (pid, our end of its channel), or None."""
+def _run_task(work, w: int) -> int:
+    """In a task child: `work(w)`, an exception reported on `w`; the child's exit code."""
+    try:
+        work(w)
+    except BaseException as exc:  # noqa: BLE001 - reported to the monitor
+        try:
+            _send(w, error=str(exc), category=type(exc).__name__)
+        except OSError:
+            pass
+        return 1
+    return 0
+
+
+def fork_waiting(close: tuple = ()) -> tuple[int, object] | None:
+    """Fork a child that is to wait for one request on a SOCK_SEQPACKET pair: (pid, our
+    end) in the parent, (0, its end) in the child, None if the fork failed. The child
+    has closed our end and the sockets in `close`, and dies with its parent (PDEATHSIG
+    SIGKILL, set before it checks that the parent is still the one that forked it)
+    until it clears that itself."""
     import socket
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -105,33 +113,46 @@ def prefork_starter(close: tuple = ()) -> tuple[int, object] | None:
         theirs.close()
         return None
     if pid == 0:
-        code = 0
         try:
             ours.close()
             for sock in close:
                 sock.close()
             ksys.prctl(_PR_SET_PDEATHSIG, 9)
-            if os.getppid() != parent:
-                os._exit(0)
-            msg, fds, _flags, _addr = socket.recv_fds(theirs, 1 << 20, 5)
-            theirs.close()
-            if not msg or len(fds) != 5:
-                os._exit(0)
-            w, stdio, go = fds[0], fds[1:4], fds[4]
-            task = fastjson.loads(msg)
-            try:
-                os.chdir(task["p"]["bundle"])
-                starter(w, task["p"], stdio, task["console"], go)
-            except BaseException as exc:  # noqa: BLE001 - reported to the monitor
-                try:
-                    _send(w, error=str(exc), category=type(exc).__name__)
-                except OSError:
-                    pass
-                code = 1
-        finally:
-            os._exit(code)
+            if os.getppid() == parent:
+                return 0, theirs
+        except BaseException:  # noqa: BLE001 - a child that cannot wait has nothing to do
+            pass
+        os._exit(0)
     theirs.close()
     return pid, ours
+
+
+def prefork_starter(close: tuple = ()) -> tuple[int, object] | None:
+    """Fork, ahead of any request, a child that waits for one `starter` task (see
+    `hand_starter`): a spare monitor does this, so its container's create does not wait
+    for a fork. The child closes `close` (sockets it must not hold) and dies with its
+    parent until it has its task. (pid, our end of its channel), or None."""
+    forked = fork_waiting(close)
+    if forked is None or forked[0]:
+        return forked
+    import socket
+
+    chan, code = forked[1], 0
+    try:
+        msg, fds, _flags, _addr = socket.recv_fds(chan, 1 << 20, 5)
+        chan.close()
+        if not msg or len(fds) != 5:
+            os._exit(0)
+        w, stdio, go = fds[0], fds[1:4], fds[4]
+        task = fastjson.loads(msg)
+
+        def start(w: int) -> None:
+            os.chdir(task["p"]["bundle"])
+            starter(w, task["p"], stdio, task["console"], go)
+
+        code = _run_task(start, w)
+    finally:
+        os._exit(code)
 
 
 def hand_starter(pre: tuple, p: dict, stdio: list[int], console: str | None,
