@@ -112,21 +112,30 @@ def test_exec_without_clone3_into_a_cgroup_moves_itself(runtime, bundle):
     cid = runtime.new_id()
     runtime("run", "-d", "--bundle", bundle.path, cid, check=True)
     init = _state(runtime, cid)["pid"]
+
+    def exec_refused():
+        def refuse(fd):
+            raise OSError(38, "clone3 into cgroup: Function not implemented")
+
+        ksys.fork_into_cgroup = refuse
+        proc = {"args": ["sleep", "998"], "cwd": "/", "env": ["PATH=/bin"],
+                "user": {"uid": 0, "gid": 0}}
+        return container_exec.exec_process(runtime.root, cid, proc, detach=True)
+
+    pid = _pid_from_a_patched_child(exec_refused)
+    assert pid and _host_cgroups(pid) == _host_cgroups(init)
+
+
+def _pid_from_a_patched_child(work) -> int:
+    """`work()` (which patches knarr and returns a pid) in a child of ours, so that the
+    patch never touches the test process; the pid, once the child exited 0."""
     r, w = os.pipe()
     child = os.fork()
-    if child == 0:  # patched in a child of ours only, never in the test process
+    if child == 0:
         code = 1
         try:
             os.close(r)
-
-            def refuse(fd):
-                raise OSError(38, "clone3 into cgroup: Function not implemented")
-
-            ksys.fork_into_cgroup = refuse
-            proc = {"args": ["sleep", "998"], "cwd": "/", "env": ["PATH=/bin"],
-                    "user": {"uid": 0, "gid": 0}}
-            pid = container_exec.exec_process(runtime.root, cid, proc, detach=True)
-            os.write(w, str(pid).encode())
+            os.write(w, str(work()).encode())
             code = 0
         finally:
             os._exit(code)
@@ -134,7 +143,7 @@ def test_exec_without_clone3_into_a_cgroup_moves_itself(runtime, bundle):
     with os.fdopen(r, "rb") as f:
         pid = int(f.read() or b"0")
     assert os.waitpid(child, 0)[1] == 0
-    assert pid and _host_cgroups(pid) == _host_cgroups(init)
+    return pid
 
 
 def _in_container_cgroup(pid: int, cid: str) -> bool:
@@ -163,31 +172,20 @@ def test_create_without_clone3_into_a_cgroup_has_init_move_itself(runtime, bundl
 
     bundle.args("sleep", "1000").write()
     cid = runtime.new_id()
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:  # patched in a child of ours only, never in the test process
-        code = 1
-        try:
-            os.close(r)
 
-            def refuse(fd, **_):
-                raise OSError(38, "clone3 into cgroup: Function not implemented")
+    def create_without():
+        def refuse(fd, **_):
+            raise OSError(38, "clone3 into cgroup: Function not implemented")
 
-            if why == "refused":
-                ksys.fork_into_cgroup = refuse
-            else:
-                ksys.fork_into_cgroup = lambda fd, **_: os._exit(3)  # must not be called
-                stop = threading.Event()
-                threading.Thread(target=stop.wait, daemon=True).start()
-            record = container_create.create(runtime.root, cid, bundle.path)
-            os.write(w, str(record["pid"]).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        pid = int(f.read() or b"0")
-    assert os.waitpid(child, 0)[1] == 0
+        if why == "refused":
+            ksys.fork_into_cgroup = refuse
+        else:
+            ksys.fork_into_cgroup = lambda fd, **_: os._exit(3)  # must not be called
+            stop = threading.Event()
+            threading.Thread(target=stop.wait, daemon=True).start()
+        return container_create.create(runtime.root, cid, bundle.path)["pid"]
+
+    pid = _pid_from_a_patched_child(create_without)
     assert pid and _in_container_cgroup(pid, cid)
     runtime("delete", "-f", cid, check=True)
 
