@@ -10,10 +10,13 @@ DNAT with route_localnet; Docker: its default userland proxy, docker-proxy) and
 to the host's own address (both: kernel DNAT).
 
 Docker runs as a dockerd of this script's own WITH its networking: its own bridge
-(`kbdock0`, 10.215.0.0/24, made here), iptables on, the userland proxy on. It sets
-iptables' FORWARD policy to DROP; the policy is put back as it was when it stops,
-and the bridge removed. knarr runs on a knarrd of its own (`kbench0`,
-10.216.0.0/24, table `ip knarr_bench`), all removed at the end.
+(`kbdock0`, 10.215.0.0/24, made here), iptables on, the userland proxy on
+(benchkit/dockernet.py, shared with the engine benchmarks: it may set iptables'
+FORWARD policy to DROP; the policy, its rules and chains and the sysctls it changed
+are put back as they were when it stops, and the bridge removed; a killed run's
+are put back by the next run, or `bench/run.py --restore-network`). knarr runs on
+a knarrd of its own (`kbench0`, 10.216.0.0/24, table `ip knarr_bench`), all removed
+at the end.
 
 Prints medians and ratios, writes bench/results/net_http.json.
 """
@@ -34,9 +37,12 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from benchkit.benchmarks.image_data import DOCKER, DOCKERD, Dockerd  # noqa: E402
+from benchkit.dockernet import DockerBridge  # noqa: E402
+
 VENV_BIN = BENCH.parent / ".venv" / "bin"
-DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker")
-DOCKERD = shutil.which("dockerd")
 HTTPD = ["sh", "-c", "head -c 612 /dev/zero | tr '\\0' x > /tmp/index.html; "
          "exec httpd -f -p 80 -h /tmp"]
 
@@ -72,15 +78,14 @@ class Stack:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.knarr_sock = f"unix://{work}/knarr.sock"
-        self.docker_sock = f"unix://{work}/docker.sock"
+        self.dockerd = Dockerd(work / "dockerd", DockerBridge("kbdock0", "10.215.0.1/24"))
         self.procs: list[subprocess.Popen] = []
-        self.forward_policy = "ACCEPT"
 
     def knarr(self, *args: str, check: bool = True) -> str:
         return sh([str(VENV_BIN / "knarr"), "-H", self.knarr_sock, *args], check)
 
     def docker(self, *args: str, check: bool = True) -> str:
-        return sh([DOCKER, "-H", self.docker_sock, *args], check)
+        return sh(self.dockerd.argv(*args), check)
 
     def start(self) -> None:
         log = open(self.work / "knarrd.log", "wb")  # noqa: SIM115
@@ -89,19 +94,8 @@ class Stack:
              str(self.work / "kexec"), "-H", self.knarr_sock, "--bridge", "kbench0",
              "--bip", "10.216.0.0/24", "--nft-table", "knarr_bench"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        self.rules_before = {t: iptables_rules(t) for t in ("filter", "nat")}
-        policy = sh(["iptables", "-w", "-S", "FORWARD"]).splitlines()[0].split()
-        self.forward_policy = policy[-1] if policy[:2] == ["-P", "FORWARD"] else "ACCEPT"
-        sh(["ip", "link", "add", "kbdock0", "type", "bridge"])
-        sh(["ip", "addr", "add", "10.215.0.1/24", "dev", "kbdock0"])
-        sh(["ip", "link", "set", "kbdock0", "up"])
-        log = open(self.work / "dockerd.log", "wb")  # noqa: SIM115
-        self.procs.append(subprocess.Popen(
-            [DOCKERD, "--host", self.docker_sock, "--data-root", str(self.work / "droot"),
-             "--exec-root", str(self.work / "dexec"), "--pidfile",
-             str(self.work / "dockerd.pid"), "--bridge", "kbdock0"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        for ping in (lambda: self.knarr("version"), lambda: self.docker("version")):
+        self.dockerd.start()
+        for ping in (lambda: self.knarr("version"),):
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -136,41 +130,14 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        sh(["iptables", "-w", "-P", "FORWARD", self.forward_policy], check=False)
-        for table, before in getattr(self, "rules_before", {}).items():
-            undo_new_rules(table, before)
-        for bridge in ("kbdock0", "kbench0"):
-            sh(["ip", "link", "del", bridge], check=False)
+        self.dockerd.stop(remove=False)
+        sh(["ip", "link", "del", "kbench0"], check=False)
         sh(["nft", "delete", "table", "ip", "knarr_bench"], check=False)
         for way in ("-i", "-o"):
             rule = [way, "kbench0", "-m", "comment", "--comment", "knarr kbench0", "-j",
                     "ACCEPT"]
             sh(["iptables", "-w", "-D", "FORWARD", *rule], check=False)
         sh(["umount", "-R", "-l", str(self.work)], check=False)
-
-
-def iptables_rules(table: str) -> list[str]:
-    """`iptables -S` of a table: -N chain lines and -A rule lines."""
-    return sh(["iptables", "-w", "-t", table, "-S"], check=False).splitlines()
-
-
-def undo_new_rules(table: str, before: list[str]) -> None:
-    """Take out the rules and chains dockerd added to a table while the benchmark ran
-    (dockerd leaves them when it stops); what was there before stays."""
-    old = set(before)
-    now = iptables_rules(table)
-    for line in reversed(now):
-        if line.startswith("-A ") and line not in old:
-            sh(["iptables", "-w", "-t", table, "-D", *_split(line[3:])], check=False)
-    for line in now:
-        if line.startswith("-N ") and line not in old:
-            sh(["iptables", "-w", "-t", table, "-X", line.split()[1]], check=False)
-
-
-def _split(text: str) -> list[str]:
-    import shlex
-
-    return shlex.split(text)
 
 
 def wrk(url: str, duration: int) -> dict:

@@ -44,6 +44,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="time only this subject (repeatable; default all)")
     p.add_argument("--no-setup", action="store_true", help="do not run bench/setup.sh")
     p.add_argument("--keep-workdir", action="store_true", help="keep bundles and roots")
+    p.add_argument("--restore-network", action="store_true",
+                   help="put back the host's iptables and sysctls as a killed run's dockerd "
+                        "with networking found them (benchkit/dockernet.py), and exit")
     args = p.parse_args(argv)
     if args.iterations < 1 or args.warmup < 0:
         p.error("--iterations must be at least 1 and --warmup at least 0")
@@ -116,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.list:
         list_benchmarks()
+        return 0
+    if args.restore_network:
+        from benchkit import dockernet
+
+        print("restored: " + (", ".join(dockernet.restore_all()) or "nothing to restore"))
         return 0
     try:
         benches = lookup(args.names)

@@ -1,5 +1,10 @@
 """engine_hello: `CLI run --rm hello-world`, for docker, podman and knarr.
 
+docker is Docker as its users have it, with its default bridge networking (as
+knarr's and podman's `run` have theirs); docker-nonet is a dockerd with
+`--bridge=none --iptables=false`, whose containers get no network at all,
+shown beside it (engines.py).
+
 Each engine is private to the run (engines.py): knarr's CLI against a knarrd
 of its own, the docker CLI against a dockerd of its own, podman on a root of
 its own. hello-world is knarr's built-in image, `knarr save`d and loaded into
@@ -19,7 +24,7 @@ from benchkit.registry import Goal, register
 
 def prepare(workdir: Path) -> Engines:
     """Start the engines; return them (stopped again if starting failed)."""
-    engines = Engines(workdir)
+    engines = Engines(workdir, docker_nonet=True)
     try:
         engines.start()
     except BaseException:
@@ -30,7 +35,8 @@ def prepare(workdir: Path) -> Engines:
 
 @register(
     "engine_hello",
-    summary="wall time of `CLI run --rm hello-world` (docker, podman, knarr; private daemons)",
+    summary="wall time of `CLI run --rm hello-world` (docker, docker-nonet, podman, knarr; "
+            "private daemons)",
     goals=(Goal(knarr="knarr", peer="docker", max_ratio=0.15),),
 )
 def engine_hello(workdir: Path):

@@ -5,7 +5,13 @@ engine_stats and engine_memory import it.
 
 - knarr: `knarrd --root R --exec-root E -H unix://S`, driven by `knarr -H unix://S`;
 - docker: a dockerd of its own (image_data.Dockerd: own socket, data root, exec
-  root and pid file, `--bridge=none --iptables=false`), driven by the docker CLI;
+  root and pid file) with Docker's default networking, as its users have it: its
+  bridge driver on a bridge of the bench's own (`kbdock1`, 10.215.1.0/24) and
+  iptables on (benchkit/dockernet.py puts the host back as it was at the end),
+  driven by the docker CLI;
+- docker-nonet (with `Engines(..., docker_nonet=True)`): a second dockerd of its own,
+  `--bridge=none --iptables=false` (its containers get no network at all: less work
+  than knarr's and podman's bridge), for the figure docker gives without networking;
 - podman: `podman --root --runroot --tmpdir` under the scratch directory,
   `--cgroup-manager=cgroupfs --events-backend=file`.
 
@@ -29,6 +35,7 @@ import time
 from pathlib import Path
 
 from benchkit.benchmarks import image_data
+from benchkit.dockernet import DockerBridge
 from benchkit.host import VENV_BIN
 from benchkit.subjects import KNARR, PEER, Subject, missing_program, program_version
 
@@ -37,6 +44,9 @@ KNARR_CLI = str(VENV_BIN / "knarr")
 # the parents under which docker (cgroupfs driver), podman (cgroupfs) and knarr
 # put a container's cgroup, named after (or containing) the container's id
 CGROUP_PARENTS = ("docker", "libpod_parent", "knarr")
+# the bridge of the engine benches' dockerd (net_http.py's is kbdock0, 10.215.0.0/24)
+DOCKER_BRIDGE = ("kbdock1", "10.215.1.1/24")
+DOCKERS = ("docker", "docker-nonet")
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
@@ -135,7 +145,7 @@ class Knarrd:
 class Engines:
     """knarr, docker and podman, private to one benchmark; each may be unavailable."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, docker_nonet: bool = False) -> None:
         self.workdir = workdir
         self.knarrd = Knarrd(workdir / "knarrd")
         # KNARR_BENCH_BASELINE=DIR: one more subject, knarr@baseline, the knarr of DIR
@@ -144,12 +154,15 @@ class Engines:
         if image_data.BASELINE:
             self.baseline = Knarrd(workdir / "knarrd-baseline", *baseline_launchers(
                 image_data.BASELINE, workdir / "baseline-bin"))
-        self.dockerd = image_data.Dockerd(workdir / "dockerd")
+        self.dockerd = image_data.Dockerd(workdir / "dockerd", DockerBridge(*DOCKER_BRIDGE))
+        self.dockerds = {"docker": self.dockerd}
+        if docker_nonet:
+            self.dockerds["docker-nonet"] = image_data.Dockerd(workdir / "dockerd-nonet")
         self.podman_state = workdir / "podman"
         self.unavailable: dict[str, str] = {}
         self.versions: dict[str, str] = {}
         self.containers: dict[str, list[str]] = {"knarr": [], "docker": [], "podman": [],
-                                                 "knarr@baseline": []}
+                                                 "knarr@baseline": [], "docker-nonet": []}
         self.stopped = False
         atexit.register(self.stop)
 
@@ -160,8 +173,8 @@ class Engines:
             return self.knarrd.argv(*args)
         if engine == "knarr@baseline":
             return self.baseline.argv(*args)
-        if engine == "docker":
-            return self.dockerd.argv(*args)
+        if engine in self.dockerds:
+            return self.dockerds[engine].argv(*args)
         s = self.podman_state
         return ["podman", "--root", str(s / "root"), "--runroot", str(s / "run"),
                 "--tmpdir", str(s / "tmp"), "--cgroup-manager=cgroupfs",
@@ -196,17 +209,20 @@ class Engines:
         for name in ("hello-world", "busybox"):
             tarballs.append(str(images / f"{name}.tar"))
             _must(self.argv("knarr", "save", name, "-o", tarballs[-1]))
-        reason = image_data.missing_docker()
-        if reason is None:
-            try:
-                self.dockerd.start()
-                self.versions["docker"] = self.dockerd.version()
-                for tarball in tarballs:
-                    _must(self.argv("docker", "load", "-i", tarball))
-            except RuntimeError as exc:
-                reason = str(exc)
-        if reason is not None:
-            self.unavailable["docker"] = reason
+        for engine, dockerd in self.dockerds.items():
+            reason = image_data.missing_docker()
+            if reason is None:
+                try:
+                    dockerd.start()
+                    self.versions[engine] = dockerd.version() + (
+                        " (--bridge=none --iptables=false)" if dockerd.bridge is None
+                        else " (bridge networking)")
+                    for tarball in tarballs:
+                        _must(self.argv(engine, "load", "-i", tarball))
+                except RuntimeError as exc:
+                    reason = str(exc)
+            if reason is not None:
+                self.unavailable[engine] = reason
         reason = missing_program("podman")
         if reason is None:
             try:
@@ -232,7 +248,8 @@ class Engines:
 
     def engines(self) -> tuple[str, ...]:
         """Every engine of the run, knarr@baseline too when there is one."""
-        return ("docker", "podman", "knarr") + (("knarr@baseline",) if self.baseline else ())
+        return (*self.dockerds, "podman", "knarr") + (
+            ("knarr@baseline",) if self.baseline else ())
 
     # subjects ----------------------------------------------------------------------
     def subject(self, engine: str, argv, cleanup=None, notes=None) -> Subject:
@@ -261,11 +278,12 @@ class Engines:
                 self.containers[engine] += ids
                 if ids:
                     _run(self.argv(engine, "rm", "-f", *ids))
-        if self.dockerd.proc is not None:
-            ids = _run(self.argv("docker", "ps", "-aq", "--no-trunc")).stdout.split()
-            self.containers["docker"] += ids
-            if ids:
-                _run(self.argv("docker", "rm", "-f", *ids))
+        for engine, dockerd in self.dockerds.items():
+            if dockerd.proc is not None:
+                ids = _run(self.argv(engine, "ps", "-aq", "--no-trunc")).stdout.split()
+                self.containers[engine] += ids
+                if ids:
+                    _run(self.argv(engine, "rm", "-f", *ids))
         if "podman" not in self.unavailable and self.podman_state.exists():
             ids = _run(self.argv("podman", "ps", "-aq", "--no-trunc")).stdout.split()
             self.containers["podman"] += ids
@@ -273,7 +291,8 @@ class Engines:
         self.knarrd.stop()
         if self.baseline is not None:
             self.baseline.stop()
-        self.dockerd.stop(remove=False)
+        for dockerd in self.dockerds.values():
+            dockerd.stop(remove=False)
         unmount_under(self.workdir)
         remove_cgroups([c for ids in self.containers.values() for c in ids if len(c) == 64])
 

@@ -37,6 +37,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from benchkit.dockernet import DockerBridge
 from benchkit.host import BENCH_DIR
 
 # A checkout of another knarr (e.g. `git worktree add /tmp/base HEAD~3`) to time beside
@@ -172,24 +173,37 @@ def fresh_dir(base: Path, name: str) -> Path:
 
 
 class Dockerd:
-    """A dockerd of the benchmark's own: own socket, data root, exec root; no bridge."""
+    """A dockerd of the benchmark's own: own socket, data root, exec root.
 
-    def __init__(self, state: Path) -> None:
+    Without `bridge`, no networking (`--bridge=none --iptables=false`); with one,
+    Docker's default bridge networking on that bridge of the bench's own (made at
+    start, and the host put back as it was at stop: benchkit/dockernet.py).
+    """
+
+    def __init__(self, state: Path, bridge: DockerBridge | None = None) -> None:
         self.state = state
         self.sock = f"unix://{state}/docker.sock"
         self.proc: subprocess.Popen | None = None
+        self.bridge = bridge
 
     def start(self) -> None:
         """Start it and wait until it answers; RuntimeError if it does not."""
         self.state.mkdir(parents=True, exist_ok=True)
+        atexit.register(self.stop)
+        if self.bridge is not None:
+            self.bridge.up()
+            net = self.bridge.dockerd_args()
+        else:
+            net = ["--bridge=none", "--iptables=false"]
         log = open(self.state / "dockerd.log", "wb")  # noqa: SIM115 - dockerd's, till stop
         self.proc = subprocess.Popen(
             [DOCKERD, "--host", self.sock, "--data-root", str(self.state / "data"),
              "--exec-root", str(self.state / "exec"), "--pidfile",
-             str(self.state / "dockerd.pid"), "--bridge=none", "--iptables=false"],
+             str(self.state / "dockerd.pid"), *net],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
-        atexit.register(self.stop)
+        if self.bridge is not None:
+            self.bridge.started(self.proc.pid)
         deadline = time.monotonic() + 60
         while self.run("version", check=False).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -215,7 +229,8 @@ class Dockerd:
         return f"dockerd {done.stdout.strip()}" if done.returncode == 0 else ""
 
     def stop(self, remove: bool = True) -> None:
-        """Stop the daemon (idempotent) and, with `remove`, remove its state."""
+        """Stop the daemon (idempotent), put the host's networking back as it was (with a
+        bridge) and, with `remove`, remove its state."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -224,6 +239,8 @@ class Dockerd:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self.bridge is not None:
+            self.bridge.down()
         if remove:
             shutil.rmtree(self.state, ignore_errors=True)
 
