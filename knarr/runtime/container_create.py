@@ -24,8 +24,9 @@ from knarr.runtime.channel import Channel, pair
 __all__ = ["create", "create_held", "load_bundle"]
 
 
-def load_bundle(bundle: str) -> dict:
-    """Read and validate `<bundle>/config.json`."""
+def load_bundle(bundle: str, root: str | None = None) -> dict:
+    """Read and validate `<bundle>/config.json`; its seccomp profile is compiled, and
+    kept under the state `root`, if given (seccomp_cache)."""
     path = os.path.join(bundle, "config.json")
     try:
         raw = ksys.read_bytes(path)
@@ -39,19 +40,20 @@ def load_bundle(bundle: str) -> dict:
     runtime_spec.validate_config(config)
     if "process" not in config:
         raise InvalidArgument(f"load bundle {bundle}: config.json: process: missing")
-    _check_security(config)
+    _check_security(config, root)
     return config
 
 
-def _check_security(config: dict) -> None:
+def _check_security(config: dict, root: str | None) -> None:
     """Fail at create, before any process exists, on a bad capability or profile."""
     for kind, names in config["process"].get("capabilities", {}).items():
         capabilities.mask(names, f"process.capabilities.{kind}")
     profile = config.get("linux", {}).get("seccomp")
     if profile:
-        from knarr.runtime import seccomp  # only configs with a profile pay for libseccomp
+        # only configs with a profile pay for libseccomp
+        from knarr.runtime import seccomp, seccomp_cache
 
-        seccomp.validate(profile)
+        seccomp.validate(profile, None if root is None else seccomp_cache.cache_dir(root))
 
 
 def _rootfs_of(bundle: str, config: dict) -> str:
@@ -76,7 +78,7 @@ def create_held(root: str, container_id: str, bundle: str, *,
     state record and the container's cgroup (run goes on with both in hand)."""
     state.validate_id(container_id)
     bundle = os.path.realpath(bundle)
-    config = load_bundle(bundle) if config is None else config
+    config = load_bundle(bundle, root) if config is None else config
     rootfs = _rootfs_of(bundle, config)
     cdir = state.make_container_dir(root, container_id)
     record = {"ociVersion": config["ociVersion"], "id": container_id, "pid": 0,
@@ -96,8 +98,9 @@ def create_held(root: str, container_id: str, bundle: str, *,
         linux = config.get("linux", {})
         resources = devices.with_default_rules(linux.get("resources", {}),
                                                linux.get("devices", []))
-        ctx = {"config": config, "rootfs": rootfs, "bundle": bundle, "fifo": fifo, "no_pivot": no_pivot,
-               "namespaces": runtime_spec.namespaces_of(config), "preserve_fds": preserve_fds,
+        ctx = {"root": root, "config": config, "rootfs": rootfs, "bundle": bundle,
+               "fifo": fifo, "no_pivot": no_pivot, "preserve_fds": preserve_fds,
+               "namespaces": runtime_spec.namespaces_of(config),
                "console_socket": console_socket}
         # Opened here, as the host's root, and inherited: in a user namespace init runs as
         # an unprivileged host uid that cannot reach the state root or the caller's socket.
@@ -113,9 +116,7 @@ def create_held(root: str, container_id: str, bundle: str, *,
             os.close(ctx["fifo_fd"])
             if ctx["console"] is not None:
                 ctx["console"].close()
-        record["pid"] = pid
-        record["start_time"] = state.process_start_time(pid)
-        state.save(root, record)
+        state.commit(root, container_id, ctx["staged_state"])
         if pid_file:
             state.write_atomic(os.path.abspath(pid_file), str(pid).encode(), 0o644)
     except BaseException:
@@ -285,6 +286,10 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
         hooks.run(config, "prestart", state_now)
         hooks.run(config, "createRuntime", state_now)
         ch.send("continue", hook_state=state_now)
+        # The state file is written while init finishes, and put in place once it is
+        # ready (create_held).
+        record["start_time"] = state.process_start_time(pid)
+        ctx["staged_state"] = state.stage(ctx["root"], record)
         ch.expect("ready", what)
     except BaseException:
         if stage1 is not None:

@@ -36,7 +36,7 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
     ctx = {"process": proc, "console_socket": console_socket, "preserve_fds": preserve_fds,
            "seccomp": c.record.get("seccomp"),
            "namespaces": namespaces.namespace_paths_of(c.pid, namespaces.FLAGS)}
-    init.preload({"linux": {"seccomp": ctx["seccomp"]}})  # before setns hides the host
+    init.preload({"linux": {"seccomp": ctx["seccomp"]}}, root)  # before setns hides the host
     if not detach:
         become_subreaper()
     relay = None

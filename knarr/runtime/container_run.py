@@ -16,7 +16,7 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
     if not detach:
         become_subreaper()
     relay = None
-    config = container_create.load_bundle(bundle)
+    config = container_create.load_bundle(bundle, root)
     if config["process"].get("terminal") and not console_socket and not detach:
         from knarr.runtime import console
 

@@ -167,16 +167,16 @@ def _setup(ch: Channel, ctx: dict) -> None:
     process.exec_process(config["process"])
 
 
-def preload(config: dict) -> None:
+def preload(config: dict, root: str | None = None) -> None:
     """Import now what init needs after pivot_root, when the host's Python library
     and libseccomp are out of reach: the seccomp module and the profile compiled to
-    BPF (validate keeps the program; init loads it with seccomp(2) alone), and
-    subprocess for startContainer hooks."""
+    BPF (validate keeps the program; init loads it with seccomp(2) alone; from the
+    cache under the state `root`, if given), and subprocess for startContainer hooks."""
     profile = config.get("linux", {}).get("seccomp")
     if profile:
-        from knarr.runtime import seccomp
+        from knarr.runtime import seccomp, seccomp_cache
 
-        seccomp.validate(profile)
+        seccomp.validate(profile, None if root is None else seccomp_cache.cache_dir(root))
     if config.get("hooks", {}).get("startContainer"):
         import subprocess  # noqa: F401
     if config.get("process", {}).get("terminal"):

@@ -200,6 +200,7 @@ def _build(plan: _Plan) -> int:
         scmp.attr_set(ctx, scmp.SCMP_FLTATR_CTL_NNP, 0)
         scmp.attr_set(ctx, scmp.SCMP_FLTATR_CTL_TSYNC, 1)
         scmp.attr_set(ctx, scmp.SCMP_FLTATR_API_SYSRAWRC, 1)
+        _optimize(ctx)
         for attribute in plan.attributes:
             scmp.attr_set(ctx, attribute, 1)
         for rule in plan.rules:
@@ -211,6 +212,19 @@ def _build(plan: _Plan) -> int:
         scmp.release(ctx)
         raise
     return ctx
+
+
+def _optimize(ctx: int) -> None:
+    """Have libseccomp sort the syscalls into a binary tree (libseccomp 2.5 and later).
+
+    The kernel walks a new filter once for every syscall number, to cache the calls it
+    always allows (5.11 and later): over the default list of ~1,000 instructions that
+    took ~3.4 ms of every container's start here, over the tree ~1.2 ms. The
+    container's own calls walk a few dozen instructions, not hundreds."""
+    try:
+        scmp.attr_set(ctx, scmp.SCMP_FLTATR_CTL_OPTIMIZE, 2)
+    except OSError:
+        pass  # an older libseccomp: the filter is the same, in a list
 
 
 def _library_error(exc: OSError) -> Exception:
@@ -253,6 +267,10 @@ class _Program(namedtuple("_Program", "bpf flags")):
 # compact JSON: building Docker's profile takes libseccomp milliseconds, and create,
 # init and exec would each build it again.
 _PROGRAMS: dict[str, _Program] = {}
+# The profile object last looked up, and its program: create validates the config's
+# profile, and init (a fork) and finalize look the same object up again; its JSON
+# text, the key above, takes ~0.4 ms to make each time.
+_LAST: list = [None, None]
 
 
 def _compile(plan: _Plan) -> _Program:
@@ -270,21 +288,44 @@ def _compile(plan: _Plan) -> _Program:
     return _Program(bpf, flags)
 
 
-def _program(seccomp: dict) -> _Program:
-    """The compiled program of `seccomp`, from the cache or compiled now and cached."""
+def _program(seccomp: dict, cache_dir: str | None = None) -> _Program:
+    """The compiled program of `seccomp`: from memory, from the on-disk cache in
+    `cache_dir` (see seccomp_cache), or compiled now; kept in memory (and on disk)."""
+    if _LAST[0] is seccomp:
+        return _LAST[1]
     from knarr import fastjson
 
-    key = fastjson.dumps(seccomp)
-    program = _PROGRAMS.get(key)
+    text = fastjson.dumps(seccomp)
+    program = _PROGRAMS.get(text)
     if program is None:
-        program = _PROGRAMS[key] = _compile(_parse(seccomp))
+        program = _PROGRAMS[text] = _load_or_compile(seccomp, text, cache_dir)
+    _LAST[:] = seccomp, program
     return program
 
 
-def validate(seccomp: dict) -> None:
+def _load_or_compile(seccomp: dict, text: str, cache_dir: str | None) -> _Program:
+    if cache_dir is None:
+        return _compile(_parse(seccomp))
+    from knarr.runtime import seccomp_cache
+
+    try:
+        key = seccomp_cache.key_of(text)
+    except OSError as exc:
+        raise _library_error(exc) from exc
+    cached = seccomp_cache.read(cache_dir, key)
+    if cached is not None:
+        return _Program(*cached)
+    program = _compile(_parse(seccomp))
+    seccomp_cache.write(cache_dir, key, program.bpf, program.flags)
+    return program
+
+
+def validate(seccomp: dict, cache_dir: str | None = None) -> None:
     """Check an OCI linux.seccomp object and compile its filter without loading it
-    (the compiled program is kept for compile_and_load in this process and its forks)."""
-    _program(seccomp)
+    (the compiled program is kept for compile_and_load in this process and its forks,
+    and in `cache_dir`, if given, for other processes: see seccomp_cache). The
+    profile must not change afterwards."""
+    _program(seccomp, cache_dir)
 
 
 def compile_and_load(seccomp: dict) -> None:

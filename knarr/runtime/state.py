@@ -19,6 +19,8 @@ __all__ = [
     "make_container_dir",
     "load",
     "save",
+    "stage",
+    "commit",
     "status_of",
     "process_start_time",
     "oci_state",
@@ -74,6 +76,10 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600, durable: bool = Fals
     crash of knarr-runtime, and an fsync on a disk-backed --root costs more than a
     whole container start.
     """
+    os.rename(_write_temp(path, data, mode, durable), path)
+
+
+def _write_temp(path: str, data: bytes, mode: int = 0o600, durable: bool = False) -> str:
     tmp = f"{path}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
@@ -82,13 +88,28 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600, durable: bool = Fals
             os.fsync(fd)
     finally:
         os.close(fd)
-    os.rename(tmp, path)
+    return tmp
+
+
+def _state_path(root: str, container_id: str) -> str:
+    return os.path.join(container_dir(root, container_id), "state.json")
 
 
 def save(root: str, state: dict) -> None:
     """Persist the state of one container."""
-    path = os.path.join(container_dir(root, state["id"]), "state.json")
-    write_atomic(path, fastjson.dumps(state).encode())
+    write_atomic(_state_path(root, state["id"]), fastjson.dumps(state).encode())
+
+
+def stage(root: str, state: dict) -> str:
+    """Write the state of one container beside its state file, not yet in its place
+    (create writes it while init finishes); `commit` puts it there. Returns the
+    temp file's path (in the container's directory, which a failed create removes)."""
+    return _write_temp(_state_path(root, state["id"]), fastjson.dumps(state).encode())
+
+
+def commit(root: str, container_id: str, staged: str) -> None:
+    """Put a state file `stage` wrote in its place."""
+    os.rename(staged, _state_path(root, container_id))
 
 
 def load(root: str, container_id: str) -> dict:

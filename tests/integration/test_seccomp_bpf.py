@@ -132,3 +132,78 @@ def test_without_no_new_privs_or_cap_sys_admin_the_load_is_refused():
 
     assert _in_child(body) == (0, "load seccomp filter: permission denied: needs "
                                   "process.noNewPrivileges or CAP_SYS_ADMIN")
+
+
+def _fresh_process(monkeypatch) -> None:
+    """Forget what this process compiled, as another knarr-runtime would not have it."""
+    monkeypatch.setattr(seccomp, "_PROGRAMS", {})
+    monkeypatch.setattr(seccomp, "_LAST", [None, None])
+
+
+@needs_libseccomp
+def test_the_filter_is_a_binary_tree():
+    ctx = seccomp._build(seccomp._parse(seccomp.default_profile()))
+    try:
+        assert scmp.attr_get(ctx, scmp.SCMP_FLTATR_CTL_OPTIMIZE) == 2
+    finally:
+        scmp.release(ctx)
+
+
+@needs_libseccomp
+def test_a_compiled_profile_is_read_back_from_the_cache(tmp_path, monkeypatch):
+    from knarr.runtime import seccomp_cache
+
+    profile = seccomp.default_profile()
+    _fresh_process(monkeypatch)
+    seccomp.validate(profile, str(tmp_path))
+    first = seccomp._program(profile)
+    [entry] = os.listdir(tmp_path)
+    assert entry.endswith(".bpf")
+    _fresh_process(monkeypatch)
+    monkeypatch.setattr(seccomp, "_compile", lambda plan: pytest.fail("compiled again"))
+    assert seccomp._program(dict(profile), str(tmp_path)) == first
+    assert seccomp_cache.read(str(tmp_path), entry[:-4]) == (first.bpf, first.flags)
+
+
+@needs_libseccomp
+@pytest.mark.parametrize("damage", ["program", "digest", "key", "truncated"])
+def test_a_damaged_cache_entry_is_compiled_again(tmp_path, monkeypatch, damage):
+    profile = _deny_mkdir()
+    _fresh_process(monkeypatch)
+    seccomp.validate(profile, str(tmp_path))
+    good = seccomp._program(profile)
+    [entry] = os.listdir(tmp_path)
+    path = tmp_path / entry
+    header, _, bpf = path.read_bytes().partition(b"\n")
+    key, flags, digest = header.split(b" ")
+    if damage == "program":
+        bpf = bytes([bpf[0] ^ 1]) + bpf[1:]
+    elif damage == "digest":
+        digest = digest[::-1]
+    elif damage == "key":  # another profile's entry, put under this one's name
+        key = b"0" * 64
+    else:
+        bpf = bpf[:-3]
+    path.write_bytes(b" ".join((key, flags, digest)) + b"\n" + bpf)
+    _fresh_process(monkeypatch)
+    compiled = []
+    real = seccomp._compile
+    monkeypatch.setattr(seccomp, "_compile", lambda plan: compiled.append(1) or real(plan))
+    assert seccomp._program(profile, str(tmp_path)) == good
+    assert compiled == [1]
+    assert path.read_bytes().partition(b"\n")[2] == good.bpf  # written again, whole
+
+
+@needs_libseccomp
+def test_a_bad_profile_is_not_cached_and_a_full_cache_is_emptied(tmp_path, monkeypatch):
+    from knarr.errors import InvalidArgument
+    from knarr.runtime import seccomp_cache
+
+    _fresh_process(monkeypatch)
+    with pytest.raises(InvalidArgument):
+        seccomp.validate(_deny_mkdir(defaultAction="SCMP_ACT_NOPE"), str(tmp_path))
+    assert not tmp_path.exists() or os.listdir(tmp_path) == []
+    for i in range(seccomp_cache.MAX_ENTRIES):
+        (tmp_path / f"{i:064x}.bpf").write_bytes(b"old")
+    seccomp.validate(_deny_mkdir(), str(tmp_path))
+    assert len(os.listdir(tmp_path)) == 1
