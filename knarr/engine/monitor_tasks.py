@@ -208,14 +208,15 @@ def starter(report: int, p: dict, stdio: list[int], console: str | None, go: int
     mount_rootfs(p)
     _use_stdio(stdio)
     _resolve_user(p)
-    record = container_create.create(p["runtime_root"], p["id"], p["bundle"],
-                                      console_socket=console)
+    record, cgroup = container_create.create_held(p["runtime_root"], p["id"], p["bundle"],
+                                                  console_socket=console)
     devnull = os.open("/dev/null", os.O_RDWR)
     _use_stdio([devnull] * 3)  # the container holds its stdio now; we must not
     _send(report, pid=record["pid"])
     if os.read(go, 1) != b"g":
         return  # the monitor gave up on this start; it kills init itself
-    container_start.start(p["runtime_root"], p["id"])
+    # started from the record and cgroup create made, not looked up again (as run does)
+    container_start.start_container(containers.Container(p["runtime_root"], record, cgroup))
     _send(report, started=True)
 
 

@@ -13,6 +13,7 @@ from knarr.runtime import (
     devices,
     hooks,
     init,
+    mounts,
     namespaces,
     signals,
     state,
@@ -50,10 +51,9 @@ def _check_security(config: dict, root: str | None) -> None:
         capabilities.mask(names, f"process.capabilities.{kind}")
     profile = config.get("linux", {}).get("seccomp")
     if profile:
-        # only configs with a profile pay for libseccomp
-        from knarr.runtime import seccomp, seccomp_cache
+        from knarr.runtime import seccomp  # only configs with a profile pay for libseccomp
 
-        seccomp.validate(profile, None if root is None else seccomp_cache.cache_dir(root))
+        seccomp.validate(profile, root)
 
 
 def _rootfs_of(bundle: str, config: dict) -> str:
@@ -242,7 +242,7 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
         if not direct or ctx["cgroup_anchors"]:
             cgroup.create()
         if direct:
-            ch.send("made")
+            ch.send("made", **_made(ctx))
         cgroup.apply(resources)
     except BaseException:
         if stage1 is not None:
@@ -276,7 +276,7 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
             if not direct:  # without stage1, init joins itself
                 cgroup.add_process(pid)
                 prime.stop()
-                ch.send("made")
+                ch.send("made", **_made(ctx))
             ch.send("cgroup")
         except BaseException:
             _raise_reported(ch)  # init's own error, when that is why it is gone
@@ -299,6 +299,17 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
     if stage1 is not None:
         _reap(stage1)
     return pid
+
+
+def _made(ctx: dict) -> dict:
+    """What "made" tells init besides: the cgroup hierarchies mounted here, when it
+    mounts cgroups in its mount namespace (a copy of ours): found while it works, they
+    spare it reading and parsing the mount table itself."""
+    config, ns = ctx["config"], ctx["namespaces"]
+    if "mount" not in ns or ns["mount"] or \
+            not any(m.get("type") == "cgroup" for m in config.get("mounts", [])):
+        return {}
+    return {"hierarchies": mounts.host_cgroup_hierarchies()}
 
 
 def _next(ch: Channel, what: str) -> dict:

@@ -13,7 +13,7 @@ import os
 
 from knarr import sys as ksys
 from knarr.errors import FailedPrecondition, InvalidArgument
-from knarr.runtime import hooks, namespaces, process, rootfs, signals
+from knarr.runtime import hooks, mounts, namespaces, process, rootfs, signals
 from knarr.runtime.cgroups import fs
 from knarr.runtime.cgroups.base import join_at
 from knarr.runtime.channel import Channel
@@ -91,19 +91,24 @@ class _InCgroup:
     def __init__(self, ch: Channel, ctx: dict) -> None:
         self.ch, self.ctx, self.ns = ch, ctx, ctx["namespaces"]
         self.joined = self.limited = False
+        self.hierarchies = None
 
-    def __call__(self, limits: bool = True) -> None:
+    def __call__(self, limits: bool = True) -> list | None:
         """Be in the cgroup (its namespace made); with `limits`, also wait until the
-        runtime has written its limits (device nodes need the devices rules)."""
+        runtime has written its limits (device nodes need the devices rules). Returns
+        the cgroup hierarchies the runtime found mounted, if it sent them."""
         if not self.joined:
             self.joined = True
-            self.ch.expect("made", "join the container's cgroup")
+            made = self.ch.expect("made", "join the container's cgroup")
+            if made.get("hierarchies") is not None:
+                self.hierarchies = mounts.hierarchies_from_wire(made["hierarchies"])
             join_cgroup(self.ctx)
             if "cgroup" in self.ns and not self.ns["cgroup"]:
                 ksys.unshare(ksys.CLONE_NEWCGROUP)
         if limits and not self.limited:
             self.limited = True
             self.ch.expect("cgroup", "wait for the container's cgroup limits")
+        return self.hierarchies
 
 
 def _init(ch: Channel, ctx: dict) -> None:
@@ -174,9 +179,9 @@ def preload(config: dict, root: str | None = None) -> None:
     cache under the state `root`, if given), and subprocess for startContainer hooks."""
     profile = config.get("linux", {}).get("seccomp")
     if profile:
-        from knarr.runtime import seccomp, seccomp_cache
+        from knarr.runtime import seccomp
 
-        seccomp.validate(profile, None if root is None else seccomp_cache.cache_dir(root))
+        seccomp.validate(profile, root)
     if config.get("hooks", {}).get("startContainer"):
         import subprocess  # noqa: F401
     if config.get("process", {}).get("terminal"):

@@ -45,6 +45,8 @@ __all__ = [
     "parse_mountinfo",
     "read_mountinfo",
     "cgroup_hierarchies",
+    "host_cgroup_hierarchies",
+    "hierarchies_from_wire",
     "own_cgroups",
     "mount_flags_of",
     "safe_join",
@@ -228,6 +230,21 @@ def cgroup_hierarchies(mounts: list[MountInfo], controllers: set[str]) -> list[C
             continue
         found.setdefault(key, CgroupHierarchy(key, m.mount_point, m.root))
     return list(found.values())
+
+
+def host_cgroup_hierarchies() -> list[CgroupHierarchy]:
+    """The cgroup hierarchies mounted in this process's mount namespace."""
+    try:
+        lines = ksys.read_text("/proc/cgroups").splitlines()
+    except FileNotFoundError:
+        lines = []
+    known = {line.split()[0] for line in lines if line and not line.startswith("#")}
+    return cgroup_hierarchies(read_mountinfo(), known)
+
+
+def hierarchies_from_wire(items: list) -> list[CgroupHierarchy]:
+    """CgroupHierarchy records back from their JSON form (lists)."""
+    return [CgroupHierarchy(tuple(subsystems), point, root) for subsystems, point, root in items]
 
 
 def own_cgroups(text: str) -> dict[frozenset[str], str]:

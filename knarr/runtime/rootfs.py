@@ -19,7 +19,7 @@ from knarr.runtime.mounts import (
     CgroupHierarchy,
     MountInfo,
     MountOptions,
-    cgroup_hierarchies,
+    host_cgroup_hierarchies,
     mount_flags_of,
     own_cgroups,
     parse_options,
@@ -91,7 +91,9 @@ def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: b
     (config.md), or to the working directory when `bundle` is None.
     `in_cgroup`, if given, is called before the first step that depends on the
     process's cgroup: with limits=False before a cgroup mount, with limits=True
-    before device nodes (the devices rules judge mknod); it may be called again.
+    before device nodes (the devices rules judge mknod); it may be called again. It
+    may return the cgroup hierarchies (CgroupHierarchy) the runtime found mounted in
+    its own namespace, of which this one is a copy; None: they are looked up here.
     """
     in_cgroup = in_cgroup or _nothing
     rootfs = os.path.abspath(rootfs)
@@ -104,10 +106,12 @@ def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: b
         _make_parent_private(rootfs)
     _mount(rootfs, rootfs, rootfs, None, MS_BIND | MS_REC)
     mounts = config.get("mounts", [])
+    hierarchies = None
     for entry in mounts:
         if entry.get("type") == "cgroup":
-            in_cgroup(limits=False)
-        _mount_entry(rootfs, entry, in_cgroupns=in_cgroupns, bundle=bundle)
+            hierarchies = in_cgroup(limits=False)
+        _mount_entry(rootfs, entry, in_cgroupns=in_cgroupns, bundle=bundle,
+                     hierarchies=hierarchies)
     if not _dev_is_bound(mounts):
         in_cgroup(limits=True)
         create_devices(rootfs, devices_of(config), bind=in_userns)
@@ -115,7 +119,7 @@ def prepare_rootfs(config: dict, rootfs: str, *, in_cgroupns: bool, in_userns: b
 
 
 def _nothing(limits: bool = True) -> None:
-    pass
+    return None
 
 
 def _set_root_propagation(name: str | None) -> None:
@@ -167,7 +171,8 @@ def _dev_is_bound(mounts: list[dict]) -> bool:
                and parse_options(m.get("options", [])).is_bind for m in mounts)
 
 
-def _mount_entry(rootfs: str, entry: dict, *, in_cgroupns: bool, bundle: str | None) -> None:
+def _mount_entry(rootfs: str, entry: dict, *, in_cgroupns: bool, bundle: str | None,
+                 hierarchies: list[CgroupHierarchy] | None = None) -> None:
     dest = safe_join(rootfs, entry["destination"])
     options = parse_options(entry.get("options", []))
     # linux.mountLabel (an SELinux context) is ignored: knarr has no LSM labelling.
@@ -177,7 +182,7 @@ def _mount_entry(rootfs: str, entry: dict, *, in_cgroupns: bool, bundle: str | N
         _bind_entry(os.path.join(bundle or "", source), dest, options)
     elif kind == "cgroup":
         _make_dir(dest)
-        _mount_cgroups(dest, options, in_cgroupns=in_cgroupns)
+        _mount_cgroups(dest, options, in_cgroupns=in_cgroupns, hierarchies=hierarchies)
     else:
         if not options.flags & MS_REMOUNT:
             _make_dir(dest)
@@ -240,7 +245,8 @@ def _make_file(path: str) -> None:
 # -- cgroup mounts ----------------------------------------------------------
 
 
-def _mount_cgroups(dest: str, options: MountOptions, *, in_cgroupns: bool) -> None:
+def _mount_cgroups(dest: str, options: MountOptions, *, in_cgroupns: bool,
+                   hierarchies: list[CgroupHierarchy] | None = None) -> None:
     """Mount the host's cgroup hierarchies at `dest`, in the layout the host has.
 
     v1 or hybrid: a tmpfs with one mount per hierarchy under it. Pure v2: the
@@ -248,7 +254,8 @@ def _mount_cgroups(dest: str, options: MountOptions, *, in_cgroupns: bool) -> No
     which shows the namespace's root; outside one, it is a bind of the
     process's own cgroup directory, so the container sees no more than that.
     """
-    hierarchies = cgroup_hierarchies(read_mountinfo(), _known_controllers())
+    if hierarchies is None:
+        hierarchies = host_cgroup_hierarchies()
     if not hierarchies:
         raise Unavailable(f"mount cgroup on {dest}: no cgroup hierarchy is mounted",
                           destination=dest)
@@ -300,14 +307,6 @@ def _link_comounted(dest: str, hierarchy: CgroupHierarchy) -> None:
                 os.symlink(hierarchy.name, link)
         except OSError as exc:
             raise _error(f"link {link} to {hierarchy.name}", exc, destination=link) from exc
-
-
-def _known_controllers() -> set[str]:
-    try:
-        lines = ksys.read_text("/proc/cgroups").splitlines()
-    except FileNotFoundError:
-        return set()
-    return {line.split()[0] for line in lines if line and not line.startswith("#")}
 
 
 def _read_own_cgroups() -> dict[frozenset[str], str]:

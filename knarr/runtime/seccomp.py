@@ -288,9 +288,10 @@ def _compile(plan: _Plan) -> _Program:
     return _Program(bpf, flags)
 
 
-def _program(seccomp: dict, cache_dir: str | None = None) -> _Program:
-    """The compiled program of `seccomp`: from memory, from the on-disk cache in
-    `cache_dir` (see seccomp_cache), or compiled now; kept in memory (and on disk)."""
+def _program(seccomp: dict, root: str | None = None) -> _Program:
+    """The compiled program of `seccomp`: from memory, from the on-disk cache under
+    the state `root` (see seccomp_cache), or compiled now; kept in memory (and on
+    disk)."""
     if _LAST[0] is seccomp:
         return _LAST[1]
     from knarr import fastjson
@@ -298,16 +299,17 @@ def _program(seccomp: dict, cache_dir: str | None = None) -> _Program:
     text = fastjson.dumps(seccomp)
     program = _PROGRAMS.get(text)
     if program is None:
-        program = _PROGRAMS[text] = _load_or_compile(seccomp, text, cache_dir)
+        program = _PROGRAMS[text] = _load_or_compile(seccomp, text, root)
     _LAST[:] = seccomp, program
     return program
 
 
-def _load_or_compile(seccomp: dict, text: str, cache_dir: str | None) -> _Program:
-    if cache_dir is None:
+def _load_or_compile(seccomp: dict, text: str, root: str | None) -> _Program:
+    if root is None:
         return _compile(_parse(seccomp))
-    from knarr.runtime import seccomp_cache
+    from knarr.runtime import seccomp_cache  # not imported when memory has the program
 
+    cache_dir = seccomp_cache.cache_dir(root)
     try:
         key = seccomp_cache.key_of(text)
     except OSError as exc:
@@ -320,12 +322,12 @@ def _load_or_compile(seccomp: dict, text: str, cache_dir: str | None) -> _Progra
     return program
 
 
-def validate(seccomp: dict, cache_dir: str | None = None) -> None:
+def validate(seccomp: dict, root: str | None = None) -> None:
     """Check an OCI linux.seccomp object and compile its filter without loading it
     (the compiled program is kept for compile_and_load in this process and its forks,
-    and in `cache_dir`, if given, for other processes: see seccomp_cache). The
-    profile must not change afterwards."""
-    _program(seccomp, cache_dir)
+    and under the state `root`, if given, for other processes: see seccomp_cache).
+    The profile must not change afterwards."""
+    _program(seccomp, root)
 
 
 def compile_and_load(seccomp: dict) -> None:

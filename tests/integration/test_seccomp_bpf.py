@@ -157,12 +157,13 @@ def test_a_compiled_profile_is_read_back_from_the_cache(tmp_path, monkeypatch):
     _fresh_process(monkeypatch)
     seccomp.validate(profile, str(tmp_path))
     first = seccomp._program(profile)
-    [entry] = os.listdir(tmp_path)
+    cache = seccomp_cache.cache_dir(str(tmp_path))
+    [entry] = os.listdir(cache)
     assert entry.endswith(".bpf")
     _fresh_process(monkeypatch)
     monkeypatch.setattr(seccomp, "_compile", lambda plan: pytest.fail("compiled again"))
     assert seccomp._program(dict(profile), str(tmp_path)) == first
-    assert seccomp_cache.read(str(tmp_path), entry[:-4]) == (first.bpf, first.flags)
+    assert seccomp_cache.read(cache, entry[:-4]) == (first.bpf, first.flags)
 
 
 @needs_libseccomp
@@ -172,8 +173,7 @@ def test_a_damaged_cache_entry_is_compiled_again(tmp_path, monkeypatch, damage):
     _fresh_process(monkeypatch)
     seccomp.validate(profile, str(tmp_path))
     good = seccomp._program(profile)
-    [entry] = os.listdir(tmp_path)
-    path = tmp_path / entry
+    [path] = (tmp_path / "seccomp~").iterdir()
     header, _, bpf = path.read_bytes().partition(b"\n")
     key, flags, digest = header.split(b" ")
     if damage == "program":
@@ -202,8 +202,10 @@ def test_a_bad_profile_is_not_cached_and_a_full_cache_is_emptied(tmp_path, monke
     _fresh_process(monkeypatch)
     with pytest.raises(InvalidArgument):
         seccomp.validate(_deny_mkdir(defaultAction="SCMP_ACT_NOPE"), str(tmp_path))
-    assert not tmp_path.exists() or os.listdir(tmp_path) == []
+    cache = tmp_path / seccomp_cache.DIR_NAME
+    assert not cache.exists()
+    cache.mkdir()
     for i in range(seccomp_cache.MAX_ENTRIES):
-        (tmp_path / f"{i:064x}.bpf").write_bytes(b"old")
+        (cache / f"{i:064x}.bpf").write_bytes(b"old")
     seccomp.validate(_deny_mkdir(), str(tmp_path))
-    assert len(os.listdir(tmp_path)) == 1
+    assert len(os.listdir(cache)) == 1

@@ -9,6 +9,7 @@ from knarr.runtime import devices
 from knarr.runtime.mounts import (
     CgroupHierarchy,
     cgroup_hierarchies,
+    hierarchies_from_wire,
     own_cgroups,
     parse_mountinfo,
     parse_options,
@@ -210,6 +211,13 @@ def test_cgroup_hierarchies_one_per_subsystem_set():
     ]
     assert [h.name for h in found] == ["cpu,cpuacct", "memory", "systemd", "unified"]
     assert [h.version for h in found] == [1, 1, 1, 2]
+
+
+def test_hierarchies_cross_the_channel_whole():
+    from knarr import fastjson
+
+    found = cgroup_hierarchies(parse_mountinfo(MOUNTINFO), {"cpu", "cpuacct", "memory"})
+    assert hierarchies_from_wire(fastjson.loads(fastjson.dumps(found))) == found
 
 
 def test_own_cgroups_keys_by_subsystem_set():
