@@ -50,8 +50,8 @@ ROUTES = [
 def _serve_connection(conn) -> None:
     try:
         _answer(conn)
-    except ConnectionResetError:
-        pass  # the CLI may exit with its early ping unread: a reset, not a fault
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the CLI may exit with its early ping unread: a reset or a closed pipe, not a fault
 
 
 def _answer(conn) -> None:
