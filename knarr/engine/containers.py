@@ -73,10 +73,9 @@ class ContainersMixin:
         if name:
             names.validate_name(name)
             self.records.require_free(name.lstrip("/"))
-        if base is None:
-            image_id, image_config = await self.image(image_ref)
-        else:
-            image_id, image_config = base[0], base[1]
+        if base is None:  # the image and its top layer in one trip to the image thread
+            base = await self.in_image_thread(self._image_and_parent, image_ref)
+        image_id, image_config = base[0], base[1]
         generated = not name
         # A generated name is held from here to its record: concurrent creates between
         # their check and their insert would otherwise draw the same one (50 at once did).
@@ -106,7 +105,7 @@ class ContainersMixin:
             # record is ours alone until both are done
             results = await asyncio.gather(
                 asyncio.to_thread(self._write_files, record, cdir),
-                self._prepare_rw(key, image_id, base), return_exceptions=True)
+                self._prepare_rw(key, base), return_exceptions=True)
             mounts = results[1]
             if not isinstance(mounts, BaseException):
                 record["_snapshot"] = {"key": key, "mounts": mounts}  # dropped if files failed
@@ -123,12 +122,13 @@ class ContainersMixin:
         self.publish(cid, "create")
         return {"Id": cid, "Warnings": []}
 
-    async def _prepare_rw(self, key: str, image_id: str, base) -> list[dict]:
-        if base is None:
-            parent = (await self.in_image_thread(self.images.chain_ids, image_id))[-1]
-        else:
-            parent = base[2]
-        return await self.in_image_thread(self.images.snapshots.prepare, key, parent)
+    def _image_and_parent(self, ref: str) -> tuple[str, dict, str]:
+        """(id, config, chain id of the top layer) of an image (in the image thread)."""
+        image_id, config = self._image_sync(ref)
+        return image_id, config, self.images.chain_ids(image_id)[-1]
+
+    async def _prepare_rw(self, key: str, base: tuple[str, dict, str | None]) -> list[dict]:
+        return await self.in_image_thread(self.images.snapshots.prepare, key, base[2])
 
     def _write_files(self, record: dict, cdir: str) -> None:
         config, host = record["Config"], record["HostConfig"]
