@@ -197,8 +197,10 @@ class Responder:
             self.writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             await self.writer.drain()
 
-    async def end(self) -> None:
-        self.writer.write(b"0\r\n\r\n")
+    async def end(self, data: bytes = b"") -> None:
+        """Finish a chunked response, with a last piece `data` in the same write."""
+        last = f"{len(data):x}\r\n".encode() + data + b"\r\n" if data else b""
+        self.writer.write(last + b"0\r\n\r\n")
         await self.writer.drain()
 
     async def hijack(self, request: Request, content_type: str) -> None:

@@ -76,8 +76,7 @@ async def wait(engine, request, responder) -> None:
         doc = {"StatusCode": code, "Error": None}
     except Exception as exc:  # noqa: BLE001 - reported in the body, headers are gone
         doc = {"StatusCode": -1, "Error": {"Message": str(exc)}}
-    await responder.chunk(json.dumps(doc).encode() + b"\n")
-    await responder.end()
+    await responder.end(json.dumps(doc).encode() + b"\n")  # one write: one send
 
 
 async def delete(engine, request, responder) -> None:

@@ -425,10 +425,11 @@ class NetAttachMixin:
                 return
             work.add_done_callback(lambda done: _copy_outcome(done, future))
 
-        # The kernel work starts from the loop's next round: what this release woke
-        # (`run --rm`'s wait) answers first, its Python not kept waiting for the GIL by
-        # the teardown thread's.
-        loop.call_soon(submit)
+        # The kernel work starts two loop rounds later: what this release woke (`run
+        # --rm`'s wait: engine.wait's step, then the wait route's) answers first, its
+        # Python (and its socket writes, which let go of the GIL) not kept waiting for
+        # the GIL by the teardown thread's.
+        loop.call_soon(loop.call_soon, submit)
         self.net_pending.add(future)
         self.net_teardowns[cid] = future
         future.add_done_callback(lambda f, cid=cid: self._teardown_done(cid, f))
