@@ -153,6 +153,7 @@ class LifecycleMixin:
         if net_made is not None:
             await net_made
         ours, theirs = socket.socketpair()
+        replies: list[asyncio.Task] = []
         try:
             try:
                 forkhelper.spawn(self.helper, params_path, theirs.fileno())
@@ -160,21 +161,31 @@ class LifecycleMixin:
                 self.helper.close()
                 self.helper, _pid = forkhelper.restart()
                 forkhelper.spawn(self.helper, params_path, theirs.fileno())
+            # Each client attached before the start gets its connection to the monitor
+            # made here, the monitor's end handed over on the report channel with the
+            # request: the monitor serves it before it starts the container (no connect
+            # and no round trip while the created container waits).
+            replies = [self._hand_attach(cid, ours, future) for future in pending
+                       if not future.done()]
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         linked = False
         try:
-            reply = await _report(reader, cid)
-            if reply["kind"] == "created":
+            if params["wait_go"]:
+                # go as soon as the network is ready: the monitor finds it waiting once
+                # it has created the container ("created" then needs no answer)
                 try:
                     await self.net_finish(cid)
                 except BaseException:
                     await _monitor_gives_up(reader, writer)
                     raise
-                await self._connect_attaches(cid, pending)
                 writer.write(b"go\n")
+            reply = await _report(reader, cid)
+            if reply["kind"] == "created":
                 reply = await _report(reader, cid)
+            if replies:  # answered before the start: read already, or at once
+                await asyncio.gather(*replies)
             # the report channel is the container's link from now on (the monitor serves
             # it as a watch): its events, and its end when the monitor is gone
             self.links[cid] = asyncio.get_running_loop().create_task(
@@ -186,20 +197,48 @@ class LifecycleMixin:
         finally:
             if not linked:
                 writer.close()
+                for task in replies:
+                    task.cancel()
             for future in pending:
                 if not future.done():
                     future.set_exception(Conflict(f"Container {cid} is not running", id=cid))
         self.publish(cid, "start")
 
-    async def _connect_attaches(self, cid: str, pending: list) -> None:
-        for future in pending:
-            if future.done():
-                continue
-            request = future.attach_request
-            try:
-                future.set_result(await self.monitor_open(cid, request))
-            except KnarrError as exc:
-                future.set_exception(exc)
+    def _hand_attach(self, cid: str, report: socket.socket, future) -> asyncio.Task:
+        """Make an attach's connection to the monitor and send the monitor its end, with
+        the request, on the report channel (still blocking: the few bytes go at once); a
+        task that reads the monitor's answer and gives the attach its connection."""
+        ours, theirs = socket.socketpair()
+        try:
+            line = b"attach " + json.dumps(future.attach_request).encode() + b"\n"
+            socket.send_fds(report, [line], [theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return asyncio.ensure_future(self._attach_reply(cid, future, ours))
+
+    async def _attach_reply(self, cid: str, future, sock: socket.socket) -> None:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+            line = await reader.readline()
+        except OSError:
+            line = b""
+        except BaseException:  # cancelled: the start failed
+            if writer is None:
+                sock.close()
+            else:
+                writer.close()
+            raise
+        if line and not future.done():
+            future.set_result((json.loads(line), reader, writer))
+            return
+        if writer is not None:
+            writer.close()
+        if not future.done():
+            future.set_exception(Conflict(f"Container {cid} is not running", id=cid))
 
     # -- links --------------------------------------------------------------
 

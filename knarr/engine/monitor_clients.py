@@ -63,6 +63,17 @@ class ClientsMixin:
         self.conns[sock.fileno()] = conn
         self.watch(sock.fileno(), self._on_conn)
 
+    def adopt_client(self, fd: int, request: dict) -> None:
+        """Serve a connection the daemon made and handed over (with the request it would
+        have sent on it) as if it had come through monitor.sock: an attach before the
+        start, without a connect and a round trip while the container waits for go."""
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+        sock.setblocking(False)
+        conn = Conn(sock)
+        self.conns[sock.fileno()] = conn
+        self.watch(sock.fileno(), self._on_conn)
+        self._request(conn, request)
+
     def _on_accept(self, _fd: int) -> None:
         fd, _ = self.server._accept()
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)

@@ -29,16 +29,6 @@ def _report(sock: socket.socket | None, kind: str, **fields: object) -> None:
         pass
 
 
-def _wait_go(sock: socket.socket) -> bool:
-    buf = b""
-    while b"\n" not in buf:
-        data = sock.recv(4096)
-        if not data:
-            return False
-        buf += data
-    return buf.startswith(b"go")
-
-
 def main(params_path: str, report: socket.socket | None, starter=None) -> None:
     """The monitor's life; called in a freshly forked process, never returns. `starter`:
     a starter task child forked ahead (monitor_tasks.prefork_starter), if any."""
@@ -128,12 +118,34 @@ def _abandon_create(mon: Monitor) -> None:
 
 
 def _wait_go_serving(mon: Monitor, report: socket.socket) -> bool:
-    """Serve monitor.sock (attaches) until the daemon says go on the report channel."""
-    answer = []
+    """Serve monitor.sock (attaches) until the daemon says go on the report channel.
+
+    Before its go (or no) the daemon may send `attach REQUEST` lines, each with the
+    monitor's end of a connection it made for a client attached before the start: they
+    are served from here on, as if they had come through monitor.sock."""
+    answer: list[bool] = []
+    pending = [b""]
+    fds: list[int] = []  # an attach line's connection comes with its own bytes, in order
 
     def on_report(fd: int) -> None:
-        answer.append(_wait_go(report))
-        mon.unwatch(fd)
+        try:
+            data, got, _flags, _addr = socket.recv_fds(report, 65536, 4)
+        except OSError:
+            data, got = b"", []
+        fds.extend(got)
+        if not data:
+            answer.append(False)
+        pending[0] += data
+        while not answer and b"\n" in pending[0]:
+            line, _, pending[0] = pending[0].partition(b"\n")
+            if line.startswith(b"attach ") and fds:
+                mon.adopt_client(fds.pop(0), fastjson.loads(line[7:]))
+            else:
+                answer.append(line.startswith(b"go"))
+        if answer:
+            mon.unwatch(fd)
+            for extra in fds:  # none unless the daemon gave up half-way
+                os.close(extra)
 
     mon.watch(report.fileno(), on_report)
     while not answer:
