@@ -8,7 +8,12 @@ an image is visible only when every byte of it is stored and unpacked.
 A build's layers are kept as their snapshot's directory only (the snapshot
 is labelled DIR_LAYER_LABEL), as Docker keeps its layers: `materialize`
 stores their blobs, the deterministic tar of each directory checked against
-the digest the image names, when a save or a push needs them.
+the digest the image names, when a save or a push needs them. A loaded
+uncompressed layer is likewise kept as its snapshot plus a layer recipe
+(RECIPE_LABEL, `knarr.snapshots.recipe`): the same `materialize` makes its
+blob again from the recipe and checks it. Either blob "exists" while its
+snapshot does: `rmi` and prune remove both, and no snapshot an image uses is
+removed.
 
 Changes to the store (register, remove, prune, load) take an flock on
 `<root>/images.lock`, so a collection never races a load that has unpacked
@@ -18,6 +23,7 @@ layers but not yet written its row.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -33,8 +39,10 @@ from knarr.snapshots import (
     COMMITTED,
     DIR_LAYER_FORMAT,
     DIR_LAYER_LABEL,
+    RECIPE_FORMAT,
+    RECIPE_LABEL,
     Snapshotter,
-    diff_digest,
+    recipe,
     write_diff,
 )
 
@@ -190,13 +198,17 @@ class ImageStore:
         try:
             for desc, diff_id in zip(descs, diff_ids, strict=True):
                 chain = digests.chain_id(parent, diff_id)
+                ready = extracted.get(desc["digest"])
                 if not self.snapshots.exists(chain):
-                    self._unpack_one(desc, parent, diff_id, extracted.get(desc["digest"]),
-                                     f"{label}: layer {diff_id}")
+                    self._unpack_one(desc, parent, diff_id, ready, f"{label}: layer {diff_id}")
                     made.append(chain)
+                elif not self._has_blob(desc["digest"], diff_id, chain) and ready is not None:
+                    self._blob_from(desc["digest"], ready[0])  # the chain keeps its blob
                 size = self.snapshots.stat(chain)["labels"].get(unpack.DIFF_SIZE_LABEL, 0)
                 layers.append({"digest": desc["digest"], "mediaType": desc["mediaType"],
                                "size": desc["size"], "diff_id": diff_id, "diff_size": size})
+                if _recipe_of(ready) and desc["digest"] == diff_id:
+                    extracted[desc["digest"]] = (chain, ready[1], True)  # made from there
                 parent = chain
         except BaseException:
             for chain in reversed(made):  # layers of an image that will not exist
@@ -207,42 +219,72 @@ class ImageStore:
     def _unpack_one(self, desc: dict, parent: str | None, diff_id: str,
                     ready: tuple | None, label: str) -> None:
         if ready is not None and self.snapshots.exists(ready[0]):
-            unpack.commit_extracted(self.snapshots, ready[0], parent, ready[1], diff_id,
-                                    label=label)
-            return
+            if self.snapshots.stat(ready[0])["kind"] == COMMITTED:
+                # kept as a recipe in another chain of this load: this one needs the blob
+                self._blob_from(desc["digest"], ready[0])
+            else:
+                labels = {RECIPE_LABEL: RECIPE_FORMAT} if _recipe_of(ready) else None
+                unpack.commit_extracted(self.snapshots, ready[0], parent, ready[1], diff_id,
+                                        label=label, labels=labels)
+                return
         with self.content.open(desc["digest"]) as blob:
             unpack.unpack_layer(self.snapshots, blob, parent, diff_id, label=label)
 
+    def _has_blob(self, digest: str, diff_id: str, chain: str) -> bool:
+        return self.content.exists(digest) or \
+            self._layer_maker(chain, digest, diff_id) is not None
+
+    def _blob_from(self, digest: str, key: str) -> None:
+        """Store a layer's blob made again from the snapshot `key` (committed and labelled,
+        or just extracted with a recipe), checked."""
+        if self.content.exists(digest):
+            return
+        make = self._layer_maker(key, digest, digest) or self._recipe_maker(key)
+        self._store_made(digest, make, f"layer {digest}: snapshot {key}")
+
     def materialize(self, image_id: str) -> None:
-        """Store the blob of every layer of the image that is kept as a directory only:
-        made again from the snapshot's directory by the writer that hashed it, and
-        committed only if its digest is the one the image names."""
+        """Store the blob of every layer of the image that is kept as a directory or a
+        layer recipe only: made again from the snapshot by the writer that hashes it,
+        and committed only if its digest is the one the image names."""
         row = self.get(image_id)
         with self.locked():
             for layer, chain in zip(row["layers"], self.chain_ids(row["id"]), strict=True):
                 if self.content.exists(layer["digest"]):
                     continue
-                directory = self._dir_layer(chain, layer)
-                if directory is None:
+                make = self._layer_maker(chain, layer["digest"], layer["diff_id"])
+                if make is None:
                     raise NotFound(f"blob {layer['digest']}: not found", digest=layer["digest"])
-                ref = f"layer-dir-{digests.hex_of(layer['digest'])}"
-                with self.content.writer(ref, expected=layer["digest"]) as writer:
-                    writer.truncate()
-                    _, size = write_diff(directory, writer, hashed=False, still=True)
-                    try:
-                        writer.commit(size=size)
-                    except InvalidArgument as exc:
-                        raise FailedPrecondition(f"layer {layer['digest']}: its directory (snapshot "
-                                       f"{chain}) no longer makes the layer it was hashed "
-                                       f"from: {exc}", digest=layer["digest"]) from None
+                self._store_made(layer["digest"], make,
+                                 f"image {image_id}: layer {layer['digest']}: snapshot {chain}")
 
-    def _dir_layer(self, chain: str, layer: dict) -> str | None:
-        """The directory a layer's blob is made from, if it is kept that way."""
-        if layer["digest"] != layer["diff_id"] or not self.snapshots.exists(chain):
+    def _store_made(self, digest: str, make: Callable, what: str) -> None:
+        ref = f"layer-dir-{digests.hex_of(digest)}"
+        with self.content.writer(ref, expected=digest) as writer:
+            writer.truncate()
+            try:
+                size = make(writer.write)
+                writer.commit(size=size)
+            except InvalidArgument as exc:
+                writer.abort()
+                raise FailedPrecondition(f"{what} no longer makes the layer it was stored "
+                                         f"as: {exc}", digest=digest) from None
+
+    def _layer_maker(self, chain: str, digest: str, diff_id: str) -> Callable | None:
+        """How a layer's blob is made again, if it is kept as its snapshot only: a
+        callable that writes the tar to a `write` callable and returns its size."""
+        if digest != diff_id or not self.snapshots.exists(chain):
             return None
-        if self.snapshots.stat(chain)["labels"].get(DIR_LAYER_LABEL) != DIR_LAYER_FORMAT:
-            return None  # not a build's layer, or of a tar format this knarr cannot make
-        return self.snapshots.path(chain)
+        labels = self.snapshots.stat(chain)["labels"]
+        if labels.get(DIR_LAYER_LABEL) == DIR_LAYER_FORMAT:
+            directory = self.snapshots.path(chain)
+            return lambda write: write_diff(directory, _Out(write), hashed=False, still=True)[1]
+        if labels.get(RECIPE_LABEL) == RECIPE_FORMAT:
+            return self._recipe_maker(chain)
+        return None  # not kept so, or in a format this knarr cannot make
+
+    def _recipe_maker(self, key: str) -> Callable:
+        path, fs = self.snapshots.recipe_path(key), self.snapshots.path(key)
+        return lambda write: recipe.regenerate(path, fs, write)
 
     def tag(self, source: str, target: str) -> str:
         """Point the name `target` at the image `source` names; return the normalised name."""
@@ -426,10 +468,15 @@ class ImageStore:
     def _check_layer(self, image_id: str, layer: dict, chain: str) -> list[str]:
         if self.content.exists(layer["digest"]):
             return []
-        directory = self._dir_layer(chain, layer)
-        if directory is None:
+        make = self._layer_maker(chain, layer["digest"], layer["diff_id"])
+        if make is None:
             return [f"image {image_id}: blob {layer['digest']} is missing"]
-        actual, _ = diff_digest(directory, still=True)
+        digest = hashlib.sha256()
+        try:
+            make(digest.update)
+        except InvalidArgument as exc:
+            return [f"image {image_id}: layer {layer['digest']}: snapshot {chain}: {exc}"]
+        actual = f"sha256:{digest.hexdigest()}"
         if actual != layer["digest"]:
             return [f"image {image_id}: layer {layer['digest']}: snapshot {chain} hashes to "
                     f"{actual}"]
@@ -442,6 +489,18 @@ class ImageStore:
         return {"Images": len(images), "Active": active,
                 "Size": self.content.usage() + self._snapshot_bytes(),
                 "Reclaimable": sum(i["Size"] for i in images if not self.in_use(i["Id"]))}
+
+
+class _Out:
+    """A file-like `write` over a callable (for write_diff)."""
+
+    def __init__(self, write: Callable) -> None:
+        self.write = write
+
+
+def _recipe_of(ready: tuple | None) -> bool:
+    """Whether an extracted layer (see `register`) is kept as a layer recipe."""
+    return ready is not None and len(ready) > 2 and bool(ready[2])
 
 
 def _dropped_with(name: str, names: list[str]) -> list[str]:

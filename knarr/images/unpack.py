@@ -70,14 +70,16 @@ def _temporary_key(label: str) -> str:
 
 
 def _commit(snaps: Snapshotter, key: str, parent: str | None, applied: Applied,
-            diff_id: str | None, label: str, restack: bool = False) -> str:
+            diff_id: str | None, label: str, restack: bool = False,
+            labels: dict | None = None) -> str:
     """Check the diff_id and commit `key` under its chain id; drop it if that exists."""
     if diff_id is not None and applied.diff_id != diff_id:
         raise InvalidArgument(f"{label}: diff_id mismatch: expected {diff_id}, "
                               f"got {applied.diff_id}", digest=diff_id, actual=applied.diff_id)
     chain = digests.chain_id(parent, applied.diff_id)
     try:
-        snaps.commit(chain, key, {DIFF_ID_LABEL: applied.diff_id, DIFF_SIZE_LABEL: applied.size},
+        snaps.commit(chain, key, {DIFF_ID_LABEL: applied.diff_id, DIFF_SIZE_LABEL: applied.size,
+                                  **(labels or {})},
                      parent=parent if restack else None)
     except AlreadyExists:
         snaps.remove(key)  # another unpack committed the same chain meanwhile: use that one
@@ -155,13 +157,14 @@ def extract_layer(snaps: Snapshotter, stream: BinaryIO, *, label: str = "layer",
 
 
 def commit_extracted(snaps: Snapshotter, key: str, parent: str | None, applied: Applied,
-                     diff_id: str, label: str = "layer") -> str:
-    """Commit a layer made by `extract_layer` on `parent`; return its chain id.
+                     diff_id: str, label: str = "layer", labels: dict | None = None) -> str:
+    """Commit a layer made by `extract_layer` on `parent` (adding `labels`); return its
+    chain id.
 
     A diff_id other than `diff_id` is refused (and the snapshot left to the
     caller to remove); if the chain exists already, the snapshot is dropped.
     """
-    return _commit(snaps, key, parent, applied, diff_id, label, restack=True)
+    return _commit(snaps, key, parent, applied, diff_id, label, restack=True, labels=labels)
 
 
 def _apply(snaps: Snapshotter, key: str, stream: BinaryIO, label: str,

@@ -63,11 +63,18 @@ _BATCH_BYTES = 1 << 20
 
 @dataclasses.dataclass(frozen=True)
 class Applied:
-    """What applying a layer produced: the digest and size of the uncompressed tar."""
+    """What applying a layer produced: the digest and size of the uncompressed tar.
+
+    `files`: (offset of its data in the tar, size, path below the target) of every
+    regular file with data, where the target's files hold exactly those bytes at the
+    end (a layer recipe can be made of them, see `recipe.py`); None where they may
+    not: an entry replaced or removed something (`_remove`), a sparse file, a target
+    that was not empty."""
 
     diff_id: str
     size: int
     entries: int
+    files: tuple | None = None
 
 
 class HashingReader:
@@ -150,7 +157,8 @@ def apply_layer(target: str, stream: BinaryIO, *, label: str = "layer",
                                   layer=label) from exc
         ex.finish()
     reader.drain()
-    return Applied(reader.digest(), reader.position, ex.count)
+    files = tuple(ex.files) if ex.files is not None else None
+    return Applied(reader.digest(), reader.position, ex.count, files)
 
 
 class _TarInfo(tarfile.TarInfo):
@@ -232,6 +240,9 @@ class _Extractor:
         with os.scandir(self.root) as listing:
             self.fresh = next(listing, None) is None
         self.made: set[str] = set()
+        # Where each regular file's data went, while nothing made was replaced or
+        # removed (see Applied.files).
+        self.files: list[tuple[int, int, str]] | None = [] if self.fresh else None
         # A file root makes here is 0:0 already, unless a directory is setgid: in a
         # fresh target whose root is not, none is until `finish` sets their modes.
         self.born_root = self.as_root and self.fresh and os.getegid() == 0 \
@@ -385,6 +396,7 @@ class _Extractor:
 
     def _remove(self, parent: int, parts: list[str], st: os.stat_result) -> None:
         self.settle()  # a tree removed may hold files the writers are making
+        self.files = None  # a file (or a tree of them) made earlier may be gone
         if stat.S_ISDIR(st.st_mode):
             self._forget_dirs()
             _remove_tree_at(parent, parts[-1])
@@ -399,6 +411,11 @@ class _Extractor:
                               "this layer may still use")
         self.budget -= member.size
         xattrs = self._xattrs(member)
+        if self.files is not None:
+            if member.sparse is not None:
+                self.files = None
+            elif member.size:
+                self.files.append((member.offset_data, member.size, "/".join(parts)))
         if self.writers is not None and member.sparse is None and member.size <= _HANDED_OFF:
             self.reader.seek(member.offset_data)
             data = _read_pieces(self.reader, member.size)

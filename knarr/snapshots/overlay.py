@@ -33,6 +33,7 @@ from knarr.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Not
 from knarr.oci.digest import chain_id
 from knarr.snapshots.apply import Applied, apply_layer
 from knarr.snapshots.diff import write_diff
+from knarr.snapshots.recipe import RECIPE_NAME
 
 __all__ = ["Snapshotter", "ACTIVE", "VIEW", "COMMITTED"]
 
@@ -131,6 +132,11 @@ class Snapshotter:
     def path(self, key: str) -> str:
         """The `fs` directory of a snapshot (a layer's files or an upper dir)."""
         return self._dir(self.stat(key)["id"], "fs")
+
+    def recipe_path(self, key: str) -> str:
+        """Where a snapshot's layer recipe lives (beside `fs`, never in a container's
+        view), whether or not it has one (see recipe.py)."""
+        return self._dir(self.stat(key)["id"], RECIPE_NAME)
 
     def _dir(self, number: int, *parts: str) -> str:
         return os.path.join(self.root, str(number), *parts)
@@ -262,6 +268,10 @@ class Snapshotter:
                 st = os.lstat(os.path.join(dirpath, name))
                 inodes += 1
                 size += st.st_blocks * 512
+        try:
+            size += os.stat(self.recipe_path(key)).st_blocks * 512
+        except FileNotFoundError:
+            pass
         return size, inodes
 
     def check(self) -> list[str]:

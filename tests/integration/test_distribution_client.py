@@ -60,6 +60,59 @@ def test_chunked_push_and_pull_back(store, tmp_path):
             other.close()
 
 
+def test_push_of_a_layer_kept_as_a_recipe(store, tmp_path):
+    """A loaded plain layer is kept as its snapshot and a layer recipe (no blob); made
+    again and checked before a push (as the engine's push does), it pushes the digests the
+    archive had, and pulls back to the same image. A snapshot changed since is refused
+    before anything is sent."""
+    import io
+    import tarfile
+
+    from knarr.errors import FailedPrecondition
+    from knarr.images import load
+    big = os.urandom(6 << 20)
+    layer = builtin.layer_tar([("d", "dir", 0o755, b""), ("d/big", "file", 0o644, big),
+                               ("d/" + "n" * 140, "file", 0o600, b"long")])
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    members = {config_name: config, "l/layer.tar": layer,
+               "manifest.json": json.dumps([{"Config": config_name, "RepoTags": ["r:1"],
+                                             "Layers": ["l/layer.tar"]}]).encode()}
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    image_id = load(store, io.BytesIO(archive.getvalue()))[0]["Id"]
+    row = store.records.get(image_id)
+    assert row["layers"][0]["digest"] == diff_id and not store.content.exists(diff_id)
+    with Distribution(tmp_path / "reg") as reg:
+        chain = store.chain_ids(image_id)[0]
+        victim = os.path.join(store.snapshots.path(chain), "d", "big")
+        with open(victim, "r+b") as f:
+            f.write(b"X" if big[:1] != b"X" else b"Y")
+        with pytest.raises(FailedPrecondition, match=f"layer {diff_id}: snapshot {chain}"):
+            store.materialize(image_id)
+        assert not store.content.exists(diff_id)
+        with open(victim, "r+b") as f:
+            f.write(big[:1])
+        store.materialize(image_id)
+        target = reference.parse(f"{reg.addr}/recipe/r:v1")
+        digest = Pusher(Hosts(), store.content).push(target, row)
+        assert digest == row["manifest"] == manifest_digest(reg.addr, "recipe/r", "v1")
+        other = ImageStore(str(tmp_path / "other"))
+        try:
+            assert _pull(other, str(target)) == image_id
+            assert other.get(image_id)["layers"][0]["digest"] == diff_id
+            with other.content.open(diff_id) as blob:
+                assert blob.read() == layer
+        finally:
+            other.close()
+
+
 class _Redirector:
     """A registry front that answers blob GETs with 307 to the real registry (another host:
     port, as blob storage would be) and relays everything else; records the Authorization

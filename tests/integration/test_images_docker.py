@@ -33,6 +33,8 @@ FROM busybox:latest
 RUN mkdir -p /data/keep /data/drop && echo a > /data/keep/a && echo b > /data/drop/b \\
  && ln /data/keep/a /data/keep/hard && ln -s /data/keep/a /data/sym && mknod /data/null c 1 3
 RUN rm -rf /data/drop && rm /etc/group && mkdir /data/drop && echo new > /data/drop/new
+RUN dd if=/dev/urandom of=/data/big bs=1M count=6 && ln /data/big /data/big-hard \
+ && mkdir -p /data/nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn && echo deep > /data/nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn/nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn
 ENV GREETING=hi
 CMD ["cat", "/data/keep/a"]
 """
@@ -160,6 +162,29 @@ def test_docker_image_runs_from_knarr_snapshots(knarr, built, tmp_path):
     finally:
         ksys.umount2(str(target))
         knarr.snapshots.remove("run-test")
+
+
+def test_docker_save_knarr_load_save_docker_load_round_trips(docker, knarr, built, tmp_path):
+    """The big layer (> 4 MB) is kept as a layer recipe, no blob; knarr's save makes it
+    again, byte for byte: dockerd loads the same image id and layers, and runs it."""
+    info, path = built
+    with open(path, "rb") as f:
+        assert load(knarr, f)[0]["Id"] == info["Id"]
+    layers = knarr.get(info["Id"])["layers"]
+    recipes = [layer for layer in layers if not knarr.content.exists(layer["digest"])]
+    assert len(recipes) == 1 and recipes[0]["diff_size"] > (6 << 20)
+    before = docker("run", "--rm", "--network", "none", "knarr-test/built:v1",
+                    "md5sum", "/data/big").stdout
+    again = tmp_path / "again.tar"
+    with open(again, "wb") as f:
+        save(knarr, ["knarr-test/built:v1"], f)
+    docker("rmi", "knarr-test/built:v1")
+    assert "Loaded image: knarr-test/built:v1" in docker("load", "-i", str(again)).stdout.decode()
+    mine = json.loads(docker("image", "inspect", "knarr-test/built:v1").stdout)[0]
+    assert mine["Id"] == info["Id"] and mine["RootFS"]["Layers"] == info["RootFS"]["Layers"]
+    assert docker("run", "--rm", "--network", "none", "knarr-test/built:v1",
+                  "md5sum", "/data/big").stdout == before
+    assert knarr.check() == []
 
 
 def test_docker_resave_of_a_knarr_image_round_trips(docker, loaded, tmp_path):

@@ -255,19 +255,25 @@ def test_load_of_gzipped_docker_save(store, other):
 
 
 @pytest.fixture(scope="module")
-def big_archive(tmp_path_factory) -> tuple[str, str]:
-    """A docker-save tarball of one layer: a 24 MB random file and 2,000 small ones."""
+def big_archive(tmp_path_factory) -> dict[str, tuple[str, str]]:
+    """docker-save tarballs of one layer: a 24 MB random file and 2,000 small ones; by
+    what load keeps of it: its layer recipe ("recipe"), or its blob ("blob": the layer
+    writes f0 twice, so its files do not make it)."""
     tmp_path = tmp_path_factory.mktemp("big")
     store = ImageStore(str(tmp_path / "source"))
     blob = os.urandom(24 << 20)
-    layer = layer_tar([("big", "file", 0o644, blob)] +
-                      [(f"f{i}", "file", 0o644, b"x" * i) for i in range(2000)])
-    image_id = build_image(store, layer, {"Cmd": ["x"]}, ["big:1"], "x86_64", "big")
-    path = str(tmp_path / "big.tar")
-    with open(path, "wb") as f:
-        save(store, ["big:1"], f)
+    entries = [("big", "file", 0o644, blob)] + \
+        [(f"f{i}", "file", 0o644, b"x" * i) for i in range(2000)]
+    out = {}
+    for kind, extra in (("recipe", []), ("blob", [("f0", "file", 0o644, b"again")])):
+        layer = layer_tar(entries + extra)
+        image_id = build_image(store, layer, {"Cmd": ["x"]}, [f"{kind}:1"], "x86_64", kind)
+        path = str(tmp_path / f"{kind}.tar")
+        with open(path, "wb") as f:
+            save(store, [f"{kind}:1"], f)
+        out[kind] = (path, image_id)
     store.close()
-    return path, image_id
+    return out
 
 
 _LOADER = """
@@ -304,24 +310,30 @@ def _ingesting(root):
     return ready
 
 
-def _unpacking(root):
+def _in_snapshot(root, name):
     snapshots = os.path.join(root, "snapshots")
     def ready():
-        for name in os.listdir(snapshots) if os.path.isdir(snapshots) else []:
-            path = os.path.join(snapshots, name, "fs", "f500")
-            if name.isdigit() and os.path.exists(path):
+        for number in os.listdir(snapshots) if os.path.isdir(snapshots) else []:
+            if number.isdigit() and os.path.exists(os.path.join(snapshots, number, name)):
                 return True
         return False
     return ready
 
 
-@pytest.mark.parametrize("when", ["ingest", "unpack"])
+_KILLED_WHEN = {  # (archive, ready)
+    "unpack": ("recipe", lambda root: _in_snapshot(root, "fs/f500")),  # the layer in memory
+    "recipe": ("recipe", lambda root: _in_snapshot(root, "layer.recipe")),  # not committed
+    "ingest": ("blob", _ingesting),  # its files do not make it: to an ingest
+}
+
+
+@pytest.mark.parametrize("when", sorted(_KILLED_WHEN))
 def test_kill_9_during_load_then_load_again(tmp_path, when, big_archive):
-    archive, image_id = big_archive
+    kind, ready_when = _KILLED_WHEN[when]
+    archive, image_id = big_archive[kind]
     root = str(tmp_path / "root")
     proc = subprocess.Popen([sys.executable, "-c", _LOADER, root, archive])
-    ready = _ingesting(root) if when == "ingest" else _unpacking(root)
-    assert _kill_when(proc, ready), "the load ended before it could be killed"
+    assert _kill_when(proc, ready_when(root)), "the load ended before it could be killed"
     store = ImageStore(root)
     assert store.list() == [] and store.check() == []
     with open(archive, "rb") as f:
@@ -331,6 +343,9 @@ def test_kill_9_during_load_then_load_again(tmp_path, when, big_archive):
     assert [r["key"] for r in store.snapshots.walk()] == store.chain_ids(image_id)
     assert sorted(n for n in os.listdir(store.snapshots.root) if n.isdigit()) == \
         sorted(str(store.snapshots.stat(c)["id"]) for c in store.chain_ids(image_id))
+    layer = store.get(image_id)["layers"][0]["digest"]
+    assert store.content.exists(layer) == (kind == "blob")
+    store.materialize(image_id)  # the blob made again from the recipe checks out
     store.close()
 
 
@@ -410,25 +425,30 @@ def test_archive_cut_inside_a_big_layer_leaves_nothing(store):
     assert _empty(store)
 
 
+@pytest.mark.parametrize("sink", ["ingest", "memory"])
 @pytest.mark.parametrize("after", [0, 2 << 20, 5 << 20])
-def test_a_blob_write_that_fails_fails_the_load_and_leaves_nothing(store, monkeypatch, after):
-    """A big member's blob is written by a thread of its own: its failure (here ENOSPC
-    after `after` bytes: at once, mid-extraction, at the end) is the load's, raised in
-    the loading thread, and the thread is gone."""
+def test_a_blob_write_that_fails_fails_the_load_and_leaves_nothing(store, monkeypatch, after,
+                                                                   sink):
+    """A big member's bytes are written by a thread of its own (to an ingest for a
+    compressed layer, to memory for a plain one): its failure (here ENOSPC after `after`
+    bytes: at once, mid-extraction, at the end) is the load's, raised in the loading
+    thread, and the thread is gone."""
     import errno
     import threading
 
     from knarr.content.writer import Writer
+    from knarr.images import archive as archives
     layer = layer_tar([("big", "file", 0o644, _BIG), ("small", "file", 0o644, b"s")])
-    archive, _ = _docker_archive([layer])
-    real = Writer.write
+    archive, _ = _docker_archive([gzip.compress(layer, 1) if sink == "ingest" else layer])
+    cls = Writer if sink == "ingest" else archives._Memory
+    real = cls.write
 
     def write(self, data):
         if self.offset + len(data) > after:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(self, data)
 
-    monkeypatch.setattr(Writer, "write", write)
+    monkeypatch.setattr(cls, "write", write)
     with pytest.raises(OSError) as raised:
         load(store, io.BytesIO(archive))
     assert raised.value.errno == errno.ENOSPC
@@ -436,11 +456,17 @@ def test_a_blob_write_that_fails_fails_the_load_and_leaves_nothing(store, monkey
     assert not [t for t in threading.enumerate() if t.name == "load-blob-writer"]
 
 
-def test_the_blob_of_a_big_member_holds_every_byte_read(store):
-    layer = layer_tar([("big", "file", 0o644, _BIG), ("big2", "file", 0o600, _BIG[::-1])])
+@pytest.mark.parametrize("twice", [False, True])
+def test_the_blob_of_a_big_member_holds_every_byte_read(store, twice):
+    """Kept as a recipe (made again on demand) or, when a name comes twice, as a blob."""
+    entries = [("big", "file", 0o644, _BIG), ("big2", "file", 0o600, _BIG[::-1])]
+    layer = layer_tar(entries + ([("big", "file", 0o644, b"again")] if twice else []))
     archive, image_id = _docker_archive([layer])
     assert load(store, io.BytesIO(archive))[0]["Id"] == image_id
     digest = _sha(layer)
+    assert store.content.exists(digest) == twice
+    assert store.check() == []
+    store.materialize(image_id)
     with store.content.open(digest) as blob:
         assert blob.read() == layer
     assert store.check() == []
