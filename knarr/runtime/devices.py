@@ -52,21 +52,29 @@ def devices_of(config: dict) -> list[dict]:
 
 def create_devices(rootfs: str, devices: list[dict], *, bind: bool) -> None:
     """Make each device node inside `rootfs`; with `bind`, bind the host's node instead."""
-    for device in devices:
-        path = device.get("path")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise InvalidArgument(f"create device {path!r}: path must be absolute",
-                                  path=path)
-        dest = _entry_in(rootfs, path)
-        try:
-            os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
-            if bind:
-                _bind_device(path, dest)
-            else:
-                _make_or_bind(device, dest)
-        except OSError as exc:
-            raise FailedPrecondition(f"create device {path} at {dest}: {_reason(exc)}",
-                                     path=path, errno=exc.errno) from exc
+    dirs: dict[str, str] = {}
+    umask = os.umask(0)  # nodes get their configured mode without a chmod each
+    try:
+        for device in devices:
+            _create_device(rootfs, device, dirs, bind=bind)
+    finally:
+        os.umask(umask)
+
+
+def _create_device(rootfs: str, device: dict, dirs: dict[str, str], *, bind: bool) -> None:
+    path = device.get("path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidArgument(f"create device {path!r}: path must be absolute", path=path)
+    dest = path
+    try:
+        dest = _entry_in(rootfs, path, dirs)
+        if bind:
+            _bind_device(path, dest)
+        else:
+            _make_or_bind(device, dest)
+    except OSError as exc:
+        raise FailedPrecondition(f"create device {path} at {dest}: {_reason(exc)}",
+                                 path=path, errno=exc.errno) from exc
 
 
 def _make_node(device: dict, dest: str) -> None:
@@ -76,9 +84,13 @@ def _make_node(device: dict, dest: str) -> None:
                               path=device["path"])
     mode = device.get("fileMode", _DEFAULT_MODE) & 0o7777
     number = 0 if kind == "p" else os.makedev(device.get("major", 0), device.get("minor", 0))
-    _remove_non_directory(dest)
-    os.mknod(dest, mode | _NODE_TYPES[kind], number)
-    os.chmod(dest, mode)  # mknod's mode went through the umask
+    try:
+        os.mknod(dest, mode | _NODE_TYPES[kind], number)
+    except FileExistsError:  # a fresh /dev has none; a bound or image /dev may
+        _remove_non_directory(dest)
+        os.mknod(dest, mode | _NODE_TYPES[kind], number)
+    if mode & 0o7000:
+        os.chmod(dest, mode)  # set-id and sticky bits, whatever mknod made of them
     uid, gid = device.get("uid", -1), device.get("gid", -1)
     if uid != -1 or gid != -1:
         os.chown(dest, uid, gid)
@@ -113,11 +125,17 @@ def _bind_device(path: str, dest: str) -> None:
     mount(path, dest, None, MS_BIND)
 
 
-def _entry_in(rootfs: str, path: str) -> str:
-    # The directory is resolved inside rootfs; the entry itself is not
-    # followed, since it is what gets replaced.
+def _entry_in(rootfs: str, path: str, dirs: dict[str, str] | None = None) -> str:
+    """`path` inside `rootfs`, its directory made; `dirs` remembers directories done."""
     path = os.path.normpath(path)
-    return os.path.join(safe_join(rootfs, os.path.dirname(path)), os.path.basename(path))
+    parent = os.path.dirname(path)
+    host_dir = None if dirs is None else dirs.get(parent)
+    if host_dir is None:
+        host_dir = safe_join(rootfs, parent)
+        os.makedirs(host_dir, mode=0o755, exist_ok=True)
+        if dirs is not None:
+            dirs[parent] = host_dir
+    return os.path.join(host_dir, os.path.basename(path))
 
 
 def _remove_non_directory(path: str) -> None:
@@ -133,16 +151,25 @@ def create_dev_links(rootfs: str) -> None:
     links = list(_DEV_LINKS)
     if os.path.exists("/proc/kcore"):
         links.append(("/dev/core", "/proc/kcore"))
+    dirs: dict[str, str] = {}
     for path, target in links:
-        dest = _entry_in(rootfs, path)
+        dest = path
         try:
-            if os.path.islink(dest) and os.readlink(dest) == target:
-                continue
-            _remove_non_directory(dest)
-            os.symlink(target, dest)
+            dest = _entry_in(rootfs, path, dirs)
+            _link(target, dest)
         except OSError as exc:
             raise FailedPrecondition(f"link {path} to {target} at {dest}: {_reason(exc)}",
                                      path=path, errno=exc.errno) from exc
+
+
+def _link(target: str, dest: str) -> None:
+    try:
+        os.symlink(target, dest)
+    except FileExistsError:  # a fresh /dev has none; a bound or image /dev may
+        if os.path.islink(dest) and os.readlink(dest) == target:
+            return
+        _remove_non_directory(dest)
+        os.symlink(target, dest)
 
 
 def _reason(exc: OSError) -> str:

@@ -165,11 +165,38 @@ def _setup(ch: Channel, ctx: dict) -> None:
     process.check_capabilities(config["process"])
     ch.send("ready")
     ctx["ready"] = True
-    _wait_for_start(fifo, fd_dir)
-    hooks.run(config, "startContainer", {**hook_state, "status": "created"})
+    if config.get("hooks", {}).get("startContainer"):
+        # The hooks run as init is, before it becomes the configured process.
+        _wait_for_start(fifo, fd_dir)
+        hooks.run(config, "startContainer", {**hook_state, "status": "created"})
+        _become_process(config)
+    else:
+        _become_process_then_wait(config, fifo, fd_dir)
+    process.exec_process(config["process"])
+
+
+def _become_process(config: dict) -> None:
     signals.reset_for_exec()
     process.finalize(config["process"], seccomp=config.get("linux", {}).get("seccomp"))
-    process.exec_process(config["process"])
+
+
+def _become_process_then_wait(config: dict, fifo: int, fd_dir: int | None) -> None:
+    """Become the configured process (user, capabilities, seccomp: runc's order) while
+    `start` is still on its way, then wait for it: only the exec is left for after.
+
+    A failure is raised once start has come, as it would have been after it: start
+    succeeds, and the container's process fails, with the error on its stderr. The
+    fifo is reopened through /proc/self/fd, which the kernel lets a process do to its
+    own fds whoever it has become (and which the seccomp profile must allow, as
+    runc's must)."""
+    failure = None
+    try:
+        _become_process(config)
+    except Exception as exc:  # noqa: BLE001 - raised after start, below
+        failure = exc
+    _wait_for_start(fifo, fd_dir)
+    if failure is not None:
+        raise failure
 
 
 def preload(config: dict, root: str | None = None) -> None:
