@@ -14,11 +14,13 @@ class Waiter:
 
     With `later`, only sent: `ready()` (before the start) reads the head that says the
     daemon is waiting, so another request (run's attach) can go out in between.
+    `client`: the client (of its own) to send it with, else a clone of the CLI's.
     """
 
-    def __init__(self, cli, cid: str, condition: str, later: bool = False) -> None:
+    def __init__(self, cli, cid: str, condition: str, later: bool = False,
+                 client=None) -> None:
         self.cli = cli
-        self._own = cli.client.clone()
+        self._own = client or cli.client.clone()  # a client of its own (maybe connected)
         self._sent = self._own.send_only("POST", f"/containers/{cid}/wait",
                                          {"condition": condition})
         self.resp = None

@@ -231,14 +231,20 @@ def create_body(args, attach: tuple[bool, bool, bool]) -> dict:
     return body
 
 
-def create_container(cli, args, body: dict) -> str:
-    """POST /containers/create, pulling a missing image first as Docker does; the new id."""
+def create_container(cli, args, body: dict, meanwhile=None) -> str:
+    """POST /containers/create, pulling a missing image first as Docker does; the new id.
+    `meanwhile()` is called while the daemon creates the container (run's own set-up)."""
     client = cli.client
     query = {"name": args.name or None, "platform": args.platform or None}
     if args.pull == "always":
         _pull(cli, body["Image"])
     try:
-        result = client.post("/containers/create", query, body)
+        if meanwhile is None:
+            result = client.post("/containers/create", query, body)
+        else:
+            sent = client.send_only("POST", "/containers/create", query, body)
+            meanwhile()
+            result = client.answer_json(sent)
     except NotFound as exc:
         if args.pull == "never" or "image" not in exc.message.lower():
             raise

@@ -6,6 +6,7 @@ cannot be invoked, 127 when it is not found, else the container's own.
 
 import os
 import sys
+import time
 
 from knarr.cli import cmd_create, flags, opts
 from knarr.errors import KnarrError
@@ -63,15 +64,34 @@ def run(cli, args) -> int:
         size = _terminal_size()
         if size:
             body["HostConfig"]["ConsoleSize"] = list(size)
+    ahead = []  # the attached run's wait client, its connection opened while create runs
+    opened: list[float] = []
+
+    def meanwhile() -> None:
+        from knarr.cli import attaching  # noqa: F401 - imported while the daemon works
+
+        client = cli.client.clone()
+        try:
+            client.connect_ahead()
+        except KnarrError:
+            return  # the daemon's answer to the create says what went wrong
+        ahead.append(client)
+        opened.append(time.monotonic())
+
     try:
-        cid = cmd_create.create_container(cli, args, body)
+        cid = cmd_create.create_container(cli, args, body,
+                                          None if args.detach else meanwhile)
     except KnarrError as exc:
+        for client in ahead:
+            client.close()
         raise cli.fail(cmd_create.run_error(cli, exc), 125) from None
+    if ahead and time.monotonic() - opened[0] > 5:  # a pull came between: open afresh
+        ahead.pop().close()
     if args.detach:
         _start(cli, cid)
         sys.stdout.write(cid + "\n")
         return 0
-    return _run_attached(cli, args, cid, attach, keys, tty_in)
+    return _run_attached(cli, args, cid, attach, keys, tty_in, ahead[0] if ahead else None)
 
 
 def _terminal_size() -> tuple[int, int] | None:
@@ -90,13 +110,15 @@ def _start(cli, cid: str) -> None:
                        start_error_code(exc.message)) from None
 
 
-def _run_attached(cli, args, cid: str, attach, keys: bytes, tty_in: bool) -> int:
+def _run_attached(cli, args, cid: str, attach, keys: bytes, tty_in: bool,
+                  wait_client=None) -> int:
     from knarr.cli import attaching
 
     client = cli.client
     # the wait goes out first, on its own connection, and is answered while the attach's
     # round trip runs; both are in place before the start
-    waiter = attaching.Waiter(cli, cid, "removed" if args.rm else "next-exit", later=True)
+    waiter = attaching.Waiter(cli, cid, "removed" if args.rm else "next-exit", later=True,
+                              client=wait_client)
     try:
         sock, leftover = client.hijack("POST", f"/containers/{cid}/attach", {
             "stream": 1, "stdin": int(attach[0]), "stdout": int(attach[1]),

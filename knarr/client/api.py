@@ -182,14 +182,21 @@ class Client:
             raise _error(resp, what)
         return resp
 
-    def send_only(self, method: str, path: str, query: dict | None = None) -> tuple:
-        """Send a bodiless request on a connection of its own and return at once; read the
-        answer with `answer`. Another request can go out meanwhile (run's wait beside its
-        attach)."""
+    def send_only(self, method: str, path: str, query: dict | None = None,
+                  body: object = None) -> tuple:
+        """Send a request (with a JSON `body`, if given) on a connection of its own and
+        return at once; read the answer with `answer`. Another request can go out, or
+        other work be done, meanwhile (run's wait beside its attach)."""
         target = f"/v{self.api_version()}{path}{encode_query(query)}"
+        headers, data = {}, None
+        if body is not None:
+            from knarr.client import jsonc
+
+            data = jsonc.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
         conn = self._connect()
         try:
-            conn.send_request(method, target, {}, None, None)
+            conn.send_request(method, target, headers, data, None)
         except (OSError, Unavailable) as exc:
             conn.close()
             raise _broken(method, target, exc) from exc
@@ -206,6 +213,21 @@ class Client:
         if resp.status >= 400:
             raise _error(resp, what)
         return resp
+
+    def answer_json(self, sent: tuple) -> object:
+        """The parsed JSON answer to a `send_only` request (the daemon's error for a status
+        >= 400); its connection is kept for the next request."""
+        resp = self.answer(sent)
+        raw = resp.read()
+        self._idle = resp.conn
+        from knarr.client import jsonc
+
+        return jsonc.loads(raw) if raw.strip() else None
+
+    def connect_ahead(self) -> None:
+        """Open the connection the next request will use, now."""
+        if self._idle is None:
+            self._idle = self._connect()
 
     def call(self, method: str, path: str, query: dict | None = None, body: object = None,
              **kwargs) -> object:
