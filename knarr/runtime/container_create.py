@@ -61,7 +61,7 @@ def _rootfs_of(bundle: str, config: dict) -> str:
     if not os.path.isdir(rootfs):
         raise NotFound(f"create container: rootfs {rootfs} does not exist or is not a "
                        f"directory", path=rootfs)
-    return os.path.realpath(rootfs)
+    return ksys.real_path(rootfs)
 
 
 def create(root: str, container_id: str, bundle: str, **options) -> dict:
@@ -77,7 +77,7 @@ def create_held(root: str, container_id: str, bundle: str, *,
     bundle's, when the caller has read it with load_bundle already. Returns the
     state record and the container's cgroup (run goes on with both in hand)."""
     state.validate_id(container_id)
-    bundle = os.path.realpath(bundle)
+    bundle = ksys.real_path(bundle)
     config = load_bundle(bundle, root) if config is None else config
     rootfs = _rootfs_of(bundle, config)
     cdir = state.make_container_dir(root, container_id)

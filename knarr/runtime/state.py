@@ -60,9 +60,12 @@ def container_dir(root: str, container_id: str) -> str:
 def make_container_dir(root: str, container_id: str) -> str:
     """Create the state directory; AlreadyExists if the id is taken."""
     path = container_dir(root, container_id)
-    os.makedirs(root, mode=0o700, exist_ok=True)
     try:
-        os.mkdir(path, 0o711)
+        try:
+            os.mkdir(path, 0o711)
+        except FileNotFoundError:  # the first container under this root
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            os.mkdir(path, 0o711)
     except FileExistsError:
         raise AlreadyExists(f"container with id exists: {container_id}", id=container_id) from None
     return path

@@ -5,7 +5,7 @@ callers decide what to do; these functions only make the call and turn a
 failure into OSError with errno set and the call named.
 """
 
-from knarr.sys.files import read_bytes, read_text
+from knarr.sys.files import read_bytes, read_text, real_path
 from knarr.sys.libc import (
     CLONE_INTO_CGROUP,
     CLONE_NEWCGROUP,
@@ -97,6 +97,7 @@ __all__ = [
     "prlimit",
     "read_bytes",
     "read_text",
+    "real_path",
     "sethostname",
     "setdomainname",
     "setns",

@@ -125,3 +125,13 @@ def test_read_bytes_and_text_read_whole_files_without_io(tmp_path):
         pass
     else:
         raise AssertionError("a missing file was read")
+
+
+def test_real_path_is_realpath(tmp_path):
+    from knarr import sys as ksys
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    os.symlink(tmp_path / "a", tmp_path / "link")
+    for path in (tmp_path / "link" / "b", tmp_path / "a" / ".." / "a" / "b", tmp_path / "nope",
+                 "relative-that-does-not-exist", tmp_path):
+        assert ksys.real_path(str(path)) == os.path.realpath(path)
