@@ -24,7 +24,6 @@ image layout (oci-layout, index.json with the names as annotations, blobs).
 """
 
 import errno
-import hashlib
 import io
 import json
 import os
@@ -49,7 +48,6 @@ _BLOB_PATH = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
 _CONFIG_PATH = re.compile(r"^([a-f0-9]{64})\.json$")
 _CHUNK = 1 << 20
 _TEE_AHEAD = 8  # chunks read but not yet written to their blob
-_IN_MEMORY_MAX = 1 << 30  # bytes of an uncompressed layer held in memory, at most
 
 
 class _Staged:
@@ -64,7 +62,7 @@ class _Staged:
         self.new_blobs: list[str] = []
         self.extracted: dict[str, tuple] = {}
         self.count = 0
-        self.memory = _memory_available() // 4
+        self.lost: dict[str, BaseException] = {}
 
     def add(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         path = os.path.normpath(member.name).lstrip("/")
@@ -81,72 +79,70 @@ class _Staged:
             self.digests[path] = digests.sha256_of(data)
         else:
             self.count += 1
-            ref = f"load-{os.getpid()}-{self.count}"
             first = source.read(tarfile.BLOCKSIZE)
-            sink = self._sink(path, ref, first, member.size)
+            sink = self._sink(path, f"load-{os.getpid()}-{self.count}", first)
             tee = _Tee(_Prefixed(first, source), sink)
             try:
-                self._extract(path, tee)
+                self._extract(path, tee, sink)
                 while tee.read(_CHUNK):
                     pass  # what extraction left: a tar's end blocks, or all of a non-layer
                 self.digests[path] = tee.digest()
             finally:
                 tee.close()
-            if isinstance(self.big.get(path), _Memory):
-                self._settle(path, ref)
+            if isinstance(sink, recipe.Recorder):
+                self._settle(path, sink)
         self._check_blob_name(path)
 
-    def _sink(self, path: str, ref: str, first: bytes, size: int) -> object:
-        """Where a big member's bytes go: memory, for an uncompressed tar (`first`: its
-        first block) that may be kept as a layer recipe (see `_settle`), else a
-        content ingest."""
-        if detect(first[:8]) is None and first[257:262] == b"ustar" \
-                and size <= min(_IN_MEMORY_MAX, self.memory):
-            sink: object = _Memory()
+    def _sink(self, path: str, ref: str, first: bytes) -> object:
+        """Where a big member's bytes go: for an uncompressed tar (`first`: its first
+        block), a layer recipe's recorder (which writes the blob only where the files
+        do not make the tar, see `_settle`); else a content ingest."""
+        if detect(first[:8]) is None and first[257:262] == b"ustar":
+            sink: object = recipe.Recorder(lambda: self._ingest(ref))
         else:
-            sink = self.store.content.writer(ref)
-            sink.truncate()  # type: ignore[attr-defined]
+            sink = self._ingest(ref)
         self.big[path] = sink
         return sink
 
-    def _settle(self, path: str, ref: str) -> None:
-        """Keep a member held in memory as a layer recipe beside its extracted snapshot,
-        where that snapshot's files reproduce it; else write it to an ingest, as any
-        other big member."""
-        memory = self.big[path]
-        assert isinstance(memory, _Memory)
-        try:
-            if self._keep_recipe(path, memory):
-                memory.close()
-                return
-        except (KnarrError, OSError):
-            pass  # an odd layer: keep its blob
+    def _ingest(self, ref: str):  # noqa: ANN202 - a content Writer
         writer = self.store.content.writer(ref)
-        self.big[path] = writer
         writer.truncate()
-        memory.copy_to(writer)
-        memory.close()
+        return writer
 
-    def _keep_recipe(self, path: str, memory: "_Memory") -> bool:
-        done = self.extracted.get(path)
-        if done is None or done[1].files is None or done[1].diff_id != self.digests[path]:
-            return False  # not a layer, a compressed one, or one its files do not make
-        key, applied = done
-        snaps = self.store.snapshots
-        data = recipe.build(memory.fd, memory.offset, applied.files, applied.diff_id)
-        recipe.save(snaps.recipe_path(key), data)
-        self.extracted[path] = (key, applied, True)
-        return True
-
-    def _extract(self, path: str, tee: "_Tee") -> None:
+    def _extract(self, path: str, tee: "_Tee", sink: object) -> None:
+        recorder = sink if isinstance(sink, recipe.Recorder) else None
         try:
             # An uncompressed layer's diff_id is its blob digest: the writer's hash
             # serves both, and the bytes are hashed once.
             self.extracted[path] = unpack.extract_layer(self.store.snapshots, tee,
                                                         label=f"load: {path}",
-                                                        plain_digest=tee.digest)
-        except (KnarrError, OSError):
-            pass  # not a layer, or a refused one: registering unpacks the blob and says why
+                                                        plain_digest=tee.digest,
+                                                        recorder=recorder)
+        except (KnarrError, OSError) as exc:
+            # not a layer, or a refused one: registering unpacks the blob and says why;
+            # where only a recorder saw it there is no blob, and a load that needs it
+            # fails with this error
+            if recorder is not None:
+                recorder.lose()
+                self.lost[path] = exc
+
+    def _settle(self, path: str, recorder: "recipe.Recorder") -> None:
+        """A member a recorder saw: kept as its snapshot's layer recipe, or (where the
+        files did not make it) as the blob the recorder switched to writing."""
+        try:
+            data = recorder.finish()
+        except KnarrError as exc:
+            recorder.lose()
+            self.lost[path] = exc
+            return
+        if recorder.mode == "blob":
+            self.big[path] = recorder.blob
+            return
+        if data is None or path in self.lost:
+            return
+        key, applied = self.extracted[path]
+        recipe.save(self.store.snapshots.recipe_path(key), data)
+        self.extracted[path] = (key, applied, True)
 
     def extracted_by_digest(self) -> dict[str, tuple]:
         """(snapshot key, Applied) of each member extracted on the way, by blob digest."""
@@ -181,8 +177,9 @@ class _Staged:
         if path in self.small:
             return self.small[path]
         writer = self.big[path]
-        if isinstance(writer, _Memory):
-            raise InvalidArgument(f"load: {path}: a layer, not a document", path=path)
+        if isinstance(writer, recipe.Recorder):
+            raise self.lost.get(path) or InvalidArgument(f"load: {path}: a layer, not a document",
+                                                         path=path)
         if writer.offset > _MAX_JSON:  # type: ignore[attr-defined]
             raise InvalidArgument(f"load: {path}: too large for a document", path=path)
         with open(os.path.join(writer.path, "data"), "rb") as f:  # type: ignore[attr-defined]
@@ -192,7 +189,7 @@ class _Staged:
         path = self.resolve(path)
         if path in self.small:
             return self.small[path][:8]
-        if isinstance(self.big[path], _Memory):
+        if isinstance(self.big[path], recipe.Recorder):
             return self.big[path].head  # type: ignore[attr-defined]
         with open(os.path.join(self.big[path].path, "data"), "rb") as f:  # type: ignore
             return f.read(8)
@@ -210,7 +207,9 @@ class _Staged:
         lease.add(digest)
         if self.store.content.exists(digest):
             return digest
-        if isinstance(self.big.get(path), _Memory):
+        if isinstance(self.big.get(path), recipe.Recorder):
+            if path in self.lost:
+                raise self.lost[path]
             return digest  # kept as a layer recipe: no blob
         self.new_blobs.append(digest)
         if path in self.small:
@@ -235,45 +234,6 @@ class _Staged:
         self.extracted.clear()
 
 
-class _Memory:
-    """A member's bytes held in memory (a memfd) and hashed, until `_Staged._settle`
-    keeps them as a layer recipe or writes them to an ingest."""
-
-    def __init__(self) -> None:
-        self.fd = os.memfd_create("knarr-load-layer", os.MFD_CLOEXEC)
-        self.hash = hashlib.sha256()
-        self.offset = 0
-        self.head = b""
-
-    def write(self, data: bytes) -> None:
-        if self.offset < 8:
-            self.head = (self.head + bytes(data[:8]))[:8]
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
-        self.hash.update(data)
-        self.offset += len(data)
-
-    def digest(self) -> str:
-        return f"sha256:{self.hash.hexdigest()}"
-
-    def copy_to(self, writer) -> None:
-        at = 0
-        while chunk := os.pread(self.fd, _CHUNK, at):
-            writer.write(chunk)
-            at += len(chunk)
-
-    def close(self) -> None:
-        """Free the memory; in a thread of its own (freeing hundreds of megabytes takes
-        tens of milliseconds, which the load need not wait for)."""
-        if self.fd >= 0:
-            threading.Thread(target=os.close, args=(self.fd,), name="load-memory-free",
-                             daemon=True).start()
-            self.fd = -1
-
-    abort = close
-
-
 class _Prefixed:
     """A reader giving `head` (read from `source` already), then the rest of `source`."""
 
@@ -294,20 +254,9 @@ class _Prefixed:
         return True
 
 
-def _memory_available() -> int:
-    try:
-        with open("/proc/meminfo", "rb") as meminfo:
-            for line in meminfo:
-                if line.startswith(b"MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
 class _Tee:
-    """Reads an archive member, handing every byte read to its sink (an ingest, or
-    memory), which a thread of its own writes and hashes (the same chunks, through a
+    """Reads an archive member, handing every byte read to its sink (an ingest, or a
+    layer recipe's recorder), which a thread of its own writes and hashes (the same chunks, through a
     bounded queue): the reader goes on to the next chunk, and the extraction with it,
     while the last one is written and hashed. `digest` waits for that thread; a write that failed is raised by the next `read` or
     `digest`. `close` stops the thread (after what is queued)."""

@@ -133,14 +133,15 @@ class WritingBack:
 
 def extract_layer(snaps: Snapshotter, stream: BinaryIO, *, label: str = "layer",
                   max_bytes: int | None = None,
-                  plain_digest: Callable[[], str] | None = None) -> tuple[str, Applied]:
+                  plain_digest: Callable[[], str] | None = None,
+                  recorder: object = None) -> tuple[str, Applied]:
     """Apply a layer to a new snapshot with no parent; return (its temporary key, what was
     applied). The stream is read in a thread, overlapping reading with extraction.
 
     `plain_digest`, when given, returns the digest of every byte read from `stream`
     so far (a tee into a content writer): an uncompressed layer then takes its
     diff_id from it once the stream is read to its end, instead of hashing the same
-    bytes a second time.
+    bytes a second time. `recorder` (see `apply_layer`) records the layer's recipe.
 
     The caller makes it durable (`make_durable`) and then commits it with
     `commit_extracted`, or removes it; a killed process leaves it to
@@ -150,7 +151,7 @@ def extract_layer(snaps: Snapshotter, stream: BinaryIO, *, label: str = "layer",
     snaps.prepare(key, None)
     try:
         return key, _apply(snaps, key, stream, label, max_bytes, read_ahead=True,
-                           plain_digest=plain_digest)
+                           plain_digest=plain_digest, recorder=recorder)
     except BaseException:
         snaps.remove(key)
         raise
@@ -169,14 +170,15 @@ def commit_extracted(snaps: Snapshotter, key: str, parent: str | None, applied: 
 
 def _apply(snaps: Snapshotter, key: str, stream: BinaryIO, label: str,
            max_bytes: int | None, read_ahead: bool = False,
-           plain_digest: Callable[[], str] | None = None) -> Applied:
+           plain_digest: Callable[[], str] | None = None, recorder: object = None) -> Applied:
     peek = _Peekable(stream)
     compression = detect(peek.peek(4))
     with decompressed(peek, compression) as plain:  # type: ignore[arg-type]
         source = _ReadAhead(plain, None if compression else plain_digest) \
             if compression or read_ahead else plain
         try:
-            applied = snaps.apply(key, source, max_bytes=max_bytes, label=label)
+            applied = snaps.apply(key, source, max_bytes=max_bytes, label=label,
+                                  recorder=None if compression else recorder)
             while source.read(_CHUNK):
                 pass  # the compressed stream's tail: gzip trailer, padding
         finally:

@@ -140,13 +140,16 @@ class HashingReader:
 
 
 def apply_layer(target: str, stream: BinaryIO, *, label: str = "layer",
-                max_bytes: int | None = None, writers: int = _WRITERS) -> Applied:
+                max_bytes: int | None = None, writers: int = _WRITERS,
+                recorder: object = None) -> Applied:
     """Extract the uncompressed tar `stream` into `target`; return its diff_id and size.
 
     `writers` threads create and write the small regular files while this one
-    reads on (0: this thread does everything)."""
+    reads on (0: this thread does everything). `recorder` (a `recipe.Recorder` that
+    sees the same tar's bytes) is told where each file's data went, and switched to
+    keeping the blob where the files stop making the tar."""
     reader = stream if isinstance(stream, HashingReader) else HashingReader(stream)
-    with _Extractor(target, label, max_bytes, reader, writers) as ex:
+    with _Extractor(target, label, max_bytes, reader, writers, recorder) as ex:
         try:
             archive = _Archive.open(fileobj=reader, mode="r:",  # type: ignore[call-overload]
                                     tarinfo=_TarInfo)
@@ -222,7 +225,7 @@ class _Extractor:
     """The state of one extraction: the target's descriptor, a cache of directory fds."""
 
     def __init__(self, target: str, label: str, max_bytes: int | None,
-                 reader: HashingReader, writers: int = 0) -> None:
+                 reader: HashingReader, writers: int = 0, recorder: object = None) -> None:
         self.label = label
         self.reader = reader
         self.root = os.open(target, _DIR_FLAGS)
@@ -243,6 +246,12 @@ class _Extractor:
         # Where each regular file's data went, while nothing made was replaced or
         # removed (see Applied.files).
         self.files: list[tuple[int, int, str]] | None = [] if self.fresh else None
+        self.recorder = recorder
+        self.member_offset = 0
+        if recorder is not None:
+            recorder.files = self.files if self.files is not None else []  # type: ignore
+            if self.files is None:
+                recorder.switch(0, self.root)  # type: ignore[attr-defined]
         # A file root makes here is 0:0 already, unless a directory is setgid: in a
         # fresh target whose root is not, none is until `finish` sets their modes.
         self.born_root = self.as_root and self.fresh and os.getegid() == 0 \
@@ -293,6 +302,9 @@ class _Extractor:
         """Apply one archive entry."""
         self.name = member.name
         self.count += 1
+        self.member_offset = member.offset
+        if self.recorder is not None:
+            self.recorder.watermark = member.offset  # type: ignore[attr-defined]
         parts = self._parts(member.name)
         if not parts:
             return  # the layer root itself: the snapshot dir keeps its own metadata
@@ -396,7 +408,7 @@ class _Extractor:
 
     def _remove(self, parent: int, parts: list[str], st: os.stat_result) -> None:
         self.settle()  # a tree removed may hold files the writers are making
-        self.files = None  # a file (or a tree of them) made earlier may be gone
+        self._unreproducible()  # a file (or a tree of them) made earlier may be gone
         if stat.S_ISDIR(st.st_mode):
             self._forget_dirs()
             _remove_tree_at(parent, parts[-1])
@@ -413,7 +425,7 @@ class _Extractor:
         xattrs = self._xattrs(member)
         if self.files is not None:
             if member.sparse is not None:
-                self.files = None
+                self._unreproducible()  # its data in the tar is not the file's bytes
             elif member.size:
                 self.files.append((member.offset_data, member.size, "/".join(parts)))
         if self.writers is not None and member.sparse is None and member.size <= _HANDED_OFF:
@@ -431,10 +443,24 @@ class _Extractor:
                 _copy(archive.extractfile(member), fd, member.size)
             else:
                 self.reader.seek(member.offset_data)
-                _copy(self.reader, fd, member.size)  # type: ignore[arg-type]
+                _copy(self.reader, fd, member.size, self._copied)  # type: ignore[arg-type]
             self._finish_file(fd, member, xattrs, mode)
         finally:
             os.close(fd)
+
+    def _copied(self) -> None:
+        """A big file's data written so far needs no keeping by the recorder."""
+        if self.recorder is not None:
+            self.recorder.watermark = self.reader.position  # type: ignore[attr-defined]
+
+    def _unreproducible(self) -> None:
+        """From this entry on, the files may not make the tar (see Applied.files)."""
+        if self.files is None:
+            return
+        if self.recorder is not None:
+            self.settle()  # the files so far are read back to make the blob
+            self.recorder.switch(self.member_offset, self.root)  # type: ignore[attr-defined]
+        self.files = None
 
     def _create_mode(self, member: tarfile.TarInfo) -> int | None:
         """The mode to create a regular file with where that is the mode it will have
@@ -700,7 +726,7 @@ def _proc_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _copy(source: BinaryIO | None, fd: int, size: int) -> None:
+def _copy(source: BinaryIO | None, fd: int, size: int, copied=None) -> None:
     left = size
     # A reader that can lend a view of what it read ahead saves copying each piece.
     read = getattr(source, "readview", None) or getattr(source, "read", None)
@@ -712,6 +738,8 @@ def _copy(source: BinaryIO | None, fd: int, size: int) -> None:
         while view:
             view = view[os.write(fd, view):]
         left -= len(chunk)
+        if copied is not None:
+            copied()
 
 
 def _remove_tree_at(parent: int, name: str) -> None:

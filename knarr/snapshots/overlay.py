@@ -247,14 +247,14 @@ class Snapshotter:
         return [{"type": "overlay", "source": "overlay", "options": options}]
 
     def apply(self, key: str, stream: BinaryIO, max_bytes: int | None = None,
-              label: str | None = None) -> Applied:
+              label: str | None = None, recorder: object = None) -> Applied:
         """Extract an uncompressed layer tar into the active snapshot `key`."""
         row = self.stat(key)
         if row["kind"] != ACTIVE:
             raise FailedPrecondition(f"apply to snapshot {key}: is {row['kind']}, not active",
                                      key=key)
         return apply_layer(self._dir(row["id"], "fs"), stream, label=label or f"layer for {key}",
-                           max_bytes=max_bytes)
+                           max_bytes=max_bytes, recorder=recorder)
 
     def diff(self, key: str, out: BinaryIO) -> tuple[str, int]:
         """Write the snapshot's own changes as an uncompressed layer tar; (diff_id, size)."""

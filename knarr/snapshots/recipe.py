@@ -12,26 +12,29 @@ trusts them, so a snapshot changed since (a byte of a file, a file removed) is
 caught, never served.
 
 A recipe is made only where the snapshot's files are the tar's data: the
-extraction says so (`Applied.files` is None when an entry replaced or removed
-something the archive had made, for a sparse file, or in a target that was
-not empty: it creates files with O_EXCL and removes nothing but in
-`_remove`, so no other entry can change a file's bytes after they were
-written).
+extraction says so (it switches its `Recorder` to writing the blob before an
+entry replaces or removes something the archive had made, or at a sparse
+file, or in a target that was not empty: it creates files with O_EXCL and
+removes nothing but in `_remove`, so no other entry can change a file's bytes
+after they were written).
 
 Encoding (`MAGIC`, then records): `R` + u64 length + that many raw bytes;
 `F` + u64 size + u32 path length + the path (relative to `fs`, bytes);
 `E` + u64 total size + the 32-byte sha256 of the whole tar. Little-endian.
 """
 
+import collections
+import hashlib
 import os
 import stat
 import struct
+import threading
 from collections.abc import Callable, Sequence
 
 from knarr.errors import InvalidArgument
 
-__all__ = ["RECIPE_LABEL", "RECIPE_FORMAT", "RECIPE_NAME", "build", "save", "regenerate",
-           "parse"]
+__all__ = ["RECIPE_LABEL", "RECIPE_FORMAT", "RECIPE_NAME", "Recorder", "encode",
+           "save", "regenerate", "parse"]
 
 # On a committed snapshot: its layer's blob is not stored but made by `regenerate` from
 # the recipe file RECIPE_NAME beside its `fs` directory.
@@ -48,37 +51,6 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Files = Sequence[tuple[int, int, str]]  # (offset of the data in the tar, size, path in fs)
-
-
-def build(fd: int, length: int, files: Files, digest: str) -> bytes:
-    """The recipe of the tar of `length` bytes in the file `fd` (whose sha256 is
-    `digest`) whose regular files' data are given by `files` (ascending offsets).
-    InvalidArgument if they do not fit the tar."""
-    parts, at = [MAGIC], 0
-    pread = os.pread
-    raw_head, file_head, pack_u64, pack_file = _RAW, _FILE, _U64.pack, _FILE_HEAD.pack
-    for offset, size, path in files:
-        if offset < at or offset + size > length or size <= 0:
-            raise InvalidArgument(f"layer recipe: entry {path!r} at {offset} does not fit",
-                                  path=path)
-        if offset > at:
-            parts += (raw_head, pack_u64(offset - at), _pread(pread, fd, offset - at, at))
-        name = os.fsencode(path)
-        parts += (file_head, pack_file(size, len(name)), name)
-        at = offset + size
-    if at < length:
-        parts += (raw_head, pack_u64(length - at), _pread(pread, fd, length - at, at))
-    parts += (_END, _U64.pack(length), bytes.fromhex(digest.removeprefix("sha256:")))
-    return b"".join(parts)
-
-
-def _pread(pread: Callable, fd: int, n: int, at: int) -> bytes:
-    data = pread(fd, n, at)
-    if len(data) < n:
-        data += _pread(pread, fd, n - len(data), at + len(data)) if data else b""
-        if len(data) < n:
-            raise InvalidArgument(f"layer recipe: the tar ends before {at + n} bytes")
-    return data
 
 
 def save(path: str, recipe: bytes) -> None:
@@ -137,6 +109,15 @@ def regenerate(recipe_path: str, fs: str, write: Callable[[object], object]) -> 
     except FileNotFoundError:
         raise InvalidArgument(f"layer recipe {recipe_path}: missing") from None
     records, total, _ = parse(recipe)
+    written = _write_records(records, fs, write)
+    if written != total:
+        raise InvalidArgument(f"layer recipe: made {written} bytes, not {total}")
+    return written
+
+
+def _write_records(records: list, fs: str | int, write: Callable[[object], object]) -> int:
+    """Write raw records as they are and file records from the files under `fs` (a path
+    or a directory fd); return the bytes written."""
     written = 0
     buffer = bytearray(_CHUNK)
     with _Walker(fs) as walker, memoryview(buffer) as chunk:
@@ -159,17 +140,156 @@ def regenerate(recipe_path: str, fs: str, write: Callable[[object], object]) -> 
             finally:
                 os.close(fd)
             written += size
-    if written != total:
-        raise InvalidArgument(f"layer recipe: made {written} bytes, not {total}")
     return written
+
+
+def encode(records: list, total: int, digest: str) -> bytes:
+    """A recipe's bytes from its records (as `parse` gives them)."""
+    parts = [MAGIC]
+    for kind, item in records:
+        if kind == _RAW:
+            parts += (_RAW, _U64.pack(len(item)), item)
+        else:
+            size, name = item
+            parts += (_FILE, _FILE_HEAD.pack(size, len(name)), name)
+    parts += (_END, _U64.pack(total), bytes.fromhex(digest.removeprefix("sha256:")))
+    return b"".join(parts)
+
+
+class Recorder:
+    """Makes the recipe of a tar while it streams past, keeping only a window of it.
+
+    A thread `write`s the tar's bytes in order (hashing them); the thread extracting it
+    shares its list of file regions (`files`: (offset, size, path), appended before the
+    data is read) and moves `watermark` on (each entry's first header; a big file's
+    data as it is copied): every byte below it is either a file's data (dropped: the
+    file holds it) or kept verbatim as a raw record. So memory holds about the
+    read-ahead's worth of the tar, not all of it.
+
+    Where the files stop making the tar (`switch`, before an entry replaces or removes
+    something, or a sparse file), the blob is written after all: what came before is
+    made again from the records and the files (which are still as written), the window
+    and the rest follow. The content writer's digest check at commit proves those
+    bytes. `lose` (the extraction failed) keeps nothing but the hash.
+    """
+
+    def __init__(self, open_blob: Callable[[], object]) -> None:
+        self.open_blob = open_blob
+        self.hash = hashlib.sha256()
+        self.offset = 0
+        self.head = b""
+        self.files: list[tuple[int, int, str]] = []
+        self.watermark = 0
+        self.cursor = 0
+        self.next_file = 0
+        self.records: list = []
+        self.chunks: collections.deque = collections.deque()  # (start, bytes)
+        self.mode = "recipe"  # or "blob" (written to self.blob), "lost"
+        self.blob: object = None
+        self.lock = threading.Condition()
+
+    def write(self, data: bytes) -> None:
+        """The next bytes of the tar (one thread)."""
+        if self.offset < 8:
+            self.head = (self.head + bytes(data[:8]))[:8]
+        self.hash.update(data)
+        with self.lock:
+            if self.mode == "blob":
+                self.blob.write(data)  # type: ignore[attr-defined]
+            elif self.mode == "recipe":
+                self.chunks.append((self.offset, data))
+            self.offset += len(data)
+            if self.mode == "recipe":
+                self._advance(min(self.watermark, self.offset))
+            self.lock.notify_all()
+
+    def digest(self) -> str:
+        return f"sha256:{self.hash.hexdigest()}"
+
+    def _advance(self, limit: int) -> None:
+        """Account for the bytes up to `limit` (all received): raw or a file's data."""
+        files = self.files
+        while self.cursor < limit:
+            if self.next_file < len(files):
+                offset, size, path = files[self.next_file]
+                if offset <= self.cursor:
+                    end = offset + size
+                    self.cursor = min(end, limit)
+                    if self.cursor == end:
+                        self.records.append((_FILE, (size, os.fsencode(path))))
+                        self.next_file += 1
+                    continue
+                raw_end = min(offset, limit)
+            else:
+                raw_end = limit
+            self._raw(self.cursor, raw_end)
+            self.cursor = raw_end
+        chunks = self.chunks
+        while chunks and chunks[0][0] + len(chunks[0][1]) <= self.cursor:
+            chunks.popleft()
+
+    def _raw(self, start: int, end: int) -> None:
+        if self.records and self.records[-1][0] == _RAW:
+            out = self.records[-1][1]
+        else:
+            out = bytearray()
+            self.records.append((_RAW, out))
+        for chunk_start, data in self.chunks:
+            if chunk_start >= end:
+                break
+            if chunk_start + len(data) > start:
+                out += data[max(start - chunk_start, 0):end - chunk_start]
+
+    def switch(self, at: int, fs: str | int) -> None:
+        """From the entry at `at` on the files no longer make the tar: write it all to
+        the blob (`open_blob()`) instead, from here on. `fs`: the files (all written)."""
+        with self.lock:
+            if self.mode != "recipe":
+                return
+            while self.offset < at:
+                self.lock.wait()
+            self._advance(at)
+            if self.cursor != at or self.next_file != len(self.files):
+                raise InvalidArgument(f"layer recipe: entry at {at} is inside a file's data")
+            blob = self.open_blob()
+            _write_records(self.records, fs, blob.write)  # type: ignore[attr-defined]
+            for start, data in self.chunks:
+                if start + len(data) > at:
+                    blob.write(data[max(at - start, 0):])  # type: ignore[attr-defined]
+            self.mode, self.blob = "blob", blob
+            self.records, self.chunks = [], collections.deque()
+
+    def lose(self) -> None:
+        """Keep nothing more of the tar than its hash (its extraction failed)."""
+        with self.lock:
+            self.mode = "lost"
+            self.records, self.chunks = [], collections.deque()
+
+    def finish(self) -> bytes | None:
+        """Once every byte was written: the recipe (None if switched or lost)."""
+        with self.lock:
+            if self.mode != "recipe":
+                return None
+            self._advance(self.offset)
+            if self.next_file != len(self.files):
+                raise InvalidArgument("layer recipe: a file's data runs past the end")
+            return encode(self.records, self.offset, self.digest())
+
+    def abort(self) -> None:
+        """Drop what is held, and the blob's ingest if one was started."""
+        blob = self.blob
+        self.lose()
+        if blob is not None:
+            blob.abort()  # type: ignore[attr-defined]
 
 
 class _Walker:
     """Opens files below a directory one component at a time, never through a symlink
     (directory fds cached)."""
 
-    def __init__(self, fs: str) -> None:
-        self.root = os.open(fs, _DIR_FLAGS)
+    def __init__(self, fs: str | int) -> None:
+        self.root = os.open(fs if isinstance(fs, str) else ".", _DIR_FLAGS,
+                            dir_fd=None if isinstance(fs, str) else fs)
         self.dirs: dict[str, int] = {"": self.root}
 
     def __enter__(self) -> "_Walker":

@@ -321,7 +321,7 @@ def _in_snapshot(root, name):
 
 
 _KILLED_WHEN = {  # (archive, ready)
-    "unpack": ("recipe", lambda root: _in_snapshot(root, "fs/f500")),  # the layer in memory
+    "unpack": ("recipe", lambda root: _in_snapshot(root, "fs/f500")),  # recorded, extracted
     "recipe": ("recipe", lambda root: _in_snapshot(root, "layer.recipe")),  # not committed
     "ingest": ("blob", _ingesting),  # its files do not make it: to an ingest
 }
@@ -425,22 +425,22 @@ def test_archive_cut_inside_a_big_layer_leaves_nothing(store):
     assert _empty(store)
 
 
-@pytest.mark.parametrize("sink", ["ingest", "memory"])
+@pytest.mark.parametrize("sink", ["ingest", "recorder"])
 @pytest.mark.parametrize("after", [0, 2 << 20, 5 << 20])
 def test_a_blob_write_that_fails_fails_the_load_and_leaves_nothing(store, monkeypatch, after,
                                                                    sink):
     """A big member's bytes are written by a thread of its own (to an ingest for a
-    compressed layer, to memory for a plain one): its failure (here ENOSPC after `after`
+    compressed layer, to a layer recipe's recorder for a plain one): its failure (here ENOSPC after `after`
     bytes: at once, mid-extraction, at the end) is the load's, raised in the loading
     thread, and the thread is gone."""
     import errno
     import threading
 
     from knarr.content.writer import Writer
-    from knarr.images import archive as archives
+    from knarr.snapshots import recipe
     layer = layer_tar([("big", "file", 0o644, _BIG), ("small", "file", 0o644, b"s")])
     archive, _ = _docker_archive([gzip.compress(layer, 1) if sink == "ingest" else layer])
-    cls = Writer if sink == "ingest" else archives._Memory
+    cls = Writer if sink == "ingest" else recipe.Recorder
     real = cls.write
 
     def write(self, data):

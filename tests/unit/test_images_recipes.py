@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import struct
 import tarfile
 
@@ -56,21 +57,58 @@ def _varied(fmt: int) -> bytes:
     return buf.getvalue() + bytes(2048)  # more end blocks than tarfile writes
 
 
-def _recipe_of(tmp_path, tar: bytes) -> tuple[str, str]:
-    """Apply `tar` to a fresh directory and write its recipe; (recipe path, fs)."""
-    fs = tmp_path / "fs"
+class _Blob:
+    """What a recorder switches to: bytes in memory."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data) -> None:
+        self.data += data
+
+    def abort(self) -> None:
+        pass
+
+
+class _Tee:
+    """Reads `tar` in pieces of random sizes, giving each to the recorder as it goes
+    (the recorder keeping the largest window it held)."""
+
+    def __init__(self, tar: bytes, recorder: recipe.Recorder, seed: int = 0) -> None:
+        self.data, self.at, self.recorder = tar, 0, recorder
+        self.random = random.Random(seed)
+        self.held = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = len(self.data) if n < 0 else min(n, self.random.randint(1, 300_000))
+        out = self.data[self.at:self.at + n]
+        self.at += len(out)
+        if out:
+            self.recorder.write(out)
+            self.held = max(self.held, sum(len(c) for _, c in self.recorder.chunks))
+        return out
+
+
+def _record(tmp_path, tar: bytes, seed: int = 0) -> tuple[recipe.Recorder, str, _Tee]:
+    fs = tmp_path / f"fs{seed}"
     fs.mkdir()
-    applied = apply_layer(str(fs), io.BytesIO(tar))
-    assert applied.diff_id == _sha(tar) and applied.files is not None
-    fd = os.memfd_create("t")
-    os.write(fd, tar)
-    try:
-        data = recipe.build(fd, len(tar), applied.files, applied.diff_id)
-    finally:
-        os.close(fd)
-    path = str(tmp_path / "layer.recipe")
+    blob = _Blob()
+    recorder = recipe.Recorder(lambda: blob)
+    tee = _Tee(tar, recorder, seed)
+    applied = apply_layer(str(fs), tee, recorder=recorder)
+    tee.read()
+    assert applied.diff_id == _sha(tar) and recorder.digest() == _sha(tar)
+    return recorder, str(fs), tee
+
+
+def _recipe_of(tmp_path, tar: bytes, seed: int = 0) -> tuple[str, str]:
+    """Apply `tar` to a fresh directory, recording its recipe; (recipe path, fs)."""
+    recorder, fs, _ = _record(tmp_path, tar, seed)
+    data = recorder.finish()
+    assert data is not None and recorder.mode == "recipe"
+    path = str(tmp_path / f"layer{seed}.recipe")
     recipe.save(path, data)
-    return path, str(fs)
+    return path, fs
 
 
 def _regenerated(path: str, fs: str) -> bytes:
@@ -86,8 +124,9 @@ def test_a_recipe_makes_the_same_tar_again(tmp_path, fmt):
         tar = layer_tar([("a", "dir", 0o755, b""), ("a/b", "file", 0o600, b"b" * 1000)])
     else:
         tar = _varied(fmt)
-    path, fs = _recipe_of(tmp_path, tar)
-    assert _regenerated(path, fs) == tar
+    for seed in range(4):  # the tar given to the recorder in pieces of other sizes
+        path, fs = _recipe_of(tmp_path, tar, seed)
+        assert _regenerated(path, fs) == tar
     records, total, digest = recipe.parse(open(path, "rb").read())
     assert total == len(tar) and digest == _sha(tar)
     # the recipe holds what is not file data: far less than the tar
@@ -136,22 +175,71 @@ def test_regenerate_refuses_a_path_out_of_the_snapshot(tmp_path):
         recipe.regenerate(str(path), str(tmp_path / "fs"), lambda b: None)
 
 
-@pytest.mark.parametrize("entries", [
-    [("a", "file", 0o644, b"1"), ("a", "file", 0o644, b"2")],  # a name twice
+def test_the_recorder_holds_a_window_not_the_tar(tmp_path):
+    entries = [("d", "dir", 0o755, b"")]
+    for i in range(40):
+        entries += [(f"d/big{i}", "file", 0o644, os.urandom(1 << 20)),
+                    (f"d/small{i}", "file", 0o644, b"s" * i)]
+    tar = layer_tar(entries)
+    recorder, fs, tee = _record(tmp_path, tar)
+    assert tee.held < (3 << 20)  # about a big file and a piece, of 41 MB
+    path = str(tmp_path / "r")
+    recipe.save(path, recorder.finish())
+    assert _regenerated(path, fs) == tar
+
+
+_UNREPRODUCIBLE = [
+    [("a", "file", 0o644, b"1" * 700), ("b", "file", 0o644, b"b"), ("a", "file", 0o644, b"2")],
     [("d", "dir", 0o755, b""), ("d/a", "file", 0o644, b"1"), ("d/.wh.a", "file", 0o644, b"")],
     [("d/a", "file", 0o644, b"1"), ("d/a", "dir", 0o755, b"")],  # a file replaced
-])
-def test_a_layer_whose_files_do_not_make_it_has_no_files(tmp_path, entries):
+    [("x", "file", 0o644, os.urandom(3 << 20)), ("d", "dir", 0o755, b""),
+     ("d/a", "file", 0o644, b"1"), ("d", "file", 0o644, b"a dir replaced")],
+]
+
+
+@pytest.mark.parametrize("entries", _UNREPRODUCIBLE)
+def test_a_layer_whose_files_do_not_make_it_switches_to_its_blob(tmp_path, entries):
+    """Before the entry that replaces or removes something, the recorder writes what
+    came before (made from the files) and then the rest: the blob is the tar."""
     tar = layer_tar(entries)
-    fs = tmp_path / "fs"
-    fs.mkdir()
-    assert apply_layer(str(fs), io.BytesIO(tar)).files is None
+    for seed in range(3):
+        fs = tmp_path / f"fs{seed}"
+        fs.mkdir()
+        blob = _Blob()
+        recorder = recipe.Recorder(lambda b=blob: b)
+        tee = _Tee(tar, recorder, seed)
+        assert apply_layer(str(fs), tee, recorder=recorder).files is None
+        tee.read()
+        assert recorder.finish() is None and recorder.mode == "blob"
+        assert bytes(blob.data) == tar
+        plain = tmp_path / f"plain{seed}"
+        plain.mkdir()
+        assert apply_layer(str(plain), io.BytesIO(tar)).files is None
 
 
 def test_a_target_that_was_not_empty_has_no_files(tmp_path):
     (tmp_path / "x").write_bytes(b"")
     tar = layer_tar([("a", "file", 0o644, b"1")])
     assert apply_layer(str(tmp_path), io.BytesIO(tar)).files is None
+    blob = _Blob()
+    recorder = recipe.Recorder(lambda: blob)
+    tee = _Tee(tar, recorder)
+    apply_layer(str(tmp_path), tee, recorder=recorder)
+    tee.read()
+    assert recorder.finish() is None and bytes(blob.data) == tar
+
+
+def test_a_recorder_that_lost_its_extraction_keeps_nothing(tmp_path):
+    tar = layer_tar([("a", "file", 0o644, b"1"), ("../escape", "file", 0o644, b"x")])
+    (tmp_path / "fs").mkdir()
+    recorder = recipe.Recorder(_Blob)
+    tee = _Tee(tar, recorder)
+    with pytest.raises(InvalidArgument, match="'..' in path"):
+        apply_layer(str(tmp_path / "fs"), tee, recorder=recorder)
+    recorder.lose()
+    tee.read()
+    assert recorder.finish() is None and recorder.digest() == _sha(tar)
+    assert not recorder.chunks and recorder.blob is None
 
 
 # -- the store ------------------------------------------------------------------
@@ -304,12 +392,3 @@ def test_a_recipe_counts_in_the_snapshot_usage(store):
     with_recipe = store.snapshots.usage(chain)[0]
     os.unlink(store.snapshots.recipe_path(chain))
     assert with_recipe > store.snapshots.usage(chain)[0]
-
-
-def test_recipe_layers_are_not_kept_in_memory_past_the_budget(store, monkeypatch):
-    from knarr.images import archive as archives
-    monkeypatch.setattr(archives, "_memory_available", lambda: 4 << 20)  # 1 MiB usable
-    layer = _plain()
-    archive, image_id = _docker_archive([layer])
-    load(store, io.BytesIO(archive))
-    assert store.content.exists(_sha(layer)) and store.check() == []
