@@ -32,7 +32,8 @@ _IN = select.POLLIN | select.POLLHUP | select.POLLERR
 class Monitor(ClientsMixin, ExecMixin):
     """The loop and everything it tracks."""
 
-    def __init__(self, params: dict, report: socket.socket | None) -> None:
+    def __init__(self, params: dict, report: socket.socket | None,
+                 open_now: bool = True) -> None:
         self.p = params
         self.id = params["id"]
         self.report = report
@@ -56,9 +57,20 @@ class Monitor(ClientsMixin, ExecMixin):
         self.done = False
         self.started_at = 0.0
         self.backoff = 0.1
+        self.state: dict = {}
+        self.log = None
+        self.health = None
+        if open_now:
+            self.open_state()
+
+    def open_state(self) -> None:
+        """Read the saved state, open the log and make the health checker (once); a start
+        does it after handing its task child the create, while that child works."""
+        if self.health is not None:
+            return
+        params = self.p
         self.state = monitor_io.read_state(params["state_path"]) or {}
         self.state.update(RestartCount=params.get("restart_count", 0))
-        self.log = None
         if params["log_driver"] == "json-file":
             self.log = jsonlog.Writer(params["log_path"], params["log_max_size"],
                                       params["log_max_file"])

@@ -62,12 +62,13 @@ def _keep_traceback() -> None:
 
 
 def _serve(params: dict, report: socket.socket | None, starter=None) -> int:
-    mon = Monitor(params, report)
+    mon = Monitor(params, report, open_now=False)
     mon.preforked = starter
     try:
         # the task child mounts the rootfs and creates the container while we set up
         mon.create_begin()
         try:
+            mon.open_state()
             mon.setup_signals()
             mon.listen()
         except BaseException:
@@ -76,6 +77,7 @@ def _serve(params: dict, report: socket.socket | None, starter=None) -> int:
         pid = mon.create_end()
     except BaseException as exc:  # noqa: BLE001 - reported to the daemon
         _report(report, "error", message=str(exc), category=_category(exc))
+        mon.open_state()  # if the create failed before we had
         mon.state.update(Error=str(exc), ExitCode=127 if "not found" in str(exc) else 126)
         mon.save_state()
         mon.unmount_rootfs()
