@@ -102,6 +102,7 @@ def create_held(root: str, container_id: str, bundle: str, *,
                "fifo": fifo, "no_pivot": no_pivot, "preserve_fds": preserve_fds,
                "namespaces": runtime_spec.namespaces_of(config),
                "console_socket": console_socket}
+        ctx["sends_hierarchies"] = _sends_hierarchies(config, ctx["namespaces"])
         # Opened here, as the host's root, and inherited: in a user namespace init runs as
         # an unprivileged host uid that cannot reach the state root or the caller's socket.
         ctx["fifo_fd"] = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
@@ -242,7 +243,8 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
         if not direct or ctx["cgroup_anchors"]:
             cgroup.create()
         if direct:
-            ch.send("made", **_made(ctx))
+            ch.send("made")
+            _send_hierarchies(ch, ctx)
         cgroup.apply(resources)
     except BaseException:
         if stage1 is not None:
@@ -276,7 +278,8 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
             if not direct:  # without stage1, init joins itself
                 cgroup.add_process(pid)
                 prime.stop()
-                ch.send("made", **_made(ctx))
+                ch.send("made")
+                _send_hierarchies(ch, ctx)
             ch.send("cgroup")
         except BaseException:
             _raise_reported(ch)  # init's own error, when that is why it is gone
@@ -301,15 +304,18 @@ def _drive(ch: Channel, first: int, direct: bool, ctx: dict, cgroup: tuple, reco
     return pid
 
 
-def _made(ctx: dict) -> dict:
-    """What "made" tells init besides: the cgroup hierarchies mounted here, when it
-    mounts cgroups in its mount namespace (a copy of ours): found while it works, they
-    spare it reading and parsing the mount table itself."""
-    config, ns = ctx["config"], ctx["namespaces"]
-    if "mount" not in ns or ns["mount"] or \
-            not any(m.get("type") == "cgroup" for m in config.get("mounts", [])):
-        return {}
-    return {"hierarchies": mounts.host_cgroup_hierarchies()}
+def _sends_hierarchies(config: dict, ns: dict) -> bool:
+    """Whether the runtime sends init the cgroup hierarchies mounted here (after
+    "made"): when init mounts cgroups in a mount namespace of its own, a copy of ours.
+    Found here while init joins its cgroup, they spare it reading and parsing the
+    mount table itself."""
+    return "mount" in ns and not ns["mount"] and \
+        any(m.get("type") == "cgroup" for m in config.get("mounts", []))
+
+
+def _send_hierarchies(ch: Channel, ctx: dict) -> None:
+    if ctx["sends_hierarchies"]:
+        ch.send("hierarchies", hierarchies=mounts.host_cgroup_hierarchies())
 
 
 def _next(ch: Channel, what: str) -> dict:

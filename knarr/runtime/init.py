@@ -99,12 +99,13 @@ class _InCgroup:
         the cgroup hierarchies the runtime found mounted, if it sent them."""
         if not self.joined:
             self.joined = True
-            made = self.ch.expect("made", "join the container's cgroup")
-            if made.get("hierarchies") is not None:
-                self.hierarchies = mounts.hierarchies_from_wire(made["hierarchies"])
+            self.ch.expect("made", "join the container's cgroup")
             join_cgroup(self.ctx)
             if "cgroup" in self.ns and not self.ns["cgroup"]:
                 ksys.unshare(ksys.CLONE_NEWCGROUP)
+            if self.ctx.get("sends_hierarchies"):  # found by the runtime meanwhile
+                sent = self.ch.expect("hierarchies", "mount the cgroup hierarchies")
+                self.hierarchies = mounts.hierarchies_from_wire(sent["hierarchies"])
         if limits and not self.limited:
             self.limited = True
             self.ch.expect("cgroup", "wait for the container's cgroup limits")
