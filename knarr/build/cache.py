@@ -4,7 +4,8 @@ One small JSON file per key under the cache directory (temp, fsync, rename).
 A key is the sha256 of the parent state's id, the step as it was expanded,
 the build args in effect and the content hash of what a COPY copies. An entry
 is used only while every layer it names is still stored (snapshot, and blob
-unless the layer is one a build keeps as a directory only),
+unless the layer is kept as its snapshot only: a build's directory, a loaded
+layer's recipe),
 so a removed image or a pruned layer makes it a miss, never a broken image.
 """
 
@@ -14,7 +15,7 @@ import os
 
 from knarr.content import ContentStore
 from knarr.oci import digest as digests
-from knarr.snapshots import DIR_LAYER_FORMAT, DIR_LAYER_LABEL, Snapshotter
+from knarr.snapshots import Snapshotter, recipe
 
 __all__ = ["Cache", "key_of"]
 
@@ -45,13 +46,14 @@ class Cache:
             chain = digests.chain_ids(diff_ids)[-1]
             if not self.snaps.exists(chain):
                 return None
-        # a layer is its blob, or (a build's own layer) the directory of its snapshot
+        # a layer is its blob, or its snapshot that makes it (a build's directory, a
+        # loaded layer's recipe)
         chains = digests.chain_ids(diff_ids)
         for layer, diff_id, chain in zip(layers, diff_ids, chains, strict=True):
             if self.content.exists(layer["digest"]):
                 continue
-            if layer["digest"] != diff_id or \
-                    self.snaps.stat(chain)["labels"].get(DIR_LAYER_LABEL) != DIR_LAYER_FORMAT:
+            if layer["digest"] != diff_id or not self.snaps.exists(chain) or \
+                    recipe.blob_made_from(self.snaps.stat(chain)["labels"]) is None:
                 return None
         return config, layers
 

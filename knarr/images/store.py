@@ -37,8 +37,6 @@ from knarr.oci import digest as digests
 from knarr.oci import image_spec, reference
 from knarr.snapshots import (
     COMMITTED,
-    DIR_LAYER_FORMAT,
-    DIR_LAYER_LABEL,
     RECIPE_FORMAT,
     RECIPE_LABEL,
     Snapshotter,
@@ -274,11 +272,11 @@ class ImageStore:
         callable that writes the tar to a `write` callable and returns its size."""
         if digest != diff_id or not self.snapshots.exists(chain):
             return None
-        labels = self.snapshots.stat(chain)["labels"]
-        if labels.get(DIR_LAYER_LABEL) == DIR_LAYER_FORMAT:
+        made_from = recipe.blob_made_from(self.snapshots.stat(chain)["labels"])
+        if made_from == "dir":
             directory = self.snapshots.path(chain)
             return lambda write: write_diff(directory, _Out(write), hashed=False, still=True)[1]
-        if labels.get(RECIPE_LABEL) == RECIPE_FORMAT:
+        if made_from == "recipe":
             return self._recipe_maker(chain)
         return None  # not kept so, or in a format this knarr cannot make
 

@@ -32,8 +32,9 @@ import threading
 from collections.abc import Callable, Sequence
 
 from knarr.errors import InvalidArgument
+from knarr.snapshots.diff import DIR_LAYER_FORMAT, DIR_LAYER_LABEL
 
-__all__ = ["RECIPE_LABEL", "RECIPE_FORMAT", "RECIPE_NAME", "Recorder", "encode",
+__all__ = ["RECIPE_LABEL", "RECIPE_FORMAT", "RECIPE_NAME", "Recorder", "blob_made_from", "encode",
            "save", "regenerate", "parse"]
 
 # On a committed snapshot: its layer's blob is not stored but made by `regenerate` from
@@ -51,6 +52,18 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Files = Sequence[tuple[int, int, str]]  # (offset of the data in the tar, size, path in fs)
+
+
+def blob_made_from(labels: dict) -> str | None:
+    """How a committed snapshot with these labels makes its layer's blob, if it keeps
+    no blob: "dir" (a build's layer: `write_diff` of its directory), "recipe" (a loaded
+    layer: `regenerate`), or None (its blob is stored, or of a format this knarr
+    cannot make)."""
+    if labels.get(DIR_LAYER_LABEL) == DIR_LAYER_FORMAT:
+        return "dir"
+    if labels.get(RECIPE_LABEL) == RECIPE_FORMAT:
+        return "recipe"
+    return None
 
 
 def save(path: str, recipe: bytes) -> None:

@@ -392,3 +392,20 @@ def test_a_recipe_counts_in_the_snapshot_usage(store):
     with_recipe = store.snapshots.usage(chain)[0]
     os.unlink(store.snapshots.recipe_path(chain))
     assert with_recipe > store.snapshots.usage(chain)[0]
+
+
+def test_a_build_cache_entry_on_a_recipe_layer_is_a_hit(store, tmp_path):
+    """A step cached on a loaded image's layers stays a hit while the snapshot that
+    makes the layer exists (a build FROM a loaded image)."""
+    from knarr.build.cache import Cache
+    layer = _plain()
+    archive, image_id = _docker_archive([layer])
+    load(store, io.BytesIO(archive))
+    row = store.get(image_id)
+    config = json.loads(store.content.read(image_id))
+    cache = Cache(str(tmp_path / "cache"), store.content, store.snapshots)
+    cache.put("k", config, row["layers"])
+    assert not store.content.exists(_sha(layer))
+    assert cache.get("k") == (config, row["layers"])
+    store.remove("big:1")
+    assert cache.get("k") is None
