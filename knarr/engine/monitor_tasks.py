@@ -139,6 +139,7 @@ def prefork_starter(close: tuple = ()) -> tuple[int, object] | None:
 
     chan, code = forked[1], 0
     try:
+        container_create.warm_up()  # while it waits: the create's first-run costs now
         msg, fds, _flags, _addr = socket.recv_fds(chan, 1 << 20, 5)
         chan.close()
         if not msg or len(fds) != 5:
