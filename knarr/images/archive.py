@@ -290,6 +290,8 @@ class _Tee:
                     self.writer.write(data)
             except BaseException as exc:  # noqa: BLE001 - raised in the reading thread
                 self.failure = exc
+                if isinstance(self.writer, recipe.Recorder):
+                    self.writer.fail(exc)  # an extraction waiting for its bytes stops
             finally:
                 self.chunks.task_done()
 

@@ -199,6 +199,7 @@ class Recorder:
         self.chunks: collections.deque = collections.deque()  # (start, bytes)
         self.mode = "recipe"  # or "blob" (written to self.blob), "lost"
         self.blob: object = None
+        self.failure: BaseException | None = None
         self.lock = threading.Condition()
 
     def write(self, data: bytes) -> None:
@@ -218,6 +219,13 @@ class Recorder:
 
     def digest(self) -> str:
         return f"sha256:{self.hash.hexdigest()}"
+
+    def fail(self, failure: BaseException) -> None:
+        """The thread writing here failed: no more bytes come (a `switch` waiting for
+        them raises `failure`)."""
+        with self.lock:
+            self.failure = failure
+            self.lock.notify_all()
 
     def _advance(self, limit: int) -> None:
         """Account for the bytes up to `limit` (all received): raw or a file's data."""
@@ -260,6 +268,8 @@ class Recorder:
             if self.mode != "recipe":
                 return
             while self.offset < at:
+                if self.failure is not None:
+                    raise self.failure
                 self.lock.wait()
             self._advance(at)
             if self.cursor != at or self.next_file != len(self.files):

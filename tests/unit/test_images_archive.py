@@ -425,7 +425,7 @@ def test_archive_cut_inside_a_big_layer_leaves_nothing(store):
     assert _empty(store)
 
 
-@pytest.mark.parametrize("sink", ["ingest", "recorder"])
+@pytest.mark.parametrize("sink", ["ingest", "recorder", "recorder-switching"])
 @pytest.mark.parametrize("after", [0, 2 << 20, 5 << 20])
 def test_a_blob_write_that_fails_fails_the_load_and_leaves_nothing(store, monkeypatch, after,
                                                                    sink):
@@ -438,7 +438,10 @@ def test_a_blob_write_that_fails_fails_the_load_and_leaves_nothing(store, monkey
 
     from knarr.content.writer import Writer
     from knarr.snapshots import recipe
-    layer = layer_tar([("big", "file", 0o644, _BIG), ("small", "file", 0o644, b"s")])
+    entries = [("big", "file", 0o644, _BIG), ("small", "file", 0o644, b"s")]
+    if sink == "recorder-switching":  # the extraction waits for the bytes of its switch
+        entries.append(("small", "file", 0o644, b"again"))
+    layer = layer_tar(entries)
     archive, _ = _docker_archive([gzip.compress(layer, 1) if sink == "ingest" else layer])
     cls = Writer if sink == "ingest" else recipe.Recorder
     real = cls.write
