@@ -22,9 +22,10 @@ from benchkit.benchmarks.engines import Engines
 from benchkit.registry import Goal, register
 
 
-def prepare(workdir: Path) -> Engines:
-    """Start the engines; return them (stopped again if starting failed)."""
-    engines = Engines(workdir, docker_nonet=True)
+def prepare(workdir: Path, docker_nonet: bool = True) -> Engines:
+    """Start the engines (docker-nonet too, unless not asked for); return them (stopped
+    again if starting failed)."""
+    engines = Engines(workdir, docker_nonet)
     try:
         engines.start()
     except BaseException:

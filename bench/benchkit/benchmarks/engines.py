@@ -46,7 +46,6 @@ KNARR_CLI = str(VENV_BIN / "knarr")
 CGROUP_PARENTS = ("docker", "libpod_parent", "knarr")
 # the bridge of the engine benches' dockerd (net_http.py's is kbdock0, 10.215.0.0/24)
 DOCKER_BRIDGE = ("kbdock1", "10.215.1.1/24")
-DOCKERS = ("docker", "docker-nonet")
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
