@@ -17,6 +17,7 @@ stands for a profile that validated.
 
 import os
 
+from knarr.runtime.state import write_atomic
 from knarr.sys import seccomp as scmp
 
 try:  # the builtin module: hashlib loads OpenSSL (~5 ms of a knarr-runtime start)
@@ -79,16 +80,8 @@ def write(cache_dir: str, key: str, bpf: bytes, flags: int) -> None:
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         _prune(cache_dir)
-        path = _path(cache_dir, key)
-        tmp = f"{path}.tmp-{os.getpid()}"
         header = f"{key} {flags} {sha256(bpf).hexdigest()}\n".encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, header + bpf)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        write_atomic(_path(cache_dir, key), header + bpf, 0o600, durable=True)
     except OSError:
         pass
 
