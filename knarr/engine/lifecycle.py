@@ -181,9 +181,9 @@ class LifecycleMixin:
                     await _monitor_gives_up(reader, writer)
                     raise
                 writer.write(b"go\n")
-            reply = await _report(reader, cid)
+            reply = await _report(reader, writer, cid)
             if reply["kind"] == "created":
-                reply = await _report(reader, cid)
+                reply = await _report(reader, writer, cid)
             if replies:  # answered before the start: read already, or at once
                 await asyncio.gather(*replies)
             # the report channel is the container's link from now on (the monitor serves
@@ -489,7 +489,16 @@ async def _monitor_gives_up(reader, writer) -> None:
         writer.write(b"no\n")
     except OSError:
         return
+    _no_more(writer)
     await _monitor_closed(reader)
+
+
+def _no_more(writer) -> None:
+    """Shut our side of the report channel for writing: the monitor's reads end."""
+    try:
+        writer.write_eof()
+    except OSError:
+        pass
 
 
 async def _monitor_closed(reader) -> None:
@@ -502,13 +511,20 @@ async def _monitor_closed(reader) -> None:
         pass
 
 
-async def _report(reader, cid: str) -> dict:
-    line = await asyncio.wait_for(reader.readline(), _START_TIMEOUT)
+async def _report(reader, writer, cid: str) -> dict:
+    try:
+        line = await asyncio.wait_for(reader.readline(), _START_TIMEOUT)
+    except ConnectionError as exc:  # ours, not the API client's: say so
+        raise FailedPrecondition(f"start container {cid}: its monitor's report channel "
+                                 f"failed: {exc}", id=cid) from exc
     if not line:
         raise FailedPrecondition(f"start container {cid}: its monitor exited before "
                                  "reporting", id=cid)
     reply = json.loads(line)
     if reply["kind"] == "error":
+        # nothing more goes to the monitor: it reads what we sent until this end, so
+        # that its close does not reset the channel (see monitor_main._drain_report)
+        _no_more(writer)
         await _monitor_closed(reader)
         category = _CATEGORIES.get(reply.get("category"), FailedPrecondition)
         if "not found" in reply["message"] or "permission denied" in reply["message"]:

@@ -81,6 +81,7 @@ def _serve(params: dict, report: socket.socket | None, starter=None) -> int:
         mon.state.update(Error=str(exc), ExitCode=127 if "not found" in str(exc) else 126)
         mon.save_state()
         mon.unmount_rootfs()
+        _drain_report(report)
         return 1
     if params.get("wait_go"):
         _report(report, "created", pid=pid, monitor=os.getpid())
@@ -104,6 +105,25 @@ def _serve(params: dict, report: socket.socket | None, starter=None) -> int:
     mon.run()
     mon.flush_all(1.0)
     return 0
+
+
+def _drain_report(report: socket.socket | None) -> None:
+    """After an error before go: read what the daemon sent (attach connections, its go)
+    until it closes its end (it does once it has read the error), a few seconds at most.
+    A unix socket closed with unread data resets its peer's end, and the daemon's
+    reader would drop the error line it holds for the reset."""
+    if report is None:
+        return
+    report.settimeout(5.0)
+    try:
+        while True:
+            data, fds, _flags, _addr = socket.recv_fds(report, 65536, 16)
+            for fd in fds:
+                os.close(fd)
+            if not data:
+                return
+    except OSError:
+        pass
 
 
 def _abandon_create(mon: Monitor) -> None:
