@@ -66,7 +66,6 @@ def test_push_of_a_layer_kept_as_a_recipe(store, tmp_path):
     archive had, and pulls back to the same image. A snapshot changed since is refused
     before anything is sent."""
     import io
-    import tarfile
 
     from knarr.errors import FailedPrecondition
     from knarr.images import load
@@ -80,13 +79,8 @@ def test_push_of_a_layer_kept_as_a_recipe(store, tmp_path):
     members = {config_name: config, "l/layer.tar": layer,
                "manifest.json": json.dumps([{"Config": config_name, "RepoTags": ["r:1"],
                                              "Layers": ["l/layer.tar"]}]).encode()}
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as t:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    image_id = load(store, io.BytesIO(archive.getvalue()))[0]["Id"]
+    archive = builtin.layer_tar([(name, "file", 0o644, data) for name, data in members.items()])
+    image_id = load(store, io.BytesIO(archive))[0]["Id"]
     row = store.records.get(image_id)
     assert row["layers"][0]["digest"] == diff_id and not store.content.exists(diff_id)
     with Distribution(tmp_path / "reg") as reg:

@@ -54,13 +54,7 @@ def _members(data: bytes) -> dict[str, bytes]:
 
 
 def _tar_of(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return layer_tar([(name, "file", 0o644, data) for name, data in files.items()])
 
 
 def _empty(store) -> bool:

@@ -255,13 +255,8 @@ def _docker_archive(layers: list[bytes], tags=("big:1",), repeat: int = 1) -> tu
     files["manifest.json"] = json.dumps([{"Config": f"{_sha(config)[7:]}.json",
                                           "RepoTags": list(tags),
                                           "Layers": list(files)[1:]}]).encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue(), _sha(config)
+    return layer_tar([(name, "file", 0o644, data) for name, data in files.items()]), \
+        _sha(config)
 
 
 _BIG = os.urandom(5 << 20)  # above the size load keeps in memory without looking
