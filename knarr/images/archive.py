@@ -79,9 +79,10 @@ class _Staged:
             self.digests[path] = digests.sha256_of(data)
         else:
             self.count += 1
-            first = source.read(tarfile.BLOCKSIZE)
-            sink = self._sink(path, f"load-{os.getpid()}-{self.count}", first)
-            tee = _Tee(_Prefixed(first, source), sink)
+            peek = unpack.Peekable(source)
+            sink = self._sink(path, f"load-{os.getpid()}-{self.count}",
+                              peek.peek(tarfile.BLOCKSIZE))
+            tee = _Tee(peek, sink)
             try:
                 self._extract(path, tee, sink)
                 while tee.read(_CHUNK):
@@ -232,26 +233,6 @@ class _Staged:
             if self.store.snapshots.exists(done[0]):
                 self.store.snapshots.remove(done[0])
         self.extracted.clear()
-
-
-class _Prefixed:
-    """A reader giving `head` (read from `source` already), then the rest of `source`."""
-
-    def __init__(self, head: bytes, source) -> None:
-        self.head = head
-        self.source = source
-
-    def read(self, n: int = -1) -> bytes:
-        if not self.head:
-            return self.source.read(n)
-        if 0 <= n < len(self.head):
-            out, self.head = self.head[:n], self.head[n:]
-            return out
-        out, self.head = self.head, b""
-        return out
-
-    def readable(self) -> bool:
-        return True
 
 
 class _Tee:

@@ -13,6 +13,7 @@ import shlex
 from typing import BinaryIO
 
 from knarr.errors import InvalidArgument
+from knarr.images import unpack
 from knarr.images.store import ImageStore
 from knarr.oci import digest as digests
 from knarr.oci import image_spec, reference
@@ -124,30 +125,10 @@ def import_image(store: ImageStore, stream: BinaryIO, names: list[str] | None = 
 
 
 def _store_layer(store: ImageStore, stream: BinaryIO) -> str:
-    head = stream.read(4)
-    rest = _Prefixed(head, stream)
+    rest = unpack.Peekable(stream)
     with store.content.writer(f"import-{os.getpid()}") as writer:
         writer.truncate()
-        with decompressed(rest, detect(head)) as plain:  # type: ignore[arg-type]
+        with decompressed(rest, detect(rest.peek(4))) as plain:  # type: ignore[arg-type]
             while chunk := plain.read(_CHUNK):
                 writer.write(chunk)
         return writer.commit()
-
-
-class _Prefixed:
-    """A stream with a few bytes already read put back in front."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self.head, self.stream = head, stream
-
-    def read(self, n: int = -1) -> bytes:
-        if not self.head:
-            return self.stream.read(n)
-        if n < 0:
-            out, self.head = self.head + self.stream.read(), b""
-            return out
-        out, self.head = self.head[:n], self.head[n:]
-        return out
-
-    def readable(self) -> bool:
-        return True

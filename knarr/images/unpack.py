@@ -36,7 +36,7 @@ from knarr.snapshots import Applied, HashingReader, Snapshotter, decompressed, d
 
 __all__ = ["unpack_layer", "unpack_image", "extract_layer", "commit_extracted", "make_durable",
            "WritingBack", "remove_stale_extractions", "is_stale_extraction", "DIFF_ID_LABEL",
-           "DIFF_SIZE_LABEL"]
+           "DIFF_SIZE_LABEL", "Peekable"]
 
 _EXTRACT = "extract-"
 _CHUNK = 1 << 20
@@ -171,7 +171,7 @@ def commit_extracted(snaps: Snapshotter, key: str, parent: str | None, applied: 
 def _apply(snaps: Snapshotter, key: str, stream: BinaryIO, label: str,
            max_bytes: int | None, read_ahead: bool = False,
            plain_digest: Callable[[], str] | None = None, recorder: object = None) -> Applied:
-    peek = _Peekable(stream)
+    peek = Peekable(stream)
     compression = detect(peek.peek(4))
     with decompressed(peek, compression) as plain:  # type: ignore[arg-type]
         source = _ReadAhead(plain, None if compression else plain_digest) \
@@ -222,7 +222,7 @@ def is_stale_extraction(key: str) -> bool:
     return pid.isdigit() and not os.path.exists(f"/proc/{pid}")
 
 
-class _Peekable:
+class Peekable:
     """A read-only stream that can show its first bytes without consuming them."""
 
     def __init__(self, stream: BinaryIO) -> None:
