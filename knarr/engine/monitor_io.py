@@ -9,8 +9,9 @@ an exec's exit code). Raw input after the request goes to the process's stdin.
 import os
 
 from knarr import fastjson
+from knarr import sys as ksys
 
-__all__ = ["frame", "CONTROL", "read_file", "read_state", "write_state", "monitor_dir",
+__all__ = ["frame", "CONTROL", "read_state", "write_state", "monitor_dir",
            "MONITOR_SOCK"]
 
 CONTROL = 255
@@ -27,24 +28,10 @@ def monitor_dir(exec_root: str, container_id: str) -> str:
     return os.path.join(exec_root, "containers", container_id)
 
 
-def read_file(path: str) -> bytes:
-    """A small file's bytes, read without io's objects: a monitor that touches fewer of the
-    fork helper's objects keeps more of its pages shared (each object it touches costs
-    the monitor a private copy of that object's page)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def read_state(path: str) -> dict | None:
     """The container's state file, or None if there is none yet."""
     try:
-        return fastjson.loads(read_file(path))
+        return fastjson.loads(ksys.read_bytes(path))
     except FileNotFoundError:
         return None
     except ValueError:

@@ -9,7 +9,7 @@ import os
 import socket
 
 from knarr import fastjson
-from knarr.engine import monitor_io
+from knarr import sys as ksys
 from knarr.engine.monitor import Monitor
 from knarr.runtime.waiting import become_subreaper
 
@@ -42,7 +42,7 @@ def main(params_path: str, report: socket.socket | None, starter=None) -> None:
         become_subreaper()
         if report is not None:  # it came through the helper without close-on-exec
             os.set_inheritable(report.fileno(), False)
-        params = fastjson.loads(monitor_io.read_file(params_path))
+        params = fastjson.loads(ksys.read_bytes(params_path))
         os.chdir(params["bundle"])
         code = _serve(params, report, starter)
     except BaseException:  # noqa: BLE001 - kept in monitor.err, next to its socket

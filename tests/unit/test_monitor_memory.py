@@ -10,15 +10,6 @@ from knarr.engine import monitor_io
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(monitor_io.__file__))))
 
 
-def test_read_file_reads_all_of_a_file_bigger_than_one_read(tmp_path):
-    path = tmp_path / "state.json"
-    data = os.urandom(200_000)
-    path.write_bytes(data)
-    assert monitor_io.read_file(str(path)) == data
-    (tmp_path / "empty").write_bytes(b"")
-    assert monitor_io.read_file(str(tmp_path / "empty")) == b""
-
-
 def test_read_state_of_a_missing_or_torn_file_is_none(tmp_path):
     assert monitor_io.read_state(str(tmp_path / "missing")) is None
     (tmp_path / "torn").write_bytes(b'{"Status": "run')
