@@ -25,6 +25,13 @@ def _sha(data: bytes) -> str:
 
 
 @pytest.fixture
+def store(tmp_path):
+    s = ImageStore(str(tmp_path / "root"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def other(tmp_path):
     s = ImageStore(str(tmp_path / "other"))
     yield s

@@ -8,8 +8,15 @@ import os
 import pytest
 
 from knarr.errors import InvalidArgument
-from knarr.images import apply_changes, import_image, layer_tar
+from knarr.images import ImageStore, apply_changes, import_image, layer_tar
 from knarr.images.builtin import apt_mirror
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ImageStore(str(tmp_path / "root"))
+    yield s
+    s.close()
 
 
 def test_changes_set_the_run_config():

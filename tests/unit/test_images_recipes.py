@@ -13,12 +13,19 @@ import tarfile
 import pytest
 
 from knarr.errors import FailedPrecondition, InvalidArgument
-from knarr.images import layer_tar, load, save
+from knarr.images import ImageStore, layer_tar, load, save
 from knarr.snapshots import RECIPE_FORMAT, RECIPE_LABEL, apply_layer, recipe
 
 
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ImageStore(str(tmp_path / "root"))
+    yield s
+    s.close()
 
 
 def _add(t: tarfile.TarFile, name: str, kind=tarfile.REGTYPE, data=b"", **fields) -> None:

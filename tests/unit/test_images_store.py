@@ -17,6 +17,13 @@ needs_busybox = pytest.mark.skipif(not os.path.exists("/bin/busybox"),
 x86_64 = pytest.mark.skipif(os.uname().machine != "x86_64", reason="runs an x86_64 program")
 
 
+@pytest.fixture
+def store(tmp_path):
+    s = ImageStore(str(tmp_path / "root"))
+    yield s
+    s.close()
+
+
 def _top(store, ref):
     return store.snapshots.path(store.chain_ids(ref)[-1])
 
